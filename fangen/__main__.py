@@ -1,0 +1,5 @@
+import sys
+
+from fangen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""Command line: argparse dispatch to one thin module per command.
+
+Each command module defines ``register(subparsers)`` and ``run(args) -> int`` and
+imports anything heavy (jsonschema, pyroute2, dbus) inside ``run``, so a command
+pays only for what it uses.  This is the one place that turns errors into
+messages and exit codes: FangenError -> its diagnostics or message, exit 1; no
+tracebacks for user mistakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fangen import __version__
+from fangen.errors import EXIT_ERROR, FangenError
+
+COMMANDS = ("validate", "generate", "map", "up", "down", "show", "apply", "run")
+
+
+def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fangen",
+        description="Fan networking for netplan and systemd-networkd: every host on an "
+                    "underlay network owns a slice of a larger overlay, and traffic to "
+                    "another host's slice is tunnelled to the host computed from the address.")
+    parser.add_argument("--version", action="version", version=f"fangen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in commands:
+        try:
+            module = importlib.import_module(f"fangen.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"fangen.cli.{name}":
+                continue                       # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def add_root_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root-dir", default="/", metavar="DIR",
+                        help="read fan.d files from DIR/{lib,etc,run}/netplan/fan.d and write "
+                             "output under DIR (default: /)")
+
+
+def print_diagnostics(report, stream=None) -> None:
+    stream = stream or sys.stderr
+    for diag in sorted(report.items, key=lambda d: (d.severity != "warning", d.file or "",
+                                                     d.line, d.col, d.message)):
+        print(diag.format(), file=stream)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    wanted = [a for a in argv if not a.startswith("-")][:1]
+    commands = wanted if wanted and wanted[0] in COMMANDS else COMMANDS
+    parser = build_parser(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except FangenError as exc:
+        if exc.diagnostics:
+            for diag in exc.diagnostics:
+                print(diag.format(), file=sys.stderr)
+        else:
+            print(f"fangen: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR

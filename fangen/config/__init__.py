@@ -1,0 +1,1 @@
+"""Configuration pipeline: loader -> schema + semantic checks -> model."""

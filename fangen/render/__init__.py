@@ -1,0 +1,1 @@
+"""Renderers: pure functions from the model to {relative path: text}."""

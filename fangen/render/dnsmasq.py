@@ -1,0 +1,41 @@
+"""dnsmasq configuration for one fan's slice: DHCP (and DNS) on the bridge only."""
+
+from __future__ import annotations
+
+from fangen.config.model import Fan
+from fangen.fanmap import Slice
+from fangen.render import names
+
+
+def render(fan: Fan, sl: Slice, mtu: int, root: str = "/") -> str | None:
+    """The config text, or None when the fan has no DHCP."""
+    if not fan.dhcp:
+        return None
+    first, last = sl.dhcp_range
+    netmask = _netmask(fan.bridge_prefix)
+    state = f"{root.rstrip('/')}/{names.STATE_DIR}/{fan.name}"
+    lines = [
+        names.HEADER.format(sources=f"fan {fan.name}").rstrip("\n"),
+        f"interface={fan.bridge}",
+        "except-interface=lo",
+        "bind-interfaces",
+        f"listen-address={sl.gateway}",
+        "strict-order",
+        "dhcp-authoritative",
+        "dhcp-no-override",
+        f"dhcp-range={first},{last},{netmask},{fan.lease_time}s",
+        f"dhcp-option=option:router,{sl.gateway}",
+        f"dhcp-option-force=option:mtu,{mtu}",
+        f"dhcp-leasefile={names.lease_file(fan.name, root)}",
+        f"pid-file={state}/dnsmasq.pid",
+    ]
+    if fan.dns:
+        lines.append(f"dhcp-option=option:dns-server,{sl.gateway}")
+    else:
+        lines.append("port=0")
+    return "\n".join(lines) + "\n"
+
+
+def _netmask(prefixlen: int) -> str:
+    mask = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
+    return ".".join(str((mask >> shift) & 0xFF) for shift in (24, 16, 8, 0))

@@ -1,0 +1,80 @@
+"""systemd-networkd files for what networkd can express.
+
+networkd creates the fan bridge.  The tunnel is created by the runtime, because
+networkd cannot express either datapath (systemd 252's VXLAN has no collect-metadata
+mode, and no networkd knows fan maps); networkd still matches it, so it keeps its
+hands off link-local addressing and, in VXLAN mode, makes it a bridge port.  When
+the underlay host address is static the slice is known now and the bridge address
+(and, for IPIP, the overlay route) are rendered here; otherwise the runtime writes
+them as a drop-in once the address is known (``slice_dropins``).
+"""
+
+from __future__ import annotations
+
+from fangen.config.model import Fan
+from fangen.fanmap import Slice
+from fangen.render import names
+
+
+def render(fan: Fan, sources: str) -> dict[str, str]:
+    header = names.HEADER.format(sources=sources)
+    files = {
+        names.networkd_file(fan.bridge, "netdev"): header + _bridge_netdev(fan),
+        names.networkd_file(fan.bridge, "network"): header + _bridge_network(fan),
+        names.networkd_file(fan.tunnel, "network"): header + _tunnel_network(fan),
+    }
+    return files
+
+
+def _bridge_netdev(fan: Fan) -> str:
+    lines = ["[NetDev]", f"Name={fan.bridge}", "Kind=bridge"]
+    if fan.mtu is not None:
+        lines.append(f"MTUBytes={fan.mtu}")
+    lines += ["", "[Bridge]", "STP=no", ""]
+    return "\n".join(lines)
+
+
+def _common_network(name: str) -> list[str]:
+    return ["[Match]", f"Name={name}", "",
+            "[Link]", "RequiredForOnline=no", "",
+            "[Network]", "LinkLocalAddressing=no", "IPv6AcceptRA=no",
+            "ConfigureWithoutCarrier=yes", "IgnoreCarrierLoss=yes",
+            "KeepConfiguration=yes"]
+
+
+def _bridge_network(fan: Fan) -> str:
+    lines = _common_network(fan.bridge)
+    static = fan.static_slice
+    if static is not None:
+        lines += _slice_bridge_lines(fan, static)
+    return "\n".join(lines) + "\n"
+
+
+def _tunnel_network(fan: Fan) -> str:
+    lines = _common_network(fan.tunnel)
+    if fan.type == "vxlan":
+        lines.append(f"Bridge={fan.bridge}")
+    static = fan.static_slice
+    if static is not None and fan.type == "ipip":
+        lines += _slice_tunnel_lines(fan, static)
+    return "\n".join(lines) + "\n"
+
+
+def _slice_bridge_lines(fan: Fan, sl: Slice) -> list[str]:
+    return [f"Address={sl.gateway}/{fan.bridge_prefix}"]
+
+
+def _slice_tunnel_lines(fan: Fan, sl: Slice) -> list[str]:
+    return ["", "[Route]", f"Destination={fan.overlay}", f"PreferredSource={sl.gateway}",
+            "Scope=link"]
+
+
+def slice_dropins(fan: Fan, sl: Slice) -> dict[str, str]:
+    """Drop-ins the runtime writes once a dynamic underlay gives the slice."""
+    header = names.HEADER.format(sources=f"the underlay address of fan {fan.name}")
+    files = {f"{names.dropin_dir(fan.bridge)}/50-slice.conf":
+             header + "[Network]\n" + "\n".join(_slice_bridge_lines(fan, sl)) + "\n"}
+    if fan.type == "ipip":
+        files[f"{names.dropin_dir(fan.tunnel)}/50-slice.conf"] = \
+            header + "\n".join(_slice_tunnel_lines(fan, sl)[1:]) + "\n"
+    return files
