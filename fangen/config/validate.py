@@ -65,7 +65,14 @@ class _Checker:
 
     # -- JSON Schema -------------------------------------------------------------------
     def schema(self) -> None:
-        import jsonschema                     # imported here: only when there is a file
+        from fangen.config import _fastschema
+
+        try:
+            _fastschema.validate(self.loaded.data)
+            return                            # valid: jsonschema's import is not paid at boot
+        except _fastschema.JsonSchemaValueException:
+            pass                              # invalid: jsonschema finds and anchors every error
+        import jsonschema
 
         validator = jsonschema.Draft7Validator(load_schema())
         errors = sorted(validator.iter_errors(self.loaded.data),
