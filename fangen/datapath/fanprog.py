@@ -1,0 +1,288 @@
+"""The upstream datapath's tc programs, emitted per fan (pure: no kernel access).
+
+On kernels without Ubuntu's fan patch, a fan is a collect-metadata ("external")
+tunnel device plus two tc programs on it:
+
+* egress: find the inner destination (VXLAN mode: the IPv4 destination, or the
+  ARP target address; IPIP mode: the IPv4 destination), drop it unless it lies
+  in the overlay outside our own slice, compute the remote underlay host with
+  the fan formula (:meth:`fangen.fanmap.FanMap.host_for_address`) and set the
+  tunnel key (VNI, remote, TTL).  Everything else (IPv6, broadcasts such as
+  DHCP, other ethertypes, short frames) is dropped.
+* ingress: a collect-metadata device accepts every VNI and every sender, so
+  accept only frames whose tunnel key carries our VNI (VXLAN) and a sender
+  inside the underlay network.
+
+The fan's constants are inlined as immediates: no maps, nothing pinned, so any
+number of fans and host namespaces coexist.  Remotes that are the underlay's
+network or broadcast address (slices no host can own) are dropped rather than
+sent to an underlay broadcast address.
+
+``trace_mark=True`` (tests only) also stores the chosen remote in skb->mark, so
+``BPF_PROG_TEST_RUN`` shows what the program decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from fangen.datapath.bpf import (
+    ADD, AND, B, DW, FN_SKB_GET_TUNNEL_KEY, FN_SKB_LOAD_BYTES, FN_SKB_SET_TUNNEL_KEY, FP, H,
+    JEQ, JNE, OR, R0, R1, R2, R3, R4, R6, R7, R8, RSH, SKB_MARK, SKB_VLAN_PRESENT,
+    TC_ACT_OK, TC_ACT_SHOT, TK_REMOTE_IPV4, TK_SIZE_V4, TK_TTL, TK_TUNNEL_ID, W, Item,
+    Label, alu64_imm, alu32_imm, be, call, exit_, ja, jmp_imm, jmp_reg, ld_imm64, ldx_mem,
+    mov32_reg, mov64_imm, mov64_reg, st_mem, stx_mem,
+)
+from fangen.fanmap import FanMap, FanMapError
+
+MODES = ("vxlan", "ipip")
+VXLAN_PORT = 8472
+DEFAULT_TTL = 64
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_HLEN = 14
+
+# stack layout (offsets from the frame pointer; every slot 8-byte aligned)
+_KEY = -32        # struct bpf_tunnel_key, first TK_SIZE_V4 (28) bytes: -32 .. -4
+_PKT = -64        # packet bytes copied by bpf_skb_load_bytes: -64 .. -32
+
+
+def _mask(prefixlen: int) -> int:
+    return (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF if prefixlen else 0
+
+
+@dataclass(frozen=True)
+class FanParams:
+    """Everything a fan's programs depend on."""
+
+    overlay: IPv4Network
+    underlay: IPv4Network
+    own_slice: IPv4Network
+    vni: int
+    mode: str = "vxlan"
+    ttl: int = DEFAULT_TTL
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        fmap = FanMap(self.overlay, self.underlay)          # checks the prefix pair
+        if (self.own_slice.prefixlen != fmap.slice_prefix
+                or not self.own_slice.subnet_of(self.overlay)):
+            raise FanMapError(f"{self.own_slice} is not a slice of {self.overlay} "
+                              f"with underlay {self.underlay} (/{fmap.slice_prefix})")
+        if not 0 <= self.vni < 1 << 24:
+            raise ValueError(f"VNI {self.vni} does not fit in 24 bits")
+        if not 1 <= self.ttl <= 255:
+            raise ValueError(f"TTL {self.ttl} is not in 1..255")
+
+    @classmethod
+    def for_host(cls, fmap: FanMap, host: IPv4Address | str, mode: str = "vxlan",
+                 vni: int | None = None, ttl: int = DEFAULT_TTL) -> FanParams:
+        """Parameters for the underlay host ``host`` (its own slice is derived)."""
+        return cls(fmap.overlay, fmap.underlay, fmap.slice_for_host(host),
+                   default_vni(fmap.overlay) if vni is None else vni, mode, ttl)
+
+    @property
+    def fanmap(self) -> FanMap:
+        return FanMap(self.overlay, self.underlay)
+
+
+def default_vni(overlay: IPv4Network) -> int:
+    """LXD's choice: the overlay network address shifted right by 8."""
+    return int(overlay.network_address) >> 8
+
+
+def expected_remote(params: FanParams, addr: IPv4Address | str) -> IPv4Address | None:
+    """What the egress program decides for an inner destination: the remote, or None (drop).
+
+    The reference the tests hold the emitted code to; the arithmetic is fanmap's.
+    """
+    addr = IPv4Address(addr)
+    if addr not in params.overlay or addr in params.own_slice:
+        return None
+    remote = params.fanmap.host_for_address(addr)
+    if params.underlay.prefixlen <= 30 and remote in (params.underlay.network_address,
+                                                      params.underlay.broadcast_address):
+        return None
+    return remote
+
+
+# ---------------------------------------------------------------- code pieces
+
+
+def _load_bytes(offset: int, length: int) -> list[Item]:
+    """bpf_skb_load_bytes(skb = r6, offset, fp + _PKT, length); drop on error."""
+    return [
+        mov64_reg(R1, R6),
+        mov64_imm(R2, offset),
+        mov64_reg(R3, FP),
+        alu64_imm(ADD, R3, _PKT),
+        mov64_imm(R4, length),
+        call(FN_SKB_LOAD_BYTES),
+        jmp_imm(JNE, R0, 0, "drop"),
+    ]
+
+
+def _zero_key() -> list[Item]:
+    return [st_mem(DW, FP, _KEY, 0), st_mem(DW, FP, _KEY + 8, 0),
+            st_mem(DW, FP, _KEY + 16, 0), st_mem(W, FP, _KEY + 24, 0)]
+
+
+def _key_call(helper: int) -> list[Item]:
+    return [
+        mov64_reg(R1, R6),
+        mov64_reg(R2, FP),
+        alu64_imm(ADD, R2, _KEY),
+        mov64_imm(R3, TK_SIZE_V4),
+        mov64_imm(R4, 0),
+        call(helper),
+        jmp_imm(JNE, R0, 0, "drop"),
+    ]
+
+
+def _verdicts() -> list[Item]:
+    return [
+        Label("pass"),
+        mov64_imm(R0, TC_ACT_OK),
+        exit_(),
+        Label("drop"),
+        mov64_imm(R0, TC_ACT_SHOT),
+        exit_(),
+    ]
+
+
+def _ipv4_dst(ip_offset: int) -> list[Item]:
+    """r7 = IPv4 destination (host order) of the header at ip_offset; drop if not IPv4."""
+    return [
+        *_load_bytes(ip_offset, 20),
+        ldx_mem(B, R1, FP, _PKT),
+        alu32_imm(AND, R1, 0xF0),
+        jmp_imm(JNE, R1, 0x40, "drop"),
+        ldx_mem(W, R7, FP, _PKT + 16),
+        be(R7, 32),
+    ]
+
+
+def _arp_target() -> list[Item]:
+    """r7 = ARP target protocol address (host order); drop unless Ethernet/IPv4 ARP."""
+    return [
+        *_load_bytes(ETH_HLEN, 28),
+        ldx_mem(W, R1, FP, _PKT),            # htype, ptype
+        be(R1, 32),
+        jmp_imm(JNE, R1, 0x00010800, "drop"),
+        ldx_mem(H, R1, FP, _PKT + 4),        # hlen, plen
+        be(R1, 16),
+        jmp_imm(JNE, R1, 0x0604, "drop"),
+        ldx_mem(W, R7, FP, _PKT + 24),       # target protocol address
+        be(R7, 32),
+    ]
+
+
+def _map_remote(params: FanParams) -> list[Item]:
+    """r7 = inner destination -> r8 = remote underlay host, or drop."""
+    fmap = params.fanmap
+    ov_mask = _mask(params.overlay.prefixlen)
+    sl_mask = _mask(params.own_slice.prefixlen)
+    ul_mask = _mask(params.underlay.prefixlen)
+    code: list[Item] = [
+        # inside the overlay?
+        mov32_reg(R1, R7),
+        alu32_imm(AND, R1, ov_mask),
+        *ld_imm64(R2, int(params.overlay.network_address)),
+        jmp_reg(JNE, R1, R2, "drop"),
+        # not in our own slice?
+        mov32_reg(R1, R7),
+        alu32_imm(AND, R1, sl_mask),
+        *ld_imm64(R2, int(params.own_slice.network_address)),
+        jmp_reg(JEQ, R1, R2, "drop"),
+        # remote = underlay | ((dst & ~overlay_mask) >> shift)
+        mov32_reg(R8, R7),
+        alu32_imm(AND, R8, ~ov_mask & 0xFFFFFFFF),
+        alu32_imm(RSH, R8, fmap.shift),
+        alu32_imm(OR, R8, int(params.underlay.network_address)),
+    ]
+    if params.underlay.prefixlen <= 30:
+        # never the underlay's network or broadcast address
+        code += [
+            mov32_reg(R1, R8),
+            alu32_imm(AND, R1, ~ul_mask & 0xFFFFFFFF),
+            jmp_imm(JEQ, R1, 0, "drop"),
+            *ld_imm64(R2, ~ul_mask & 0xFFFFFFFF),
+            jmp_reg(JEQ, R1, R2, "drop"),
+        ]
+    return code
+
+
+def egress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
+    """The egress program on the tunnel device."""
+    code: list[Item] = [mov64_reg(R6, R1)]
+    if params.mode == "vxlan":
+        code += [
+            ldx_mem(W, R1, R6, SKB_VLAN_PRESENT),     # the fan is untagged
+            jmp_imm(JNE, R1, 0, "drop"),
+            *_load_bytes(12, 2),
+            ldx_mem(H, R1, FP, _PKT),
+            be(R1, 16),
+            jmp_imm(JEQ, R1, ETH_P_IP, "ipv4"),
+            jmp_imm(JEQ, R1, ETH_P_ARP, "arp"),
+            ja("drop"),
+            Label("ipv4"),
+            *_ipv4_dst(ETH_HLEN),
+            ja("map"),
+            Label("arp"),
+            *_arp_target(),
+            Label("map"),
+        ]
+    else:   # ipip: an L3 device, the IPv4 header comes first
+        code += _ipv4_dst(0)
+    code += _map_remote(params)
+    if trace_mark:
+        code.append(stx_mem(W, R6, R8, SKB_MARK))
+    code += [
+        *_zero_key(),
+        st_mem(W, FP, _KEY + TK_TUNNEL_ID, params.vni if params.mode == "vxlan" else 0),
+        stx_mem(W, FP, R8, _KEY + TK_REMOTE_IPV4),
+        st_mem(B, FP, _KEY + TK_TTL, params.ttl),
+        *_key_call(FN_SKB_SET_TUNNEL_KEY),
+        ja("pass"),
+        *_verdicts(),
+    ]
+    return code
+
+
+def ingress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
+    """The ingress program on the tunnel device: our VNI, a sender inside the underlay."""
+    code: list[Item] = [
+        mov64_reg(R6, R1),
+        *_zero_key(),
+        *_key_call(FN_SKB_GET_TUNNEL_KEY),
+    ]
+    if params.mode == "vxlan":
+        code += [
+            ldx_mem(W, R1, FP, _KEY + TK_TUNNEL_ID),
+            jmp_imm(JNE, R1, params.vni, "drop"),
+        ]
+    code += [
+        ldx_mem(W, R8, FP, _KEY + TK_REMOTE_IPV4),
+        mov32_reg(R1, R8),
+        alu32_imm(AND, R1, _mask(params.underlay.prefixlen)),
+        *ld_imm64(R2, int(params.underlay.network_address)),
+        jmp_reg(JNE, R1, R2, "drop"),
+    ]
+    if trace_mark:
+        code.append(stx_mem(W, R6, R8, SKB_MARK))
+    code += [ja("pass"), *_verdicts()]
+    return code
+
+
+def program_name(params: FanParams, direction: str) -> str:
+    """The name the kernel shows for a program (at most 15 characters)."""
+    return f"fan_{params.mode[:2]}_{direction[:2]}"
+
+
+def programs(params: FanParams, *, trace_mark: bool = False) -> dict[str, list[Item]]:
+    """Both programs, by tc direction."""
+    return {"egress": egress(params, trace_mark=trace_mark),
+            "ingress": ingress(params, trace_mark=trace_mark)}
