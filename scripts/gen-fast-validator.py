@@ -36,8 +36,9 @@ def render() -> str:
     entry = re.search(r"^def (\w+)\(", code, re.M).group(1)     # the schema's root
     code += f"\n\nvalidate = {entry}\n"
     lines = [line for line in code.splitlines() if not line.startswith("VERSION = ")]
-    header = ('"""Generated from schema.json by scripts/gen-fast-validator.py (fastjsonschema); '
-              'do not edit."""\n# ruff: noqa\n# fmt: off\n')
+    header = ('"""Generated from schema.json by scripts/gen-fast-validator.py with '
+              f'fastjsonschema {fastjsonschema.VERSION}; do not edit."""\n'
+              f'GENERATOR_VERSION = "{fastjsonschema.VERSION}"\n# ruff: noqa\n# fmt: off\n')
     return header + "\n".join(lines).rstrip() + "\n"
 
 

@@ -1,4 +1,5 @@
-"""Generated from schema.json by scripts/gen-fast-validator.py (fastjsonschema); do not edit."""
+"""Generated from schema.json by scripts/gen-fast-validator.py with fastjsonschema 2.16.3; do not edit."""
+GENERATOR_VERSION = "2.16.3"
 # ruff: noqa
 # fmt: off
 import re

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import jsonschema
+import pytest
 
 from fangen.config import _fastschema
 from fangen.config.validate import load_schema
@@ -19,6 +20,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_generated_validator_is_in_sync_with_schema_json():
+    fastjsonschema = pytest.importorskip("fastjsonschema", reason="needs python3-fastjsonschema")
+    if fastjsonschema.VERSION != _fastschema.GENERATOR_VERSION:
+        pytest.skip(f"_fastschema.py comes from fastjsonschema {_fastschema.GENERATOR_VERSION} "
+                    f"(Debian 12); this is {fastjsonschema.VERSION}, whose code differs")
     res = subprocess.run([sys.executable, os.path.join(REPO, "scripts/gen-fast-validator.py"),
                           "--check"], capture_output=True, text=True)
     assert res.returncode == 0, "run scripts/gen-fast-validator.py: _fastschema.py is stale"
