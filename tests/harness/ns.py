@@ -1,0 +1,219 @@
+"""Network namespaces and processes of one harness run, removed again whatever happens.
+
+A :class:`Run` owns a unique name prefix (``fh`` + 6 characters), a work directory,
+and every namespace and process created through it.  ``Run.close()`` kills every
+process it started and every process still living in one of its namespaces (found
+by namespace with ``ip netns pids``, then killed by PID), then deletes the
+namespaces and the work directory.  It is called by the fixtures' finalizers, by
+the demo's ``finally`` and, as a last resort, from ``atexit``.
+
+:func:`cleanup` does the same for leftovers of any run with a given prefix (a run
+killed by SIGKILL cannot clean up after itself): ``python3 -m tests.harness cleanup``.
+
+Shelling out to ``ip`` is fine here: this is test code, not fangen.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+PREFIX = "fh"                       # every harness namespace name starts with this
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_setns_lock = threading.Lock()
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30, env=None,
+       input: str | None = None) -> subprocess.CompletedProcess:
+    res = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                         env=env, input=input)
+    if check and res.returncode != 0:
+        raise HarnessError(f"{' '.join(args)} -> {res.returncode}: "
+                           f"{(res.stderr or res.stdout).strip()}")
+    return res
+
+
+def ip(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return sh("ip", "-n", ns, *args, check=check)
+
+
+def nsexec(ns: str, *args: str, check: bool = True, timeout: float = 30,
+           env=None) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout, env=env)
+
+
+def list_netns() -> list[str]:
+    out = sh("ip", "netns", "list", check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def pids_in(ns: str) -> list[int]:
+    out = sh("ip", "netns", "pids", ns, check=False).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def kill_pid(pid: int, grace: float = 1.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; reaps it when it is our child."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def remove_netns(name: str) -> None:
+    """Kill every process inside the namespace (by PID), then delete it."""
+    for _ in range(3):
+        pids = pids_in(name)
+        if not pids:
+            break
+        for pid in pids:
+            kill_pid(pid, grace=0.5)
+    sh("ip", "netns", "del", name, check=False)
+
+
+def cleanup(prefix: str = PREFIX) -> list[str]:
+    """Remove every namespace whose name starts with ``prefix``; returns their names."""
+    gone = [name for name in list_netns() if name.startswith(prefix)]
+    for name in gone:
+        remove_netns(name)
+    return gone
+
+
+@contextlib.contextmanager
+def in_netns(name: str):
+    """Run the body with this thread inside namespace ``name``; sockets made there stay there."""
+    with _setns_lock:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns {name}: {os.strerror(err)}")
+            try:
+                yield
+            finally:
+                _libc.setns(home, CLONE_NEWNET)
+        finally:
+            os.close(target)
+            os.close(home)
+
+
+class Run:
+    """One run's namespaces, processes and work directory."""
+
+    def __init__(self, tag: str = "", keep_workdir: bool = False) -> None:
+        self.prefix = f"{PREFIX}{secrets.token_hex(3)}{tag}"
+        self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-", dir="/tmp")
+        os.chmod(self.workdir, 0o755)           # networkd (systemd-network) reads below it
+        self.keep_workdir = keep_workdir
+        self.namespaces: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+        self.closed = False
+        atexit.register(self.close)
+
+    # -- namespaces ---------------------------------------------------------------
+    def netns(self, short: str) -> str:
+        """A fresh namespace ``<prefix>-<short>``: lo up, rp_filter off, IPv6 off."""
+        name = f"{self.prefix}-{short}"
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        ip(name, "link", "set", "lo", "up")
+        nsexec(name, "sh", "-c",
+               "for k in net.ipv4.conf.all.rp_filter net.ipv4.conf.default.rp_filter; do "
+               "sysctl -qw $k=0; done; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+               "net.ipv6.conf.default.disable_ipv6=1")
+        return name
+
+    def path(self, *parts: str) -> str:
+        path = os.path.join(self.workdir, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    # -- processes ----------------------------------------------------------------
+    def spawn(self, ns: str | None, args: list[str], log: str | None = None, env=None,
+              stdin=subprocess.DEVNULL) -> subprocess.Popen:
+        """Start ``args`` (inside ``ns`` when given), output to ``log``; killed by close()."""
+        cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=stdin,
+                                    env=env, start_new_session=True)
+        finally:
+            if log:
+                out.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, grace: float = 2.0) -> None:
+        kill_pid(proc.pid, grace)
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=1)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for proc in reversed(self.procs):
+            kill_pid(proc.pid, grace=1.0)
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=1)
+        self.procs.clear()
+        for name in reversed(self.namespaces):
+            remove_netns(name)
+        self.namespaces.clear()
+        cleanup(self.prefix)                 # anything named by this run but not recorded
+        if not self.keep_workdir:
+            _umount_below(self.workdir)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _umount_below(directory: str) -> None:
+    """Nothing should be mounted below the work dir (mounts live in private namespaces)."""
+    with open("/proc/self/mounts") as fh:
+        points = [line.split()[1] for line in fh if line.split()[1].startswith(directory + "/")]
+    for point in sorted(points, reverse=True):
+        sh("umount", "-l", point, check=False)
