@@ -81,7 +81,8 @@ def main() -> int:
         env.pop("PYTHONDONTWRITEBYTECODE", None)       # installed packages have .pyc files
         commands = {
             "netplan generate": [NETPLAN, "--root-dir", root],
-            "fangen systemd generator": [PYTHON, "-I", "-S", os.path.join(REPO, "fangen/generator.py"),
+            "fangen systemd generator": [PYTHON, "-I", "-S",
+                                         os.path.join(REPO, "fangen/generator.py"),
                                          "--root-dir", root, out, out, out],
             "fangen generate": [PYTHON, "-m", "fangen", "generate", "--root-dir", root],
         }

@@ -33,8 +33,9 @@ import os
 import platform
 import struct
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
+from typing import Union
 
 # ---------------------------------------------------------------- opcodes
 

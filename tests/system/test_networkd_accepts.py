@@ -95,9 +95,9 @@ def netif_state(host, dev):
 def test_networkd_uses_our_files(host):
     for dev in ("fanv", "fans", "fanx", "fanv-tun", "fans-tun"):
         expected = f"/run/systemd/network/10-fangen-{dev}.network"
-        assert wait_for(lambda: netif_state(host, dev).get("NETWORK_FILE") == expected), \
+        assert wait_for(lambda d=dev, e=expected: netif_state(host, d).get("NETWORK_FILE") == e), \
             netif_state(host, dev)
-        assert wait_for(lambda: netif_state(host, dev).get("ADMIN_STATE") == "configured"), \
+        assert wait_for(lambda d=dev: netif_state(host, d).get("ADMIN_STATE") == "configured"), \
             netif_state(host, dev)
 
 

@@ -13,7 +13,8 @@ def test_writes_with_explicit_modes_whatever_the_umask(tmp_path):
             "run/fangen/f/dnsmasq.conf": "b\n"})
     finally:
         os.umask(old)
-    assert out["written"] == ["run/fangen/f/dnsmasq.conf", "run/systemd/network/10-fangen-br.netdev"]
+    assert out["written"] == ["run/fangen/f/dnsmasq.conf",
+                              "run/systemd/network/10-fangen-br.netdev"]
     assert os.stat(tmp_path / "run/systemd/network/10-fangen-br.netdev").st_mode & 0o777 == 0o640
     assert os.stat(tmp_path / "run/fangen/f/dnsmasq.conf").st_mode & 0o777 == 0o644
 
