@@ -35,7 +35,6 @@ import struct
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 # ---------------------------------------------------------------- opcodes
 
@@ -140,7 +139,7 @@ class Label:
     name: str
 
 
-Item = Union[Insn, Label]
+Item = Insn | Label
 
 
 class AsmError(ValueError):
