@@ -141,12 +141,12 @@ def ping(ns: str, addr: str, count: int = 1, wait: int = 2) -> bool:
 def count_objects(ns: str, devs: list[str]) -> dict[str, int]:
     """Kernel objects in a namespace: links, routes, neighbours, fdb entries, tc filters."""
     def lines(*args: str) -> int:
-        return len([l for l in sh(*args).stdout.splitlines() if l.strip()])
+        return len([ln for ln in sh(*args).stdout.splitlines() if ln.strip()])
     filters = 0
     for dev in devs:
         for hook in ("ingress", "egress"):
             out = sh("tc", "-n", ns, "filter", "show", "dev", dev, hook).stdout
-            filters += sum(1 for l in out.splitlines() if " handle " in l)
+            filters += sum(1 for ln in out.splitlines() if " handle " in ln)
     return {
         "links": lines("ip", "-n", ns, "-o", "link", "show"),
         "routes": lines("ip", "-n", ns, "route", "show", "table", "all"),

@@ -24,12 +24,12 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), tc")
 
+import nsutil  # noqa: E402
+from nsutil import ip, sh  # noqa: E402
+
 from fangen.datapath import bpf, upstream  # noqa: E402
 from fangen.datapath.fanprog import FanParams  # noqa: E402
 from fangen.fanmap import FanMap  # noqa: E402
-
-import nsutil  # noqa: E402
-from nsutil import ip, sh  # noqa: E402
 
 OVERLAY = "250.0.0.0/8"
 VX_MTU = 1450
@@ -255,7 +255,7 @@ def test_crafted_vxlan_needs_our_vni_and_an_underlay_sender(fan, outsider):
             while True:
                 got.add(rx.recv(2048).decode())
                 rx.settimeout(0.3)
-        except socket.timeout:
+        except TimeoutError:
             return got
 
     try:

@@ -14,8 +14,28 @@ import pytest
 
 from fangen.datapath import bpf
 from fangen.datapath.bpf import (
-    DW, JEQ, R0, R1, R2, R6, W, AsmError, BPFError, Label, assemble, exit_, ja, jmp_imm,
-    jmp_reg, ld_imm64, ldx_mem, mov64_imm, mov64_reg, resolve, st_mem, stx_mem,
+    DW,
+    JEQ,
+    R0,
+    R1,
+    R2,
+    R6,
+    AsmError,
+    BPFError,
+    Label,
+    W,
+    assemble,
+    exit_,
+    ja,
+    jmp_imm,
+    jmp_reg,
+    ld_imm64,
+    ldx_mem,
+    mov64_imm,
+    mov64_reg,
+    resolve,
+    st_mem,
+    stx_mem,
 )
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="bpf(2) needs root")

@@ -1,0 +1,100 @@
+"""fangen apply: generate, reload networkd, make fangen@NAME units match the config.
+
+As ``netplan apply`` does for netplan: write the files, ask networkd over D-Bus
+to reload, then start fangen@NAME.service for new fans, reload (SIGHUP:
+re-read and reconcile) the ones still configured and stop the ones removed or
+disabled.  Without systemd (``--no-systemd``, or no systemd on D-Bus) it does
+the same by hand: ``up`` for every enabled fan, ``down`` for fans that are up
+but no longer configured.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from fangen import cli
+from fangen.cli.up import add_no_systemd
+from fangen.errors import FangenError
+
+UNIT_TEMPLATE = "fangen@"
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "apply", help="generate, reload networkd and start/reload/stop the fan units",
+        description="Write the networkd and dnsmasq files (unless --no-generate), reload "
+                    "systemd-networkd over D-Bus, then start fangen@NAME.service for new "
+                    "fans, reload the ones still configured and stop the ones removed.")
+    cli.add_root_dir(parser)
+    parser.add_argument("--no-generate", action="store_true",
+                        help="skip writing files (the boot path: fangen-generate did it)")
+    add_no_systemd(parser)
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SEC",
+                        help="without systemd: wait this long for each underlay")
+    parser.set_defaults(func=run)
+
+
+def unit_changes(wanted: set, running: dict) -> dict:
+    """Pure: {"start": [...], "reload": [...], "stop": [...]} unit names.
+
+    ``wanted``: fan names that should run; ``running``: {unit: active state} of the
+    loaded fangen@*.service units."""
+    from fangen.runtime.dbus import unit_name
+
+    want_units = {unit_name(UNIT_TEMPLATE, name) for name in wanted}
+    active = {u for u, s in running.items() if s in ("active", "activating", "reloading")}
+    return {"start": sorted(want_units - active),
+            "reload": sorted(want_units & active),
+            "stop": sorted(active - want_units)}
+
+
+def run(args) -> int:
+    from fangen.runtime import control
+    from fangen.runtime import state as state_mod
+    from fangen.runtime.dbus import Networkd, Systemd
+    from fangen.runtime.host import make_host, systemd_available
+
+    status = 0
+    if not args.no_generate:
+        from fangen.cli import generate
+        status = generate.run(_GenerateArgs(args.root_dir))
+    host = make_host(args.root_dir, args.no_systemd)
+    if host.bus is not None and Networkd(host.bus).present():
+        Networkd(host.bus).reload()
+    fans, errors, _ = control.load_fans(args.root_dir)
+    wanted = {name for name, fan in fans.items() if fan.enabled}
+    broken = {d.path[2] for d in errors if len(d.path) >= 3}
+    use_units = not args.no_systemd and args.root_dir in ("", "/") and \
+        systemd_available(host.bus)
+    if use_units:
+        systemd = Systemd(host.bus)
+        running = systemd.list_units(f"{UNIT_TEMPLATE}*.service")
+        changes = unit_changes(wanted, running)
+        # a broken fan keeps running as it was: do not stop what we cannot judge
+        changes["stop"] = [u for u in changes["stop"]
+                           if u[len(UNIT_TEMPLATE):-len(".service")] not in broken]
+        for unit in changes["start"]:
+            systemd.start(unit)
+        for unit in changes["reload"]:
+            systemd.reload_or_restart(unit)
+        for unit in changes["stop"]:
+            systemd.stop(unit)
+        return status
+    for name in sorted(set(state_mod.names_with_state(args.root_dir)) - wanted - broken):
+        control.down(host, name)
+        print(f"{name}: down")
+    for name in sorted(wanted):
+        try:
+            result = control.up(host, fans[name], timeout=args.timeout)
+        except FangenError as exc:
+            print(f"fangen: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{name}: up, slice {result.target.slice.network}")
+    return status
+
+
+class _GenerateArgs:
+    def __init__(self, root_dir: str):
+        self.root_dir = root_dir
+        self.verbose = False

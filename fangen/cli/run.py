@@ -1,0 +1,31 @@
+"""fangen run: up, then follow the underlay (the fangen@NAME.service main process)."""
+
+from __future__ import annotations
+
+from fangen import cli
+from fangen.cli.up import add_no_systemd
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "run", help="bring a fan up and follow its underlay until stopped",
+        description="Bring the fan up (waiting for the underlay as long as it takes, or "
+                    "--timeout), then follow netlink events: when the underlay address "
+                    "changes the slice moves with it; dnsmasq is restarted when it ends.  "
+                    "SIGHUP re-reads the configuration; SIGTERM exits and leaves the fan "
+                    "up ('fangen down NAME' takes it down).")
+    parser.add_argument("name", metavar="NAME", help="the fan's name")
+    cli.add_root_dir(parser)
+    add_no_systemd(parser)
+    parser.add_argument("--timeout", type=float, default=None, metavar="SEC",
+                        help="give up when the underlay has not appeared after SEC seconds "
+                             "(default: wait for ever)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from fangen.runtime.follow import Follower
+    from fangen.runtime.host import make_host
+
+    host = make_host(args.root_dir, args.no_systemd)
+    return Follower(host, args.name).run(timeout=args.timeout)

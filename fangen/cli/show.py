@@ -1,0 +1,45 @@
+"""fangen show: the fans on this host, in the columns fanctl users know first."""
+
+from __future__ import annotations
+
+import json
+
+from fangen import cli
+
+COLUMNS = (("Bridge", "bridge"), ("Overlay", "overlay"), ("Underlay", "underlay"),
+           ("Slice", "slice"), ("Type", "type"), ("Datapath", "datapath"), ("State", "state"))
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("show", help="list the fans and their state",
+                            description="List configured fans and fans that are up: Bridge, "
+                                        "Overlay, Underlay, Slice, Type, Datapath, State.")
+    cli.add_root_dir(parser)
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.set_defaults(func=run)
+
+
+def table(rows: list[dict]) -> str:
+    cells = [[title for title, _ in COLUMNS]]
+    for row in rows:
+        cells.append([str(row.get(key) or "-") for _, key in COLUMNS])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in cells) + "\n"
+
+
+def run(args) -> int:
+    from pyroute2 import IPRoute
+
+    from fangen.runtime import control
+    from fangen.runtime.host import Host
+
+    fans, errors, report = control.load_fans(args.root_dir)
+    cli.print_diagnostics(report)
+    with IPRoute() as ipr:
+        rows = control.status(Host(ipr, None, root=args.root_dir), fans)
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        print(table(rows), end="")
+    return 1 if errors else 0

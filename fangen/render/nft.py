@@ -1,0 +1,64 @@
+"""The nftables ruleset of one fan: a table fangen owns, rendered as nft text (pure).
+
+One table per fan, ``table ip fangen-NAME``, so fans never touch each other's
+rules and ``fangen down NAME`` deletes exactly one table:
+
+* ``postrouting`` (nat): masquerade traffic from the slice that leaves the
+  overlay (only when the fan has ``nat: true``);
+* ``input`` (filter): encapsulated traffic for the fan -- IPIP (IP protocol 4)
+  or UDP to the fan's VXLAN port -- is dropped unless it comes from the
+  underlay network.
+
+The text is one atomic nft transaction that also replaces an older version of
+the table (``table`` + ``delete table`` + the new definition), so applying it
+twice leaves one table.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from fangen.config.model import Fan
+
+TABLE_PREFIX = "fangen-"
+
+
+def table_name(fan_name: str) -> str:
+    return f"{TABLE_PREFIX}{fan_name}"
+
+
+def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network) -> str:
+    """The table definition (what ``nft list table ip fangen-NAME`` would show)."""
+    lines = [f"table ip {table_name(fan.name)} {{"]
+    if fan.nat:
+        lines += [
+            "\tchain postrouting {",
+            "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+            f"\t\tip saddr {slice_net} ip daddr != {fan.overlay} masquerade",
+            "\t}",
+        ]
+    if fan.type == "vxlan":
+        match = f"udp dport {fan.port}"
+    else:
+        match = "ip protocol ipip"
+    lines += [
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter; policy accept;",
+        f"\t\t{match} ip saddr != {underlay} drop",
+        "\t}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network) -> str:
+    """An nft script that atomically replaces (or creates) the fan's table."""
+    name = table_name(fan.name)
+    return (f"table ip {name}\n"
+            f"delete table ip {name}\n"
+            + ruleset(fan, slice_net, underlay))
+
+
+def delete_script(table: str) -> str:
+    """An nft script that deletes the table if it exists (and is a no-op otherwise)."""
+    return f"table ip {table}\ndelete table ip {table}\n"

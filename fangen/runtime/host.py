@@ -1,0 +1,101 @@
+"""The handles of one host (namespace + root directory), passed to everything else.
+
+A ``Host`` holds an IPRoute bound to the network namespace fangen runs in, the
+nft handle, an optional D-Bus connection, the root directory (``--root-dir``)
+and whether dnsmasq runs as a systemd unit.  Nothing is global: tests build one
+per namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from fangen.errors import FangenError
+from fangen.runtime import dnsmasq as dnsmasq_mod
+from fangen.runtime.dbus import Networkd, Systemd, try_connect
+
+
+class DatapathError(FangenError):
+    """The chosen datapath cannot run here."""
+
+
+@dataclass
+class Host:
+    ipr: object
+    nft: object
+    root: str = "/"
+    bus: object | None = None
+    systemd: bool = False
+    proc: str = "/proc"
+    log: object = field(default=None, repr=False)   # callable(str) or None
+    new_ipr: object = field(default=None, repr=False)   # () -> IPRoute in this namespace
+
+    def say(self, text: str) -> None:
+        if self.log is not None:
+            self.log(text)
+
+    def networkd(self) -> Networkd | None:
+        if self.bus is None:
+            return None
+        nd = Networkd(self.bus)
+        return nd if nd.present() else None
+
+    def dnsmasq(self, name: str):
+        if self.systemd:
+            return dnsmasq_mod.UnitDnsmasq(Systemd(self.bus), name)
+        return dnsmasq_mod.ProcessDnsmasq(self.root, name, proc=self.proc)
+
+    def sysctl_path(self, key: str) -> str:
+        return os.path.join(self.proc, "sys", key)
+
+    def read_sysctl(self, key: str) -> str | None:
+        try:
+            with open(self.sysctl_path(key)) as fh:
+                return fh.read().strip()
+        except OSError:
+            return None
+
+    def write_sysctl(self, key: str, value: str) -> None:
+        try:
+            with open(self.sysctl_path(key), "w") as fh:
+                fh.write(value)
+        except OSError as exc:
+            raise FangenError(f"cannot set {key.replace('/', '.')}={value}: "
+                              f"{exc.strerror}") from None
+
+
+def systemd_available(bus) -> bool:
+    """systemd is PID 1 (``/run/systemd/system`` exists) and answers on the bus."""
+    if not os.path.isdir("/run/systemd/system") or bus is None:
+        return False
+    return Systemd(bus).present()
+
+
+def make_host(root: str = "/", no_systemd: bool = False, log=None) -> Host:
+    """The host fangen runs on, in the current network namespace."""
+    from pyroute2 import IPRoute
+
+    from fangen.runtime.nft import Nft
+
+    bus = try_connect()
+    systemd = not no_systemd and root in ("", "/") and systemd_available(bus)
+    return Host(IPRoute(), Nft(), root=root or "/", bus=bus, systemd=systemd, log=log,
+                new_ipr=IPRoute)
+
+
+def choose_datapath(fan, proc: str = "/proc") -> str:
+    """kernel when the Ubuntu fan patch is there (for ``auto``), else upstream."""
+    from fangen.datapath import kernelfan
+
+    have = kernelfan.present(proc).get(fan.type, False)
+    if fan.datapath == "kernel":
+        if not have:
+            where = "/proc/sys/net/fan/version" if fan.type == "ipip" else \
+                "/proc/sys/net/fan/vxlan"
+            raise DatapathError(f"{fan.name}: datapath: kernel, but this kernel has no "
+                                f"{fan.type} fan ({where} is missing)")
+        return "kernel"
+    if fan.datapath == "upstream":
+        return "upstream"
+    return "kernel" if have else "upstream"

@@ -1,0 +1,57 @@
+"""Read what the plan compares: links, routes, nft tables, tc filters, files, dnsmasq."""
+
+from __future__ import annotations
+
+import os
+
+from fangen.render import names
+from fangen.runtime.plan import FORWARD_SYSCTL, Observed
+from fangen.runtime.state import State
+
+
+def candidate_files(fan_name: str, bridge: str, tunnel: str, state: State | None) -> set:
+    files = {names.dnsmasq_conf(fan_name),
+             f"{names.dropin_dir(bridge)}/50-slice.conf",
+             f"{names.dropin_dir(tunnel)}/50-slice.conf"}
+    if state is not None:
+        files.update(state.files)
+    return files
+
+
+def read_files(root: str, rels) -> dict:
+    out = {}
+    for rel in sorted(rels):
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8") as fh:
+                out[rel] = fh.read()
+        except OSError:
+            continue
+    return out
+
+
+def observe(host, fan_name: str, bridge: str, tunnel: str, state: State | None) -> Observed:
+    from fangen.runtime.netlink import Netlink
+
+    nl = Netlink(host.ipr)
+    links = nl.links()
+    routes = nl.routes(links)
+    tc = {}
+    devs = {tunnel} | (set(state.tc) if state else set())
+    for dev in devs:
+        if dev in links:
+            tc[dev] = _attached(host.ipr, links[dev].index)
+    dnsmasq_running = bool(state and state.dnsmasq and
+                           host.dnsmasq(fan_name).running(state.dnsmasq))
+    return Observed(
+        links=links, routes=routes, nft_tables=host.nft.tables(), tc=tc,
+        sysctls={FORWARD_SYSCTL: host.read_sysctl(FORWARD_SYSCTL)},
+        files=read_files(host.root, candidate_files(fan_name, bridge, tunnel, state)),
+        dnsmasq_running=dnsmasq_running)
+
+
+def _attached(ipr, ifindex: int) -> dict:
+    try:
+        from fangen.datapath import upstream
+        return upstream.attached(ipr, ifindex)
+    except Exception:            # noqa: BLE001 - no clsact support, odd device: nothing ours
+        return {}

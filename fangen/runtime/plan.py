@@ -1,0 +1,515 @@
+"""Plan: (what is there now, the fan, the underlay) -> ordered actions.  Pure.
+
+``Observed`` is a snapshot of what the plan looks at (read by
+``fangen.runtime.observe``); ``State`` is what fangen made earlier.  ``up`` and
+``down`` return lists of small frozen action dataclasses; ``str(action)`` is the
+line ``--dry-run`` prints; ``fangen.runtime.execute`` applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from fangen.config.model import Fan
+from fangen.errors import FangenError
+from fangen.fanmap import FanMap, Slice
+from fangen.render import dnsmasq as render_dnsmasq
+from fangen.render import names, networkd
+from fangen.render import nft as render_nft
+from fangen.runtime.state import State
+from fangen.runtime.underlay import Resolved
+
+FORWARD_SYSCTL = "net/ipv4/ip_forward"
+
+
+class PlanError(FangenError):
+    """The current state conflicts with the fan (a foreign device in the way, ...)."""
+
+
+# -- what the plan looks at --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LinkView:
+    name: str
+    index: int
+    kind: str | None
+    mtu: int
+    up: bool
+    master: str | None = None
+    addresses: frozenset = frozenset()      # "A.B.C.D/LEN"
+    info: tuple = ()                        # sorted (key, value): external, port, local, ...
+
+    def get(self, key: str, default=None):
+        return dict(self.info).get(key, default)
+
+
+@dataclass(frozen=True)
+class RouteView:
+    dst: str          # "NET/LEN"
+    dev: str
+    src: str | None
+
+
+@dataclass(frozen=True)
+class Observed:
+    links: dict = field(default_factory=dict)          # name -> LinkView
+    routes: frozenset = frozenset()                    # RouteView (main table)
+    nft_tables: frozenset = frozenset()                # table names in family ip
+    tc: dict = field(default_factory=dict)             # dev -> {direction: filter name}
+    sysctls: dict = field(default_factory=dict)        # key -> value
+    files: dict = field(default_factory=dict)          # relpath -> text (files we may write)
+    dnsmasq_running: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything the fan should look like on this host."""
+
+    fan: Fan
+    underlay: Resolved
+    datapath: str                  # "kernel" | "upstream"
+    root: str = "/"
+    systemd: bool = False
+
+    @property
+    def fanmap(self) -> FanMap:
+        return FanMap(self.fan.overlay, self.underlay.network)
+
+    @property
+    def slice(self) -> Slice:
+        return Slice(self.fanmap.slice_for_host(self.underlay.address), self.fan.host_reserve)
+
+    @property
+    def mtu(self) -> int:
+        return self.fan.mtu_for(self.underlay.mtu)
+
+    @property
+    def bridge_address(self) -> str:
+        return f"{self.slice.gateway}/{self.fan.bridge_prefix}"
+
+    @property
+    def external(self) -> bool:
+        return self.datapath == "upstream"
+
+
+# -- actions -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CreateBridge:
+    name: str
+    mtu: int
+
+    def __str__(self):
+        return f"create bridge {self.name} mtu {self.mtu}"
+
+
+@dataclass(frozen=True)
+class CreateTunnel:
+    name: str
+    type: str                      # ipip | vxlan
+    datapath: str                  # kernel | upstream
+    mtu: int
+    port: int = 0
+    vni: int = 0
+    local: str = ""                # kernel datapath only
+    underlay_dev: str = ""         # kernel vxlan only
+    overlay: str = ""              # kernel fan map
+    underlay: str = ""
+
+    def __str__(self):
+        if self.datapath == "upstream":
+            extra = f" dstport {self.port}" if self.type == "vxlan" else ""
+            return f"create {self.type} {self.name} external{extra} mtu {self.mtu}"
+        extra = f" id {self.vni} dev {self.underlay_dev} dstport {self.port}" \
+            if self.type == "vxlan" else ""
+        return (f"create {self.type} {self.name}{extra} local {self.local} "
+                f"fan-map {self.overlay}:{self.underlay} mtu {self.mtu}")
+
+
+@dataclass(frozen=True)
+class DeleteLink:
+    name: str
+
+    def __str__(self):
+        return f"delete link {self.name}"
+
+
+@dataclass(frozen=True)
+class SetLink:
+    name: str
+    mtu: int | None = None
+    master: str | None = None
+    up: bool = True
+
+    def __str__(self):
+        parts = [f"set link {self.name}"]
+        if self.mtu is not None:
+            parts.append(f"mtu {self.mtu}")
+        if self.master is not None:
+            parts.append(f"master {self.master}")
+        parts.append("up" if self.up else "down")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class AddAddress:
+    dev: str
+    address: str
+
+    def __str__(self):
+        return f"add address {self.address} dev {self.dev}"
+
+
+@dataclass(frozen=True)
+class DelAddress:
+    dev: str
+    address: str
+
+    def __str__(self):
+        return f"delete address {self.address} dev {self.dev}"
+
+
+@dataclass(frozen=True)
+class AddRoute:
+    dst: str
+    dev: str
+    src: str
+
+    def __str__(self):
+        return f"add route {self.dst} dev {self.dev} src {self.src}"
+
+
+@dataclass(frozen=True)
+class DelRoute:
+    dst: str
+    dev: str
+    src: str
+
+    def __str__(self):
+        return f"delete route {self.dst} dev {self.dev} src {self.src}"
+
+
+@dataclass(frozen=True)
+class AttachPrograms:
+    dev: str
+    mode: str
+    overlay: str
+    underlay: str
+    slice: str
+    vni: int
+
+    def params(self) -> dict:
+        return {"mode": self.mode, "overlay": self.overlay, "underlay": self.underlay,
+                "slice": self.slice, "vni": self.vni}
+
+    def __str__(self):
+        return (f"attach tc programs to {self.dev} ({self.mode}, overlay {self.overlay}, "
+                f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni})")
+
+
+@dataclass(frozen=True)
+class DetachPrograms:
+    dev: str
+
+    def __str__(self):
+        return f"detach tc programs from {self.dev}"
+
+
+@dataclass(frozen=True)
+class SetSysctl:
+    key: str
+    value: str
+    restore: bool = False          # putting back the value found before up
+
+    def __str__(self):
+        return f"set sysctl {self.key.replace('/', '.')}={self.value}"
+
+
+@dataclass(frozen=True)
+class NftReplace:
+    table: str
+    script: str
+    text: str
+
+    def __str__(self):
+        return f"replace nft table ip {self.table}:\n" + _indent(self.text)
+
+
+@dataclass(frozen=True)
+class NftDelete:
+    table: str
+
+    def __str__(self):
+        return f"delete nft table ip {self.table}"
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    path: str                       # relative to the root
+    text: str
+
+    def __str__(self):
+        return f"write {self.path}"
+
+
+@dataclass(frozen=True)
+class RemoveFile:
+    path: str
+
+    def __str__(self):
+        return f"remove {self.path}"
+
+
+@dataclass(frozen=True)
+class ReloadNetworkd:
+    def __str__(self):
+        return "reload systemd-networkd (if running)"
+
+
+@dataclass(frozen=True)
+class StartDnsmasq:
+    conf: str                       # relative path of the config
+    systemd: bool
+
+    def __str__(self):
+        how = "fangen-dnsmasq@ unit" if self.systemd else "process"
+        return f"(re)start dnsmasq ({how}) with {self.conf}"
+
+
+@dataclass(frozen=True)
+class StopDnsmasq:
+    def __str__(self):
+        return "stop dnsmasq"
+
+
+@dataclass(frozen=True)
+class Record:
+    """Record the fan's description (datapath, slice, ...) in the state."""
+
+    info: tuple
+
+    def __str__(self):
+        return "record state: " + ", ".join(f"{k} {v}" for k, v in self.info
+                                            if k in ("datapath", "slice", "mtu"))
+
+
+@dataclass(frozen=True)
+class Forget:
+    def __str__(self):
+        return "remove state"
+
+
+def _indent(text: str) -> str:
+    return "".join(f"    {line}\n" for line in text.rstrip("\n").split("\n")).rstrip("\n")
+
+
+# -- up ------------------------------------------------------------------------------------
+
+def tunnel_spec(t: Target) -> CreateTunnel:
+    fan = t.fan
+    if t.datapath == "upstream":
+        return CreateTunnel(fan.tunnel, fan.type, "upstream", t.mtu,
+                            port=fan.port if fan.type == "vxlan" else 0)
+    return CreateTunnel(fan.tunnel, fan.type, "kernel", t.mtu,
+                        port=fan.port if fan.type == "vxlan" else 0,
+                        vni=fan.vni if fan.type == "vxlan" else 0,
+                        local=str(t.underlay.address),
+                        underlay_dev=t.underlay.ifname if fan.type == "vxlan" else "",
+                        overlay=str(fan.overlay), underlay=str(t.underlay.network))
+
+
+def _tunnel_matches(spec: CreateTunnel, link: LinkView, previous: dict) -> bool:
+    if link.kind != spec.type:
+        return False
+    if spec.datapath == "upstream":
+        if not link.get("external"):
+            return False
+        return spec.type != "vxlan" or link.get("port") == spec.port
+    if link.get("external"):
+        return False
+    # a kernel fan tunnel is made for one local address and one fan map: compare with
+    # what we recorded when we made it
+    return previous.get("spec") == _spec_key(spec)
+
+
+def _spec_key(spec: CreateTunnel) -> list:
+    return [spec.type, spec.datapath, spec.port, spec.vni, spec.local, spec.underlay_dev,
+            spec.overlay, spec.underlay]
+
+
+def plan_up(t: Target, obs: Observed, state: State | None) -> list:
+    fan = t.fan
+    state = state or State(fan.name)
+    actions: list = []
+    sl = t.slice
+    gateway = str(sl.gateway)
+
+    # bridge
+    bridge = obs.links.get(fan.bridge)
+    if bridge is None:
+        actions.append(CreateBridge(fan.bridge, t.mtu))
+        actions.append(SetLink(fan.bridge, up=True))
+    else:
+        if bridge.kind != "bridge":
+            raise PlanError(f"{fan.name}: {fan.bridge} exists and is a "
+                            f"{bridge.kind or 'plain'} device, not a bridge")
+        if bridge.mtu != t.mtu or not bridge.up:
+            actions.append(SetLink(fan.bridge, mtu=t.mtu if bridge.mtu != t.mtu else None))
+
+    # tunnel
+    spec = tunnel_spec(t)
+    tunnel = obs.links.get(fan.tunnel)
+    recreate = False
+    if tunnel is not None and not _tunnel_matches(spec, tunnel,
+                                                  state.links.get(fan.tunnel, {})):
+        if not state.created(fan.tunnel):
+            raise PlanError(f"{fan.name}: {fan.tunnel} exists and was not made by fangen "
+                            f"(want {spec})")
+        actions.append(DeleteLink(fan.tunnel))
+        recreate = True
+    master = fan.bridge if fan.type == "vxlan" else None
+    if tunnel is None or recreate:
+        actions.append(spec)
+        actions.append(SetLink(fan.tunnel, master=master, up=True))
+    elif (tunnel.mtu != t.mtu or not tunnel.up or
+          (master is not None and tunnel.master != master)):
+        actions.append(SetLink(fan.tunnel, mtu=t.mtu if tunnel.mtu != t.mtu else None,
+                               master=master if tunnel.master != master else None))
+
+    # bridge address: ours from before that is no longer right goes first
+    want_addr = t.bridge_address
+    have = bridge.addresses if bridge is not None else frozenset()
+    for entry in state.addresses:
+        if (entry["dev"], entry["address"]) != (fan.bridge, want_addr) and \
+                entry["dev"] in obs.links and \
+                entry["address"] in obs.links[entry["dev"]].addresses:
+            actions.append(DelAddress(entry["dev"], entry["address"]))
+    if want_addr not in have:
+        actions.append(AddAddress(fan.bridge, want_addr))
+
+    # routes (IPIP routes the whole overlay via the tunnel; VXLAN bridges it)
+    want_routes = []
+    if fan.type == "ipip":
+        want_routes.append(RouteView(str(fan.overlay), fan.tunnel, gateway))
+    for entry in state.routes:
+        route = RouteView(entry["dst"], entry["dev"], entry["src"])
+        if route not in want_routes and route in obs.routes and not recreate:
+            actions.append(DelRoute(route.dst, route.dev, route.src))
+    for route in want_routes:
+        if route not in obs.routes or recreate or tunnel is None:
+            actions.append(AddRoute(route.dst, route.dev, route.src))
+
+    # upstream datapath programs
+    if t.external:
+        attach = AttachPrograms(fan.tunnel, fan.type, str(fan.overlay),
+                                str(t.underlay.network), str(sl.network),
+                                fan.vni if fan.type == "vxlan" else 0)
+        recorded = state.tc.get(fan.tunnel, {}).get("params")
+        attached = obs.tc.get(fan.tunnel, {})
+        if tunnel is None or recreate or recorded != attach.params() or \
+                set(attached) != {"ingress", "egress"}:
+            actions.append(attach)
+
+    # nftables
+    table = render_nft.table_name(fan.name)
+    text = render_nft.ruleset(fan, sl.network, t.underlay.network)
+    if table not in obs.nft_tables or state.nft_tables.get(table) != text:
+        actions.append(NftReplace(table, render_nft.replace_script(fan, sl.network,
+                                                                   t.underlay.network), text))
+
+    # forwarding in this namespace
+    if obs.sysctls.get(FORWARD_SYSCTL) != "1":
+        actions.append(SetSysctl(FORWARD_SYSCTL, "1"))
+
+    # networkd drop-ins, so networkd agrees (and a networkd restart keeps the fan)
+    files: dict[str, str] = {}
+    if fan.underlay.kind != "host":
+        files.update(networkd.slice_dropins(fan, sl))
+    conf = None
+    if fan.dhcp:
+        conf = names.dnsmasq_conf(fan.name)
+        files[conf] = render_dnsmasq.render(fan, sl, t.mtu, t.root)
+    networkd_changed = False
+    for rel in sorted(files):
+        if obs.files.get(rel) != files[rel]:
+            actions.append(WriteFile(rel, files[rel]))
+            networkd_changed |= rel.startswith(names.NETWORKD_DIR + "/")
+    for rel in sorted(state.files):
+        if rel not in files and rel in obs.files:
+            actions.append(RemoveFile(rel))
+            networkd_changed |= rel.startswith(names.NETWORKD_DIR + "/")
+    if networkd_changed:
+        actions.append(ReloadNetworkd())
+
+    # dnsmasq: (re)start when its config changed or it is not running
+    if conf is not None:
+        if obs.files.get(conf) != files[conf] or not obs.dnsmasq_running:
+            actions.append(StartDnsmasq(conf, t.systemd))
+    elif state.dnsmasq:
+        actions.append(StopDnsmasq())
+
+    info = (("datapath", t.datapath), ("type", fan.type), ("overlay", str(fan.overlay)),
+            ("bridge", fan.bridge), ("tunnel", fan.tunnel),
+            ("underlay", tuple(sorted(t.underlay.as_dict().items()))),
+            ("slice", str(sl.network)), ("gateway", gateway), ("mtu", t.mtu),
+            ("tunnel_spec", tuple(_spec_key(spec))),
+            # the bridge address and routes are ours even when networkd put them there
+            # first (from our drop-in): down removes them with the drop-in
+            ("own_addresses", ((fan.bridge, want_addr),)),
+            ("own_routes", tuple((r.dst, r.dev, r.src) for r in want_routes)))
+    owned = {(a["dev"], a["address"]) for a in state.addresses}
+    owned_routes = {(r["dst"], r["dev"], r["src"]) for r in state.routes}
+    if actions or state.slice != str(sl.network) or state.datapath != t.datapath or \
+            (fan.bridge, want_addr) not in owned or \
+            any((r.dst, r.dev, r.src) not in owned_routes for r in want_routes):
+        actions.append(Record(info))
+    return actions
+
+
+# -- down ----------------------------------------------------------------------------------
+
+def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
+    """Remove what ``state`` says fangen made, and only that; ``last_fan``: no other fan
+    in this root is up, so sysctls go back to what they were."""
+    actions: list = []
+    if state.dnsmasq:
+        actions.append(StopDnsmasq())
+    for table in sorted(state.nft_tables):
+        if table in obs.nft_tables:
+            actions.append(NftDelete(table))
+    for dev in sorted(state.tc):
+        if dev in obs.links and not state.created(dev) and obs.tc.get(dev):
+            actions.append(DetachPrograms(dev))
+    created = [name for name, link in state.links.items() if link.get("created")]
+    for entry in state.routes:
+        route = RouteView(entry["dst"], entry["dev"], entry["src"])
+        if route in obs.routes and route.dev not in created:
+            actions.append(DelRoute(route.dst, route.dev, route.src))
+    for entry in state.addresses:
+        link = obs.links.get(entry["dev"])
+        if link is not None and entry["dev"] not in created and \
+                entry["address"] in link.addresses:
+            actions.append(DelAddress(entry["dev"], entry["address"]))
+    # tunnels before bridges: a port goes before its master
+    order = sorted(created, key=lambda n: (state.links[n].get("kind") == "bridge", n))
+    for name in order:
+        if name in obs.links:
+            actions.append(DeleteLink(name))
+    networkd_changed = False
+    for rel in sorted(state.files):
+        if rel in obs.files:
+            actions.append(RemoveFile(rel))
+            networkd_changed |= rel.startswith(names.NETWORKD_DIR + "/")
+    if networkd_changed:
+        actions.append(ReloadNetworkd())
+    if last_fan:
+        for key, value in sorted(state.sysctls.items()):
+            if obs.sysctls.get(key) != value:
+                actions.append(SetSysctl(key, value, restore=True))
+    actions.append(Forget())
+    return actions
+
+
+def slice_of(fan: Fan, address: IPv4Address, network: IPv4Network) -> Slice:
+    return Slice(FanMap(fan.overlay, network).slice_for_host(address), fan.host_reserve)

@@ -1,0 +1,299 @@
+"""fangen up / down / run on real kernel objects, in namespaces this test makes.
+
+Needs root.  One "host" namespace with a veth underlay (172.16.3.4/16) into a
+"switch" namespace, a "container" namespace with a veth into the fan bridge, and a
+root directory under pytest's tmp_path holding the fan.d file and fangen's state.
+fangen runs as ``ip netns exec HOST /usr/bin/python3 -m fangen ...``, so its
+sysctls and nft tables are the host namespace's.  Namespaces and every process
+started here (fangen run, udhcpc; dnsmasq is ended by ``fangen down`` and, as a
+fallback, by PID from the state file) are removed in the finalizer, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
+
+import nsutil  # noqa: E402
+from nsutil import ip, nsexec, sh  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = os.environ.get("FANGEN_TEST_PYTHON", "/usr/bin/python3")   # e.g. a venv with PyPI pyroute2
+FAN_YAML = """network:
+  version: 2
+  fan:
+    fan250:
+      overlay: 250.0.0.0/8
+      underlay: 172.16.0.0/16
+      type: vxlan
+      lease-time: 120
+"""
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+  bound|renew) echo "$ip $subnet $router $mtu" > "{out}" ;;
+esac
+exit 0
+"""
+
+
+def fangen(ns: str, root: str, *args: str, check: bool = True, timeout: float = 60):
+    env = _env()
+    res = subprocess.run(["ip", "netns", "exec", ns, PYTHON, "-m", "fangen", *args,
+                          "--root-dir", root], capture_output=True, text=True,
+                         cwd=REPO, env=env, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"fangen {' '.join(args)} -> {res.returncode}\n"
+                             f"{res.stdout}\n{res.stderr}")
+    return res
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+    env["PYTHONPATH"] = REPO
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+class World:
+    def __init__(self, pool: nsutil.NsPool, root: str):
+        self.pool, self.root = pool, root
+        self.sw = pool.add("sw")
+        self.h = pool.add("h")
+        self.c = pool.add("c")
+        nsutil.veth(self.h, "ul0", self.sw, "p1")
+        ip(self.h, "addr", "add", "172.16.3.4/16", "dev", "ul0")
+        ip(self.sw, "addr", "add", "172.16.0.1/16", "dev", "p1")
+        ip(self.h, "route", "add", "default", "via", "172.16.0.1")
+        nsutil.veth(self.h, "c0", self.c, "eth0")
+        fan_d = os.path.join(root, "etc/netplan/fan.d")
+        os.makedirs(fan_d)
+        path = os.path.join(fan_d, "fan.yaml")
+        with open(path, "w") as fh:
+            fh.write(FAN_YAML)
+        os.chmod(path, 0o600)
+
+    def state(self) -> dict:
+        with open(os.path.join(self.root, "run/fangen/fan250/state.json")) as fh:
+            return json.load(fh)
+
+    def bridge_addrs(self) -> list[str]:
+        res = ip(self.h, "-j", "-4", "addr", "show", "dev", "fan250", check=False)
+        data = json.loads(res.stdout) if res.returncode == 0 else []
+        return [f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"]] if data else []
+
+
+@pytest.fixture
+def world(tmp_path):
+    pool = nsutil.NsPool("rt")
+    root = str(tmp_path / "root")
+    w = World(pool, root)
+    try:
+        yield w
+    finally:
+        _end_dnsmasq(root)
+        pool.cleanup()
+
+
+def _end_dnsmasq(root: str) -> None:
+    """Fallback cleanup: the dnsmasq fangen started, by PID, if it is still ours."""
+    try:
+        with open(os.path.join(root, "run/fangen/fan250/state.json")) as fh:
+            rec = json.load(fh).get("dnsmasq", {})
+    except (OSError, ValueError):
+        return
+    pid = rec.get("pid")
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            ours = fh.read().split(b"\0")[:-1] == [c.encode() for c in rec.get("cmdline", [])]
+    except (OSError, TypeError):
+        return
+    if ours:
+        os.kill(pid, signal.SIGKILL)
+
+
+def snapshot(ns: str) -> dict:
+    """Links, addresses, routes, nft ruleset and tc filters of a namespace, as text."""
+    links = [row.split()[0] for row in sh("ip", "-n", ns, "-br", "link").stdout.splitlines()]
+    tc = {}
+    for link in links:
+        dev = link.split("@")[0]
+        for hook in ("ingress", "egress"):
+            tc[f"{dev} {hook}"] = sh("tc", "-n", ns, "filter", "show", "dev", dev, hook).stdout
+        tc[f"{dev} qdisc"] = sh("tc", "-n", ns, "qdisc", "show", "dev", dev).stdout
+    return {
+        "links": sh("ip", "-n", ns, "-br", "link").stdout,
+        "masters": sh("ip", "-n", ns, "-o", "link", "show", "master", "fan250",
+                      check=False).stdout,
+        "addresses": sh("ip", "-n", ns, "-br", "addr").stdout,
+        "routes": sh("ip", "-n", ns, "route", "show", "table", "all").stdout,
+        "nft": nsexec(ns, "nft", "list", "ruleset").stdout,
+        "tc": tc,
+    }
+
+
+def dhcp(w: World, tmp_path, name: str = "lease") -> list[str]:
+    out = tmp_path / f"{name}.out"
+    script = tmp_path / f"{name}.sh"
+    script.write_text(UDHCPC_SCRIPT.format(out=out))
+    script.chmod(0o755)
+    nsexec(w.c, "busybox", "udhcpc", "-f", "-q", "-n", "-i", "eth0", "-s", str(script),
+           "-t", "5", "-T", "1", "-A", "1", timeout=30)
+    return out.read_text().split()
+
+
+def gone(pid: int) -> bool:
+    """Ended (a zombie waiting for PID 1 to reap it counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def wait_until(pred, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_up_twice_dhcp_and_down_restores(world, tmp_path):
+    w = world
+    before = snapshot(w.h)
+    res = fangen(w.h, w.root, "up", "fan250")
+    assert "slice 250.3.4.0/24" in res.stdout
+    assert w.bridge_addrs() == ["250.3.4.1/8"]
+    st = w.state()
+    assert st["datapath"] == "upstream" and st["links"]["fan250"]["created"]
+    assert "fangen-fan250" in nsexec(w.h, "nft", "list", "tables").stdout
+    assert nsexec(w.h, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+    egress = sh("tc", "-n", w.h, "filter", "show", "dev", "fan250-tun", "egress").stdout
+    assert "fangen:" in egress
+
+    # a container on the bridge gets a slice address, router and MTU from dnsmasq
+    ip(w.h, "link", "set", "c0", "master", "fan250")
+    addr, mask, router, mtu = dhcp(w, tmp_path)
+    assert addr.startswith("250.3.4.") and addr not in ("250.3.4.1", "250.3.4.0")
+    assert (mask, router, mtu) == ("255.0.0.0", "250.3.4.1", "1450")
+
+    # up again: nothing changes, nothing is duplicated
+    middle = snapshot(w.h)
+    again = fangen(w.h, w.root, "up", "fan250", "--dry-run")
+    assert "# nothing to do" in again.stdout
+    fangen(w.h, w.root, "up", "fan250")
+    assert snapshot(w.h) == middle
+    assert w.state()["dnsmasq"]["pid"] == st["dnsmasq"]["pid"]
+
+    show = fangen(w.h, w.root, "show", "--json")
+    row = json.loads(show.stdout)[0]
+    assert (row["bridge"], row["slice"], row["datapath"], row["state"]) == \
+        ("fan250", "250.3.4.0/24", "upstream", "up")
+
+    # down: the namespace is as it was; down twice is fine
+    fangen(w.h, w.root, "down", "fan250")
+    fangen(w.h, w.root, "down", "fan250")
+    assert snapshot(w.h) == before
+    assert nsexec(w.h, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "0"
+    assert gone(st["dnsmasq"]["pid"])
+    assert not os.path.exists(os.path.join(w.root, "run/fangen/fan250/state.json"))
+
+
+def test_down_works_after_the_fan_left_the_config(world):
+    w = world
+    before = snapshot(w.h)
+    fangen(w.h, w.root, "up", "fan250")
+    os.unlink(os.path.join(w.root, "etc/netplan/fan.d/fan.yaml"))
+    show = fangen(w.h, w.root, "show")
+    assert "removed" in show.stdout
+    fangen(w.h, w.root, "down", "--all")
+    assert snapshot(w.h) == before
+
+
+def test_up_waits_for_the_underlay_and_fails_clearly(world):
+    w = world
+    ip(w.h, "addr", "del", "172.16.3.4/16", "dev", "ul0")
+    res = fangen(w.h, w.root, "up", "fan250", "--timeout", "0.5", check=False)
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("fangen: fan250: underlay 172.16.0.0/16 not found: no "
+                                  "interface that is up holds an address in 172.16.0.0/16 "
+                                  "after 0.5 s")
+    # the address appears while up waits: up returns once it is there
+    proc = subprocess.Popen(["ip", "netns", "exec", w.h, PYTHON, "-m", "fangen", "up",
+                             "fan250", "--timeout", "20", "--root-dir", w.root],
+                            cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    w.pool.pids.append(proc.pid)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    ip(w.h, "addr", "add", "172.16.7.8/16", "dev", "ul0")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "slice 250.7.8.0/24" in out
+    assert time.monotonic() - t0 < 5
+    fangen(w.h, w.root, "down", "fan250")
+
+
+def test_run_follows_an_underlay_address_change(world, tmp_path):
+    w = world
+    before = snapshot(w.h)
+    proc = subprocess.Popen(["ip", "netns", "exec", w.h, PYTHON, "-m", "fangen", "run",
+                             "fan250", "--root-dir", w.root], cwd=REPO, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    w.pool.pids.append(proc.pid)
+    try:
+        wait_until(lambda: w.bridge_addrs() == ["250.3.4.1/8"], 20, "the bridge address")
+        wait_until(lambda: os.path.exists(os.path.join(w.root, "run/fangen/fan250/state.json"))
+                   and w.state().get("dnsmasq"), 10, "dnsmasq")
+        old = w.state()
+        ip(w.h, "link", "set", "c0", "master", "fan250")
+        assert dhcp(w, tmp_path, "first")[0].startswith("250.3.4.")
+
+        # the underlay address changes (a new DHCP lease): the slice moves
+        ip(w.h, "addr", "del", "172.16.3.4/16", "dev", "ul0")
+        ip(w.h, "addr", "add", "172.16.5.6/16", "dev", "ul0")
+        ip(w.h, "route", "replace", "default", "via", "172.16.0.1")
+        wait_until(lambda: w.bridge_addrs() == ["250.5.6.1/8"], 10, "the new slice")
+        wait_until(lambda: w.state()["slice"] == "250.5.6.0/24" and
+                   w.state()["dnsmasq"].get("pid") != old["dnsmasq"]["pid"], 10, "state")
+        new = w.state()
+        ruleset = nsexec(w.h, "nft", "list", "ruleset").stdout
+        assert "250.5.6.0/24" in ruleset and "250.3.4.0" not in ruleset
+        assert gone(old["dnsmasq"]["pid"])
+        conf = open(os.path.join(w.root, "run/fangen/fan250/dnsmasq.conf")).read()
+        assert "dhcp-range=250.5.6.2,250.5.6.254" in conf and "250.3.4" not in conf
+        assert new["tc"]["fan250-tun"]["params"]["slice"] == "250.5.6.0/24"
+        assert new["addresses"] == [{"dev": "fan250", "address": "250.5.6.1/8"}]
+        assert dhcp(w, tmp_path, "second")[0].startswith("250.5.6.")
+
+        # dnsmasq killed: run starts it again
+        os.kill(new["dnsmasq"]["pid"], signal.SIGKILL)
+        wait_until(lambda: w.state()["dnsmasq"].get("pid") not in (None, new["dnsmasq"]["pid"]),
+                   10, "dnsmasq to come back")
+
+        # SIGTERM: run exits and leaves the fan up
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert w.bridge_addrs() == ["250.5.6.1/8"]
+        assert "exiting; the fan stays up" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    fangen(w.h, w.root, "down", "fan250")
+    after = snapshot(w.h)
+    # the underlay address changed on purpose; everything else is as before
+    def strip(snap):
+        return {k: (v.replace("172.16.5.6", "172.16.3.4") if isinstance(v, str) else v)
+                for k, v in snap.items()}
+    assert strip(after) == strip(before)
