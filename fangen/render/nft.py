@@ -6,8 +6,9 @@ rules and ``fangen down NAME`` deletes exactly one table:
 * ``postrouting`` (nat): masquerade traffic from the slice that leaves the
   overlay (only when the fan has ``nat: true``);
 * ``input`` (filter): encapsulated traffic for the fan -- IPIP (IP protocol 4)
-  or UDP to the fan's VXLAN port -- is dropped unless it comes from the
-  underlay network.
+  or UDP to the fan's VXLAN port, addressed to this host's underlay address -- is
+  dropped unless it comes from the underlay network.  Matching the local address
+  keeps two fans over different underlays from dropping each other's traffic.
 
 The text is one atomic nft transaction that also replaces an older version of
 the table (``table`` + ``delete table`` + the new definition), so applying it
@@ -16,7 +17,7 @@ twice leaves one table.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 from fangen.config.model import Fan
 
@@ -27,7 +28,8 @@ def table_name(fan_name: str) -> str:
     return f"{TABLE_PREFIX}{fan_name}"
 
 
-def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network) -> str:
+def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
+            local: IPv4Address) -> str:
     """The table definition (what ``nft list table ip fangen-NAME`` would show)."""
     lines = [f"table ip {table_name(fan.name)} {{"]
     if fan.nat:
@@ -44,19 +46,20 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network) -> str:
     lines += [
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
-        f"\t\t{match} ip saddr != {underlay} drop",
+        f"\t\t{match} ip daddr {local} ip saddr != {underlay} drop",
         "\t}",
         "}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network) -> str:
+def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
+                   local: IPv4Address) -> str:
     """An nft script that atomically replaces (or creates) the fan's table."""
     name = table_name(fan.name)
     return (f"table ip {name}\n"
             f"delete table ip {name}\n"
-            + ruleset(fan, slice_net, underlay))
+            + ruleset(fan, slice_net, underlay, local))
 
 
 def delete_script(table: str) -> str:

@@ -413,10 +413,10 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
 
     # nftables
     table = render_nft.table_name(fan.name)
-    text = render_nft.ruleset(fan, sl.network, t.underlay.network)
+    nft_args = (fan, sl.network, t.underlay.network, t.underlay.address)
+    text = render_nft.ruleset(*nft_args)
     if table not in obs.nft_tables or state.nft_tables.get(table) != text:
-        actions.append(NftReplace(table, render_nft.replace_script(fan, sl.network,
-                                                                   t.underlay.network), text))
+        actions.append(NftReplace(table, render_nft.replace_script(*nft_args), text))
 
     # forwarding in this namespace
     if obs.sysctls.get(FORWARD_SYSCTL) != "1":
