@@ -98,7 +98,7 @@ def test_vxlan_upstream_on_an_empty_host():
         "record state: datapath upstream, slice 250.3.4.0/24, mtu 1450",
     ]
     nft_action = actions[6]
-    assert nft_action.text == nft.ruleset(t.fan, t.slice.network, UL.network)
+    assert nft_action.text == nft.ruleset(t.fan, t.slice.network, UL.network, UL.address)
 
 
 def test_ipip_kernel_routes_the_overlay_via_the_tunnel():
