@@ -13,7 +13,7 @@ def register(sub) -> None:
                     "process that 'fangen up' recorded in DIR/run/fangen/NAME/state.json, "
                     "and nothing else; works after the fan left the configuration.  Taking "
                     "down a fan that is not up is not an error.")
-    add_selection(parser)
+    add_selection(parser, every="every fan that is up (configured or not)")
     cli.add_root_dir(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the actions without changing anything")

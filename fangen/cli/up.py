@@ -26,9 +26,9 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def add_selection(parser) -> None:
+def add_selection(parser, every: str = "every enabled fan") -> None:
     parser.add_argument("name", nargs="?", metavar="NAME", help="the fan's name")
-    parser.add_argument("--all", "-a", action="store_true", help="every enabled fan")
+    parser.add_argument("--all", "-a", action="store_true", help=every)
 
 
 def add_no_systemd(parser) -> None:
