@@ -1,0 +1,169 @@
+"""The examples under examples/: each validates, together they use every schema key,
+and the Docker and LXD files agree with their fan (bridge name, MTU).
+
+Docker and LXD cannot run on the test machines, so their files are checked for
+shape; a container getting its address and MTU by DHCP on a fan bridge is covered
+by the runtime's end-to-end tests.  Golden output of every example: tests/golden.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+
+import pytest
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "golden"))
+import golden_examples as examples  # noqa: E402
+
+from fangen.config import loader, validate  # noqa: E402
+from fangen.errors import Report  # noqa: E402
+from fangen.fanmap import MAX_SLICE_PREFIX, FanMap  # noqa: E402
+
+EXAMPLES = examples.examples()
+
+
+def check(name: str, tmp_path):
+    root = str(tmp_path / "root")
+    examples.install(EXAMPLES[name], root)
+    report = Report()
+    loaded = loader.load(root, report)
+    result = validate.validate(loaded, report)
+    return report, result, loaded
+
+
+def fans_of(name: str, tmp_path) -> dict:
+    report, result, _ = check(name, tmp_path)
+    assert not report.items, [d.format() for d in report.items]
+    return {fan.name: fan for fan in result.fans}
+
+
+def test_the_examples_the_docs_promise_exist():
+    assert {"cloud-dhcp-underlay", "two-fans", "vxlan", "small-underlay", "disabled",
+            "static-underlay", "docker", "lxd"} <= set(EXAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_validates_cleanly(name, tmp_path):
+    report, result, loaded = check(name, tmp_path)
+    assert report.items == [], "\n".join(d.format() for d in report.items)
+    assert not result.broken
+    assert result.fans, f"{name}: no fan defined"
+    assert sorted(f.name for f in result.fans) == sorted(loaded.data["network"]["fan"])
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_starts_with_a_comment_header(name):
+    with open(EXAMPLES[name], encoding="utf-8") as fh:
+        head = [next(fh) for _ in range(3)]
+    assert all(line.startswith("#") for line in head), f"{name}: no comment header"
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_slices_fit(name, tmp_path):
+    for fan in fans_of(name, tmp_path).values():
+        assert fan.slice_prefix <= MAX_SLICE_PREFIX
+
+
+def _schema_keys(node: dict, path: tuple = ()) -> set[tuple]:
+    """Every property of the schema as a path of names ('*' for a fan name)."""
+    definitions = validate.load_schema()["definitions"]
+    keys = set()
+    if "$ref" in node:
+        node = definitions[node["$ref"].rsplit("/", 1)[1]]
+    for key, sub in node.get("properties", {}).items():
+        keys.add(path + (key,))
+        keys |= _schema_keys(sub, path + (key,))
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        keys |= _schema_keys(extra, path + ("*",))
+    return keys
+
+
+def _data_keys(data, path: tuple = ()) -> set[tuple]:
+    keys = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            shown = "*" if path == ("network", "fan") else key
+            keys.add(path + (shown,))
+            keys |= _data_keys(value, path + (shown,))
+    return keys
+
+
+def test_every_schema_key_is_used_by_some_example(tmp_path):
+    schema_keys = _schema_keys(validate.load_schema()) - {("network", "fan", "*")}
+    used = set()
+    for name in EXAMPLES:
+        _, _, loaded = check(name, tmp_path / name)
+        used |= _data_keys(loaded.data)
+    missing = sorted(".".join(k) for k in schema_keys - used)
+    assert not missing, f"schema keys no example uses: {missing}"
+
+
+def test_small_underlay_comment_is_right(tmp_path):
+    rack = fans_of("small-underlay", tmp_path)["rack"]
+    fmap = FanMap(rack.overlay, rack.underlay.network)
+    assert fmap.slice_prefix == 18
+    assert str(fmap.host_for_address("100.66.200.5")) == "10.224.220.11"
+    assert str(fmap.slice_for_host("10.224.220.11")) == "100.66.192.0/18"
+
+
+def test_cloud_comment_is_right(tmp_path):
+    fan = fans_of("cloud-dhcp-underlay", tmp_path)["fan-250"]
+    sl = fan.slice_for("172.31.3.4")
+    assert str(sl.network) == "250.3.4.0/24"
+    assert str(sl.gateway) == "250.3.4.1"
+    assert tuple(map(str, sl.dhcp_range)) == ("250.3.4.2", "250.3.4.254")
+
+
+def test_vxlan_default_vni_in_comment(tmp_path):
+    text = open(EXAMPLES["vxlan"], encoding="utf-8").read()
+    overlay = ipaddress.IPv4Network(fans_of("vxlan", tmp_path)["fan-vx"].overlay)
+    assert str(int(overlay.network_address) >> 8) in text
+
+
+def test_disabled_example_renders_nothing_for_the_disabled_fan(tmp_path):
+    fans = fans_of("disabled", tmp_path)
+    assert not fans["old"].enabled and fans["new"].enabled
+
+
+def _only_fan(name: str, tmp_path):
+    fans = fans_of(name, tmp_path)
+    assert len(fans) == 1
+    return next(iter(fans.values()))
+
+
+def test_docker_daemon_json_matches_the_fan(tmp_path):
+    fan = _only_fan("docker", tmp_path)
+    with open(os.path.join(examples.EXAMPLES, "docker", "daemon.json"), encoding="utf-8") as fh:
+        daemon = json.load(fh)
+    assert daemon["bridge"] == fan.bridge
+    assert fan.mtu is not None and daemon["mtu"] == fan.mtu
+    # fangen's nat masquerades what leaves the overlay; Docker's would also hide
+    # container addresses from the other fan hosts.
+    assert daemon["ip-masq"] is False
+    assert fan.nat
+    # Docker assigns the addresses itself: fangen's DHCP server would clash.
+    assert fan.dhcp is False
+    assert "bip" not in daemon and "fixed-cidr" not in daemon
+
+
+def test_lxd_profile_matches_the_fan(tmp_path):
+    fan = _only_fan("lxd", tmp_path)
+    with open(os.path.join(examples.EXAMPLES, "lxd", "profile.yaml"), encoding="utf-8") as fh:
+        profile = yaml.safe_load(fh)
+    assert isinstance(profile.get("name"), str) and profile["name"]
+    nics = [d for d in profile["devices"].values() if d.get("type") == "nic"]
+    assert nics, "the profile has no nic device"
+    for nic in nics:
+        assert nic["nictype"] == "bridged"
+        assert nic["parent"] == fan.bridge
+        assert isinstance(nic["mtu"], str), "LXD device options are strings"
+        assert fan.mtu is not None and int(nic["mtu"]) == fan.mtu
+        assert "ipv4.address" not in nic, "addresses come from fangen's DHCP"
+    assert fan.dhcp, "LXD containers take their address from fangen's dnsmasq"
+    assert fan.type == "vxlan" and fan.port == 8472 and fan.vni == 240 << 16
