@@ -1,4 +1,4 @@
-#!/usr/bin/python3 -I -S
+#!/usr/bin/python3 -IS
 """fangen's systemd generator (installed as /usr/lib/systemd/system-generators/fangen).
 
 systemd.generator(7): runs very early, on every boot and every daemon-reload, with

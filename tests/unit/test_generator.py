@@ -44,6 +44,21 @@ def test_links_when_fan_files_exist(tmp_path):
     assert not (tmp_path / "e").exists() and not (tmp_path / "l").exists()
 
 
+def test_runs_through_its_own_shebang_line(tmp_path):
+    """As systemd runs it: the file itself, executed.  Linux hands everything after the
+    interpreter to it as one argument, so the flags must be combined (-IS, not -I -S)."""
+    root = tmp_path / "root"
+    (root / "etc/netplan/fan.d").mkdir(parents=True)
+    (root / "etc/netplan/fan.d/10-fan.yaml").write_text("")
+    copy = tmp_path / "fangen"
+    copy.write_bytes(open(GEN, "rb").read())
+    copy.chmod(0o755)
+    res = subprocess.run([str(copy), "--root-dir", str(root), str(tmp_path / "out")],
+                         capture_output=True, text=True)
+    assert (res.returncode, res.stderr) == (0, "")
+    assert (tmp_path / "out/systemd-networkd.service.wants/fangen-generate.service").is_symlink()
+
+
 def test_nothing_without_fan_files(tmp_path):
     (tmp_path / "root/etc/netplan/fan.d").mkdir(parents=True)
     (tmp_path / "root/etc/netplan/fan.d/README").write_text("not yaml")
