@@ -29,6 +29,7 @@ from fangen.runtime import control
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
 from fangen.runtime.execute import execute
+from fangen.runtime.sdnotify import notify
 
 SETTLE = 0.05          # let a burst of netlink events finish before reconciling
 
@@ -65,12 +66,14 @@ class Follower:
         self.events = underlay_mod.Events(self.host.new_ipr)
         try:
             self.fan = control.fan_named(self.host.root, self.name)
+            notify(f"STATUS=waiting for the underlay {self.fan.underlay.spec}")
             result = control.up(self.host, self.fan, timeout=timeout, events=self.events)
             self.last_underlay = result.target.underlay
             self._catch_term()
-            self.log(f"up: slice {result.target.slice.network} on "
-                     f"{self.last_underlay.ifname} {self.last_underlay.address} "
-                     f"({result.target.datapath} datapath)")
+            status = (f"slice {result.target.slice.network} on {self.last_underlay.ifname} "
+                      f"{self.last_underlay.address} ({result.target.datapath} datapath)")
+            self.log(f"up: {status}")
+            notify(f"READY=1\nSTATUS={status}")
             while "term" not in self.flags:
                 pidfd = self._dnsmasq_pidfd()
                 fds = [self.events.fileno(), rfd] + ([pidfd] if pidfd is not None else [])
@@ -95,6 +98,7 @@ class Follower:
                     self.log("dnsmasq ended; starting it again")
                 self._reconcile()
             self.log("exiting; the fan stays up")
+            notify("STOPPING=1")
             return 0
         finally:
             signal.set_wakeup_fd(-1)
@@ -150,6 +154,8 @@ class Follower:
             execute(actions, self.host, state)
             control.verify(self.host, target)
             self.log(f"reconciled: slice {target.slice.network} ({len(actions)} actions)")
+            notify(f"STATUS=slice {target.slice.network} on {resolved.ifname} "
+                   f"{resolved.address} ({target.datapath} datapath)")
         except FangenError as exc:
             self.log(f"error: {exc}")
 

@@ -11,9 +11,11 @@ fallback, by PID from the state file) are removed in the finalizer, also on fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -246,12 +248,24 @@ def test_up_waits_for_the_underlay_and_fails_clearly(world):
 def test_run_follows_an_underlay_address_change(world, tmp_path):
     w = world
     before = snapshot(w.h)
+    # systemd's notification socket, as Type=notify gives it (fangen@.service)
+    notify_path = str(tmp_path / "notify.sock")
+    notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_sock.bind(notify_path)
+    notify_sock.settimeout(20)
     proc = subprocess.Popen(["ip", "netns", "exec", w.h, PYTHON, "-m", "fangen", "run",
-                             "fan250", "--root-dir", w.root], cwd=REPO, env=_env(),
+                             "fan250", "--root-dir", w.root], cwd=REPO,
+                            env=dict(_env(), NOTIFY_SOCKET=notify_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     w.pool.pids.append(proc.pid)
     try:
-        wait_until(lambda: w.bridge_addrs() == ["250.3.4.1/8"], 20, "the bridge address")
+        messages = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(notify_sock.recv(4096).decode())
+        # READY only once the fan is really up
+        assert w.bridge_addrs() == ["250.3.4.1/8"]
+        assert messages[0].startswith("STATUS=waiting for the underlay")
+        assert "STATUS=slice 250.3.4.0/24 on ul0 172.16.3.4" in messages[-1]
         wait_until(lambda: os.path.exists(os.path.join(w.root, "run/fangen/fan250/state.json"))
                    and w.state().get("dnsmasq"), 10, "dnsmasq")
         old = w.state()
@@ -286,7 +300,14 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
         assert proc.returncode == 0, err
         assert w.bridge_addrs() == ["250.5.6.1/8"]
         assert "exiting; the fan stays up" in err
+        notify_sock.settimeout(0)
+        rest = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                rest.append(notify_sock.recv(4096).decode())
+        assert rest[-1] == "STOPPING=1"
     finally:
+        notify_sock.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
