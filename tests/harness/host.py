@@ -28,7 +28,7 @@ import time
 import yaml
 
 from .ns import HarnessError, Run, ip, nsexec, sh
-from .switch import Switch, UNDERLAY, host_address, host_mac
+from .switch import UNDERLAY, Switch, host_address, host_mac
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"
@@ -97,7 +97,7 @@ class Host:
         self.fangen_run = None
         self._prepare_root()
         switch.assign(self.mac, host_address(index))
-        switch.port(self.ns, UPLINK, mac=self.mac)
+        self.switch_port = switch.port(self.ns, UPLINK, mac=self.mac)
 
     # -- files ------------------------------------------------------------------
     def _prepare_root(self) -> None:
@@ -239,6 +239,10 @@ class Host:
         self.switch.assign(self.mac, addr)
         self.networkctl("reconfigure", UPLINK)
         return self.wait_address(addr, timeout)
+
+    def carrier(self, on: bool) -> None:
+        """Plug or unplug the host's cable (its port on the switch goes up or down)."""
+        ip(self.switch.ns, "link", "set", self.switch_port, "up" if on else "down")
 
     def slice_for(self, addr: str | None = None, fan: str | None = None) -> ipaddress.IPv4Network:
         from fangen.config.model import build

@@ -86,7 +86,7 @@ class Lab:
             return any(a.ping(b.address) for _ in range(attempts))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(probe, pairs))
-        return {(a.name, b.name): ok for (a, b), ok in zip(pairs, results)}
+        return {(a.name, b.name): ok for (a, b), ok in zip(pairs, results, strict=True)}
 
     def close(self) -> None:
         self.outside.close()

@@ -200,7 +200,11 @@ class Run:
         cleanup(self.prefix)                 # anything named by this run but not recorded
         if not self.keep_workdir:
             _umount_below(self.workdir)
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            for _ in range(3):                   # a dying daemon may still write a file
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                if not os.path.exists(self.workdir):
+                    break
+                time.sleep(0.1)
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
 

@@ -69,7 +69,7 @@ class UdpListener:
         for _ in range(int(deadline)):
             try:
                 got.append(self.sock.recv(65535))
-            except socket.timeout:
+            except TimeoutError:
                 if got:
                     break
         return got
