@@ -48,7 +48,9 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         st.routes = [r for r in st.routes if r["dev"] != a.name]
     elif isinstance(a, P.SetLink):
         nl.set_link(a.name, a.mtu, a.master, a.up)
-        st.links.setdefault(a.name, {"created": False})
+        link = st.links.setdefault(a.name, {"created": False})
+        if a.mtu_before is not None and not link.get("created"):
+            link.setdefault("mtu_before", a.mtu_before)     # the first value is the original
     elif isinstance(a, P.AddAddress):
         nl.add_address(a.dev, a.address)
         st.add_address(a.dev, a.address)

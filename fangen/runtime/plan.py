@@ -141,6 +141,7 @@ class SetLink:
     mtu: int | None = None
     master: str | None = None
     up: bool = True
+    mtu_before: int | None = None     # a link fangen did not make: its MTU, for down
 
     def __str__(self):
         parts = [f"set link {self.name}"]
@@ -355,7 +356,9 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             raise PlanError(f"{fan.name}: {fan.bridge} exists and is a "
                             f"{bridge.kind or 'plain'} device, not a bridge")
         if bridge.mtu != t.mtu or not bridge.up:
-            actions.append(SetLink(fan.bridge, mtu=t.mtu if bridge.mtu != t.mtu else None))
+            changed = bridge.mtu != t.mtu
+            actions.append(SetLink(fan.bridge, mtu=t.mtu if changed else None,
+                                   mtu_before=bridge.mtu if changed else None))
 
     # tunnel
     spec = tunnel_spec(t)
@@ -374,8 +377,10 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
         actions.append(SetLink(fan.tunnel, master=master, up=True))
     elif (tunnel.mtu != t.mtu or not tunnel.up or
           (master is not None and tunnel.master != master)):
-        actions.append(SetLink(fan.tunnel, mtu=t.mtu if tunnel.mtu != t.mtu else None,
-                               master=master if tunnel.master != master else None))
+        changed = tunnel.mtu != t.mtu
+        actions.append(SetLink(fan.tunnel, mtu=t.mtu if changed else None,
+                               master=master if tunnel.master != master else None,
+                               mtu_before=tunnel.mtu if changed else None))
 
     # bridge address: ours from before that is no longer right goes first
     want_addr = t.bridge_address
@@ -491,6 +496,12 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
         if link is not None and entry["dev"] not in created and \
                 entry["address"] in link.addresses:
             actions.append(DelAddress(entry["dev"], entry["address"]))
+    # links fangen only used (a bridge networkd made) get their MTU back
+    for name, link in sorted(state.links.items()):
+        before = link.get("mtu_before")
+        if not link.get("created") and before is not None and name in obs.links and \
+                obs.links[name].mtu != before:
+            actions.append(SetLink(name, mtu=before))
     # tunnels before bridges: a port goes before its master
     order = sorted(created, key=lambda n: (state.links[n].get("kind") == "bridge", n))
     for name in order:

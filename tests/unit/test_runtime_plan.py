@@ -224,3 +224,18 @@ def test_down_keeps_a_networkd_bridge_but_removes_our_address():
     ]
     # everything already gone: only the state file goes
     assert lines(P.plan_down(State("f"), P.Observed())) == ["remove state"]
+
+
+def test_a_networkd_bridge_gets_its_mtu_back_on_down():
+    """up sets the MTU of a bridge networkd made; down puts the original back."""
+    t = target(fan(type="vxlan"))
+    obs = P.Observed(links={"f": P.LinkView("f", 5, "bridge", 1500, True)})
+    up = P.plan_up(t, obs, None)
+    [set_bridge] = [a for a in up if isinstance(a, P.SetLink) and a.name == "f"]
+    assert (set_bridge.mtu, set_bridge.mtu_before) == (t.mtu, 1500)
+    state = record_state(t, up)
+    state.links["f"] = {"created": False, "mtu_before": 1500}
+    assert "set link f mtu 1500 up" in lines(P.plan_down(state, converge(t)))
+    # a bridge fangen made is deleted, not re-sized
+    state.links["f"] = {"kind": "bridge", "created": True}
+    assert not any(a.startswith("set link f mtu") for a in lines(P.plan_down(state, converge(t))))
