@@ -23,6 +23,9 @@ def render(fan: Fan, sl: Slice, mtu: int, root: str = "/") -> str | None:
         "strict-order",
         "dhcp-authoritative",
         "dhcp-no-override",
+        # the slice is ours and host-reserve keeps hand-set addresses out of the range:
+        # skip the ICMP probe dnsmasq makes before each offer (seconds per new container)
+        "no-ping",
         f"dhcp-range={first},{last},{netmask},{fan.lease_time}s",
         f"dhcp-option=option:router,{sl.gateway}",
         f"dhcp-option-force=option:mtu,{mtu}",

@@ -64,6 +64,7 @@ def test_dnsmasq_config():
     assert text.splitlines()[1:] == [
         "interface=fan-250", "except-interface=lo", "bind-interfaces",
         "listen-address=250.3.4.1", "strict-order", "dhcp-authoritative", "dhcp-no-override",
+        "no-ping",
         "dhcp-range=250.3.4.5,250.3.4.254,255.255.255.0,600s",
         "dhcp-option=option:router,250.3.4.1", "dhcp-option-force=option:mtu,1430",
         "dhcp-leasefile=/srv/h1/var/lib/fangen/fan-250.leases",
