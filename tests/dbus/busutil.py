@@ -11,22 +11,10 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 
-CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
+from tests.harness.host import DBUS_CONF, wait_for  # noqa: F401  (re-exported)
+
+CONFIG = DBUS_CONF
 
 
 class PrivateBus:
@@ -55,12 +43,3 @@ class PrivateBus:
         with contextlib.suppress(OSError):
             os.rmdir(self.dir)
 
-
-def wait_for(pred, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -255,14 +255,17 @@ class Host:
         return self.fans[fan].get("bridge", fan)
 
 
-def _wait(pred, timeout: float, what: str, interval: float = 0.02) -> None:
+def wait_for(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):
+    """Poll ``pred`` until it returns something true, and return that; HarnessError on
+    timeout (an AssertionError to pytest)."""
     deadline = time.monotonic() + timeout
     while True:
-        if pred():
-            return
+        value = pred()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise HarnessError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
 
 
-wait = _wait
+_wait = wait = wait_for

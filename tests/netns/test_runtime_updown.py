@@ -26,6 +26,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bp
 import nsutil  # noqa: E402
 from nsutil import ip, nsexec, sh  # noqa: E402
 
+from tests.harness.host import wait_for as wait_until  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = os.environ.get("FANGEN_TEST_PYTHON", "/usr/bin/python3")   # e.g. a venv with PyPI pyroute2
 FAN_YAML = """network:
@@ -158,15 +160,6 @@ def gone(pid: int) -> bool:
     except (OSError, IndexError):
         return True
 
-
-def wait_until(pred, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_up_twice_dhcp_and_down_restores(world, tmp_path):
