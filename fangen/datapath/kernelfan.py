@@ -580,16 +580,36 @@ def get_maps(handle, dev) -> list[FanMapping]:
     return get_link(handle, dev).fan_maps
 
 
+def _check_kept(info: LinkInfo, maps: Sequence[FanMapping], what: str) -> None:
+    """A kernel without the fan patch ignores the unknown attribute: notice it."""
+    kept = {(m.overlay, m.overlay_prefix) for m in info.fan_maps}
+    for m in maps:
+        if int(m.overlay) and int(m.underlay) and (m.overlay, m.overlay_prefix) not in kept:
+            raise KernelFanError(_errno.EOPNOTSUPP,
+                                 f"the kernel ignored the fan map {m} (no fan support?)", what)
+
+
 def create_ipip_fan(handle, name: str, local, maps: Iterable = (), *,
                     link: int | None = None, ttl: int | None = None,
                     mtu: int | None = None, up: bool = False) -> int:
-    """``ip link add NAME type ipip local LOCAL`` with fan maps; the ifindex."""
+    """``ip link add NAME type ipip local LOCAL`` with fan maps; the ifindex.
+
+    Raises KernelFanError (EOPNOTSUPP) and removes the link again when the
+    kernel accepted the link but not the maps (a kernel without the fan).
+    """
     nl = Rtnl.of(handle)
+    what = f"create ipip fan {name}"
     try:
         maps = [_as_mapping(m) for m in maps]
         nl.request(newlink_ipip_fan(name, local, maps, seq=nl.next_seq(), link=link,
-                                    ttl=ttl, mtu=mtu, up=up), f"create ipip fan {name}")
-        return get_link(nl, name).index
+                                    ttl=ttl, mtu=mtu, up=up), what)
+        info = get_link(nl, name)
+        try:
+            _check_kept(info, maps, what)
+        except KernelFanError:
+            delete_link(nl, info.index)
+            raise
+        return info.index
     finally:
         if nl is not handle:
             nl.close()
@@ -603,10 +623,16 @@ def create_vxlan_fan(handle, name: str, vni: int, local, maps: Iterable = (), *,
     try:
         maps = [_as_mapping(m) for m in maps]
         devidx = _index(nl, dev) if dev is not None else None
+        what = f"create vxlan fan {name}"
         nl.request(newlink_vxlan_fan(name, vni, local, maps, seq=nl.next_seq(), dev=devidx,
-                                     dstport=dstport, mtu=mtu, up=up),
-                   f"create vxlan fan {name}")
-        return get_link(nl, name).index
+                                     dstport=dstport, mtu=mtu, up=up), what)
+        info = get_link(nl, name)
+        try:
+            _check_kept(info, maps, what)
+        except KernelFanError:
+            delete_link(nl, info.index)
+            raise
+        return info.index
     finally:
         if nl is not handle:
             nl.close()
@@ -620,9 +646,17 @@ def change_maps(handle, dev, maps: Iterable) -> None:
         if info.kind not in ("ipip", "vxlan"):
             raise KernelFanError(_errno.EOPNOTSUPP, f"{info.name} is a {info.kind} link",
                                  "change fan maps")
-        msg = changelink_fan(info.index, info.kind, [_as_mapping(m) for m in maps],
+        maps = [_as_mapping(m) for m in maps]
+        what = f"change fan maps of {info.name}"
+        msg = changelink_fan(info.index, info.kind, maps,
                              seq=nl.next_seq(), keep=info.info_data, mtu=info.mtu)
-        nl.request(msg, f"change fan maps of {info.name}")
+        nl.request(msg, what)
+        # what a later flush or delete in the same request removed is not expected
+        last_flush = max((i for i, m in enumerate(maps) if not int(m.overlay)), default=-1)
+        deleted = {(m.overlay, m.overlay_prefix) for m in maps if not int(m.underlay)}
+        _check_kept(get_link(nl, info.index),
+                    [m for m in maps[last_flush + 1:]
+                     if (m.overlay, m.overlay_prefix) not in deleted], what)
     finally:
         if nl is not handle:
             nl.close()

@@ -1,0 +1,104 @@
+#!/bin/bash
+# Boot a kernel under qemu (TCG) with the host's root filesystem (9p,
+# read-only) and run one shell command inside; exit with its exit code.
+#
+#   kernel/boot.sh [options] -- COMMAND...
+#     --kernel FILE    kernel image (default: kernel/build.sh's bzImage)
+#     --initrd FILE    initramfs (needed by kernels with 9p/virtio as modules)
+#     --out DIR        directory shared read-write with the guest at /tmp/out
+#                      (default: a fresh temporary directory)
+#     --mem MB         guest memory (default 1024)
+#     --timeout SECS   kill qemu after SECS (default 900)
+#     --append ARGS    extra kernel command line
+#     --allow-oops     do not fail when the console shows an oops or warning
+#     --quiet          do not copy the console to stderr (it is kept in OUT/console.log)
+#
+# The command runs as root in the guest with /tmp, /run, /var/tmp on tmpfs,
+# its working directory the current host directory (read-only), and
+# FANGEN_VM_OUT=/tmp/out.  Its output goes to OUT/output and to stdout; the
+# guest's console to OUT/console.log.  Exit codes: the command's, or 124
+# (timeout), 125 (the guest never reported), 126 (oops/warning on the console).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+kernel= initrd= out= mem=1024 timeout=900 append= allow_oops=0 quiet=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--kernel) kernel=$2; shift 2 ;;
+	--initrd) initrd=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	--append) append=$2; shift 2 ;;
+	--allow-oops) allow_oops=1; shift ;;
+	--quiet) quiet=1; shift ;;
+	--) shift; break ;;
+	*) echo "usage: $0 [options] -- COMMAND..." >&2; exit 2 ;;
+	esac
+done
+[ $# -gt 0 ] || { echo "$0: no command" >&2; exit 2; }
+[ -n "$kernel" ] || kernel=$("$HERE/build.sh")
+if [ -z "$out" ]; then
+	out=$(mktemp -d /tmp/fangen-vm.XXXXXX)
+else
+	mkdir -p "$out"
+fi
+out=$(cd "$out" && pwd)
+rm -f "$out/rc" "$out/output" "$out/console.log"
+
+# The command, run by kernel/guest-init.sh inside the guest.
+{
+	echo "cd $(printf %q "$PWD") 2>/dev/null || cd /"
+	printf '%q ' "$@"
+	echo
+} > "$out/cmd"
+
+cmdline="console=ttyS0 root=/dev/root rootfstype=9p"
+cmdline+=" rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro"
+cmdline+=" init=$HERE/guest-init.sh panic=-1 oops=panic loglevel=4 $append"
+
+qemu=(qemu-system-x86_64 -accel tcg -m "$mem" -smp 1 -nodefaults -no-reboot
+	-display none -vga none -no-user-config
+	-chardev "file,id=con,path=$out/console.log" -serial chardev:con
+	-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap
+	-device virtio-9p-pci,fsdev=root,mount_tag=root
+	-fsdev "local,id=out,path=$out,security_model=none"
+	-device virtio-9p-pci,fsdev=out,mount_tag=fangenout
+	-kernel "$kernel" -append "$cmdline")
+[ -z "$initrd" ] || qemu+=(-initrd "$initrd")
+
+start=$(date +%s.%N)
+if [ $quiet = 0 ]; then
+	touch "$out/console.log"
+	tail -F -n +1 "$out/console.log" >&2 2>/dev/null &
+	tailpid=$!
+fi
+set +e
+timeout "$timeout" "${qemu[@]}" </dev/null
+qrc=$?
+set -e
+if [ $quiet = 0 ]; then
+	sleep 0.3
+	kill "$tailpid" 2>/dev/null || true
+	wait "$tailpid" 2>/dev/null || true
+fi
+end=$(date +%s.%N)
+printf 'kernel/boot.sh: guest ran %.1f s (qemu exit %d), output in %s\n' \
+	"$(echo "$end - $start" | bc)" "$qrc" "$out" >&2
+
+[ ! -f "$out/output" ] || cat "$out/output"
+if [ $qrc = 124 ]; then
+	echo "kernel/boot.sh: timeout after $timeout s" >&2
+	exit 124
+fi
+if [ $allow_oops = 0 ] &&
+	grep -E "Oops|BUG:|WARNING:|Call Trace|Kernel panic|general protection" "$out/console.log" >&2; then
+	echo "kernel/boot.sh: kernel oops/warning on the console ($out/console.log)" >&2
+	exit 126
+fi
+if [ ! -f "$out/rc" ]; then
+	echo "kernel/boot.sh: the guest did not report an exit code; console:" >&2
+	tail -30 "$out/console.log" >&2
+	exit 125
+fi
+exit "$(cat "$out/rc")"

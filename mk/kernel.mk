@@ -1,0 +1,28 @@
+# Kernel fan patch harness (kernel/README.md).  Included by the top-level
+# Makefile; leaves its default goal alone.
+_KERNEL_MK_GOAL := $(.DEFAULT_GOAL)
+
+.PHONY: kernel-check kernel-check-stock kernel-build kernel-checkpatch kernel-deps
+
+# make check (CI): the patch must stay checkpatch-clean, work under qemu, and the
+# upstream datapath must work on Debian's stock kernel (it has the ipip module).
+CHECK_TARGETS += kernel-checkpatch kernel-check kernel-check-stock
+
+# Build (cached in /var/cache/fangen/kernel/<key>), boot under qemu, run tests/kernel.
+kernel-check:
+	kernel/check.sh
+
+# The same tests (and the upstream datapath's) on Debian's stock kernel.
+kernel-check-stock:
+	kernel/check.sh --stock
+
+kernel-deps:
+	kernel/deps.sh
+
+kernel-build: kernel-deps
+	kernel/build.sh
+
+kernel-checkpatch: kernel-build
+	kernel/checkpatch.sh
+
+.DEFAULT_GOAL := $(_KERNEL_MK_GOAL)

@@ -1,0 +1,215 @@
+"""Helpers for the kernel fan tests (tests/kernel), which run inside the qemu
+guest booted by kernel/boot.sh (any kernel with the IPIP fan patch works too).
+
+Everything happens in namespaces these helpers create, named with a per-run
+prefix, and removed again (with every process found in them, by PID) by
+:meth:`Net.close`.  Shelling out to ``ip`` is fine here: this is test code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from fangen.datapath import kernelfan as kf
+from fangen.fanmap import FanMap
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_setns_lock = threading.Lock()
+BUSYBOX = "/bin/busybox"
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    res = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} -> {res.returncode}: "
+                           f"{(res.stderr or res.stdout).strip()}")
+    return res
+
+
+def ip(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return sh("ip", "-n", ns, *args, check=check)
+
+
+def nsexec(ns: str, *args: str, check: bool = True, timeout: float = 30):
+    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
+
+
+def sysctl(ns: str, key: str, value) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    nsexec(ns, "sh", "-c", f"echo {value} > {path}")
+
+
+@contextlib.contextmanager
+def in_netns(name: str):
+    """This thread inside namespace ``name``; sockets made in the body stay there."""
+    with _setns_lock:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns {name}: {os.strerror(err)}")
+            try:
+                yield
+            finally:
+                _libc.setns(home, CLONE_NEWNET)
+        finally:
+            os.close(target)
+            os.close(home)
+
+
+def socket_in(ns: str, family, type_, proto=0) -> socket.socket:
+    with in_netns(ns):
+        return socket.socket(family, type_, proto)
+
+
+def link_stats(ns: str, dev: str) -> dict:
+    out = json.loads(ip(ns, "-s", "-j", "link", "show", "dev", dev).stdout)
+    return out[0]["stats64"]
+
+
+def ping(ns: str, addr, count: int = 3, timeout: int = 2, check: bool = False):
+    return nsexec(ns, BUSYBOX, "ping", "-c", str(count), "-W", str(timeout), str(addr),
+                  check=check, timeout=count * timeout + 10)
+
+
+class Net:
+    """Namespaces of one test, removed again by close()."""
+
+    def __init__(self) -> None:
+        self.prefix = f"fk{secrets.token_hex(2)}"
+        self.namespaces: list[str] = []
+
+    def netns(self, short: str) -> str:
+        name = f"{self.prefix}-{short}"
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        ip(name, "link", "set", "lo", "up")
+        for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
+            sysctl(name, key, 0)
+        return name
+
+    def rtnl(self, ns: str) -> kf.Rtnl:
+        return kf.Rtnl(netns=ns)
+
+    def close(self) -> None:
+        for name in reversed(self.namespaces):
+            pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            sh("ip", "netns", "del", name, check=False)
+        self.namespaces.clear()
+
+
+@dataclass
+class Host:
+    ns: str
+    addr: IPv4Address
+    containers: list = field(default_factory=list)     # [(ns, addr)]
+
+
+@dataclass
+class Fan:
+    net: Net
+    fmap: FanMap
+    underlay_ns: str
+    hosts: list
+
+
+def build_kernel_fan(net: Net, overlay: str, underlay: str, host_addrs: list[str],
+                     tunnel: str = "fant") -> Fan:
+    """Hosts on one underlay bridge, each with an IPIP fan tunnel (kernelfan),
+    a fan bridge holding its slice's .1, the overlay routed via the tunnel, and
+    one container namespace at slice .2."""
+    fmap = FanMap.parse(overlay, underlay)
+    u = net.netns("u")
+    ip(u, "link", "add", "br0", "type", "bridge")
+    ip(u, "link", "set", "br0", "up")
+    hosts = []
+    for i, addr in enumerate(host_addrs):
+        h = net.netns(f"h{i}")
+        sysctl(h, "net.ipv4.ip_forward", 1)
+        ip(u, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", h)
+        ip(u, "link", "set", f"p{i}", "master", "br0", "up")
+        ip(h, "addr", "add", f"{addr}/{fmap.underlay.prefixlen}", "dev", "eth0")
+        ip(h, "link", "set", "eth0", "up")
+        with kf.Rtnl(netns=h) as nl:
+            kf.create_ipip_fan(nl, tunnel, addr, [fmap], up=True)
+        sl = fmap.slice_for_host(addr)
+        gw = sl.network_address + 1
+        ip(h, "link", "add", "fanbr", "type", "bridge")
+        ip(h, "addr", "add", f"{gw}/{sl.prefixlen}", "dev", "fanbr")
+        ip(h, "link", "set", "fanbr", "up")
+        ip(h, "route", "add", str(fmap.overlay), "dev", tunnel, "src", str(gw))
+        c = net.netns(f"c{i}")
+        ip(h, "link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", c)
+        ip(h, "link", "set", "c0", "master", "fanbr", "up")
+        caddr = gw + 1
+        ip(c, "addr", "add", f"{caddr}/{sl.prefixlen}", "dev", "eth0")
+        ip(c, "link", "set", "eth0", "up")
+        ip(c, "route", "add", "default", "via", str(gw))
+        hosts.append(Host(h, IPv4Address(addr), [(c, caddr)]))
+    return Fan(net, fmap, u, hosts)
+
+
+class OuterCapture:
+    """Outer IPIP destinations leaving ``dev`` in ``ns``, read from a packet socket."""
+
+    ETH_P_ALL = 0x0003
+
+    def __init__(self, ns: str, dev: str):
+        self.sock = socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW,
+                              socket.htons(self.ETH_P_ALL))
+        self.sock.bind((dev, 0))
+        self.sock.settimeout(0.05)
+
+    def drain(self) -> None:
+        with contextlib.suppress(TimeoutError, socket.timeout):
+            while True:
+                self.sock.recv(65536)
+
+    def outer(self, inner_dst: IPv4Address, tries: int = 40) -> tuple | None:
+        """(outer src, outer dst) of the first IPIP frame carrying ``inner_dst``."""
+        for _ in range(tries):
+            try:
+                frame, _addr = self.sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            if len(frame) < 14 + 40 or frame[12:14] != b"\x08\x00":
+                continue
+            outer = frame[14:]
+            ihl = (outer[0] & 0xF) * 4
+            if outer[9] != 4:                      # IPPROTO_IPIP
+                continue
+            inner = outer[ihl:]
+            if IPv4Address(inner[16:20]) == inner_dst:
+                return IPv4Address(outer[12:16]), IPv4Address(outer[16:20])
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def random_overlay(rng, prefix: int) -> IPv4Network:
+    """A random unicast overlay network (not 0/8, 127/8, >= 224/4, 172.16/12 or 10/8)."""
+    while True:
+        addr = rng.getrandbits(32)
+        net = IPv4Network((addr & ((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF), prefix))
+        first, last = int(net.network_address) >> 24, int(net.broadcast_address) >> 24
+        if first == 0 or last >= 224 or first <= 127 <= last or first <= 10 <= last:
+            continue
+        if net.overlaps(IPv4Network("172.16.0.0/12")) or net.overlaps(IPv4Network("192.0.2.0/24")):
+            continue
+        return net

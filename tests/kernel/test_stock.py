@@ -1,0 +1,49 @@
+"""kernelfan on a kernel without the fan patch (``make kernel-check-stock``, Debian's
+stock kernel): IPIP works, the fan is reported absent, and maps are refused loudly
+instead of being silently dropped with the unknown attribute."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from fangen.datapath import kernelfan as kf
+
+pytestmark = [
+    pytest.mark.skipif(kf.present()["ipip"], reason="kernel with the IPIP fan"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.root,
+]
+
+import kutil  # noqa: E402
+from kutil import ip  # noqa: E402
+
+
+@pytest.fixture
+def ns():
+    net = kutil.Net()
+    name = net.netns("s")
+    try:
+        if ip(name, "link", "add", "probe", "type", "ipip", "local", "192.0.2.1",
+              check=False).returncode != 0:
+            pytest.skip("kernel without IPIP")
+        ip(name, "link", "del", "probe")
+        yield name
+    finally:
+        net.close()
+
+
+def test_fan_absent_and_maps_refused(ns):
+    assert kf.present() == {"ipip": False, "vxlan": False}
+    with kf.Rtnl(netns=ns) as nl:
+        kf.create_ipip_fan(nl, "plain", "192.0.2.1", up=True)     # no maps: fine
+        assert kf.get_maps(nl, "plain") == []
+        with pytest.raises(kf.KernelFanError) as exc:
+            kf.create_ipip_fan(nl, "fant", "192.0.2.2", [("250.0.0.0/8", "172.16.0.0/16")])
+        assert exc.value.errno == errno.EOPNOTSUPP
+        assert "fant" not in ip(ns, "-br", "link").stdout
+        with pytest.raises(kf.KernelFanError) as exc:
+            kf.add_map(nl, "plain", "250.0.0.0/8", "172.16.0.0/16")
+        assert exc.value.errno == errno.EOPNOTSUPP
