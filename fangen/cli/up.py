@@ -75,6 +75,7 @@ def run(args) -> int:
             if not result.actions:
                 print("# nothing to do")
         else:
-            print(f"{fan.name}: up, slice {t.slice.network} via {t.underlay.ifname} "
+            state = "up" if result.actions else "already up, nothing changed"
+            print(f"{fan.name}: {state}, slice {t.slice.network} via {t.underlay.ifname} "
                   f"{t.underlay.address} ({fan.type}, {t.datapath} datapath)")
     return status

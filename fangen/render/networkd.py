@@ -27,10 +27,9 @@ def render(fan: Fan, sources: str) -> dict[str, str]:
 
 
 def _bridge_netdev(fan: Fan) -> str:
-    lines = ["[NetDev]", f"Name={fan.bridge}", "Kind=bridge"]
-    if fan.mtu is not None:
-        lines.append(f"MTUBytes={fan.mtu}")
-    lines += ["", "[Bridge]", "STP=no", ""]
+    # No MTUBytes=: the runtime sets the MTU as a change, which the kernel keeps; an MTU
+    # given at creation would follow the bridge's ports (containers' 1500-byte veths).
+    lines = ["[NetDev]", f"Name={fan.bridge}", "Kind=bridge", "", "[Bridge]", "STP=no", ""]
     return "\n".join(lines)
 
 

@@ -99,8 +99,12 @@ class Netlink:
 
     # -- links -----------------------------------------------------------------------------
     def create_bridge(self, name: str, mtu: int) -> None:
+        """Create the bridge, then set its MTU as a change: the kernel keeps an MTU set
+        that way, while one given at creation follows the ports (a container's 1500-byte
+        veth joining an IPIP fan's bridge would raise it past the fan's MTU)."""
         self._do(f"create bridge {name}", self.ipr.link, "add", ifname=name, kind="bridge",
-                 mtu=mtu, tolerate=(errno.EEXIST,))
+                 tolerate=(errno.EEXIST,))
+        self._do(f"set mtu of {name}", self.ipr.link, "set", index=self._need(name), mtu=mtu)
 
     def create_external_tunnel(self, name: str, kind: str, mtu: int, port: int = 0) -> None:
         if kind == "vxlan":

@@ -43,7 +43,7 @@ def test_static_ipip_underlay_renders_slice_and_route():
     files = networkd.render(fan(underlay="172.16.3.4/16", mtu=1480), "x")
     assert files["run/systemd/network/10-fangen-fan-250.network"].endswith(
         "KeepConfiguration=yes\nAddress=250.3.4.1/24\n")
-    assert "MTUBytes=1480\n" in files["run/systemd/network/10-fangen-fan-250.netdev"]
+    assert "MTUBytes" not in files["run/systemd/network/10-fangen-fan-250.netdev"]
     assert files["run/systemd/network/10-fangen-fan-250-tun.network"].endswith(
         "KeepConfiguration=yes\n\n[Route]\nDestination=250.0.0.0/8\n"
         "PreferredSource=250.3.4.1\nScope=link\n")

@@ -285,4 +285,5 @@ def test_underlay_kinds(fanroot):
 
 def test_host_reserve_zero_would_hand_out_the_bridge_address(fanroot):
     line, _ = one_error(fanroot, GOOD + "      host-reserve: 0\n")
-    assert line == "F:7:21: Error in fan definition: fan-250: host-reserve must be at least 1, not 0"
+    assert line == ("F:7:21: Error in fan definition: fan-250: host-reserve must be at least 1, "
+                    "not 0")
