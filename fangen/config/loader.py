@@ -250,25 +250,44 @@ def load(root: str = "/", report: Report | None = None) -> Loaded:
             continue
         if doc.data is None:
             continue
-        _merge_document(doc, merged, positions, fan_files, report)
+        if not _merge_document(doc, merged, positions, fan_files, report):
+            broken.append(display)
     misplaced_fans(root, report)
     return Loaded(merged, positions, files, fan_files, broken)
 
 
 def _merge_document(doc: Document, merged: dict, positions: Positions, fan_files: dict,
-                    report: Report) -> None:
+                    report: Report) -> bool:
+    """Merge one file's document; False (reported) when its top level has the wrong shape."""
     data = doc.data
-    if not isinstance(data, dict) or not isinstance(data.get("network"), dict):
-        # let the schema describe the shape problem, at this file's position
-        _deep_merge(merged, {"network": data} if not isinstance(data, dict) else data)
-        positions.update(doc.positions)
-        return
-    fans = data["network"].get("fan")
+    if not isinstance(data, dict):
+        _shape_error(doc, (), "a fan.d file holds a mapping with 'network:' at the top, "
+                              f"not {_kind(data)}", report)
+        return False
+    if "network" in data and not isinstance(data["network"], dict):
+        _shape_error(doc, ("network",),
+                     f"'network' must be a mapping, not {_kind(data['network'])}", report)
+        return False
+    fans = (data.get("network") or {}).get("fan")
     if isinstance(fans, dict):
         for name in fans:
             fan_files.setdefault(name, []).append(doc.file)
     _deep_merge(merged, data)
     positions.update(doc.positions)
+    return True
+
+
+def _kind(value) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text '{value}'"
+    return "nothing (null)" if value is None else f"the value {value}"
+
+
+def _shape_error(doc: Document, path: tuple, message: str, report: Report) -> None:
+    pos = doc.positions.of(path) or Pos(doc.file, 1, 1)
+    report.add(Diagnostic(doc.file, pos.line, pos.col, message, path=path))
 
 
 def _deep_merge(into: dict, new: dict) -> None:

@@ -287,3 +287,20 @@ def test_host_reserve_zero_would_hand_out_the_bridge_address(fanroot):
     line, _ = one_error(fanroot, GOOD + "      host-reserve: 0\n")
     assert line == ("F:7:21: Error in fan definition: fan-250: host-reserve must be at least 1, "
                     "not 0")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("- a\n", "F:1:1: Error in fan definition: a fan.d file holds a mapping with 'network:' at "
+              "the top, not a list"),
+    ("hello\n", "F:1:1: Error in fan definition: a fan.d file holds a mapping with 'network:' "
+                "at the top, not the text 'hello'"),
+    ("network: 5\n", "F:1:10: Error in fan definition: 'network' must be a mapping, not the "
+                     "value 5"),
+    ("network:\n", "F:1:9: Error in fan definition: 'network' must be a mapping, not nothing "
+                   "(null)"),
+    ("x: 1\n", "F:1:1: Error in fan definition: unknown key 'x' (expected one of: network)"),
+])
+def test_wrong_top_level_shapes(fanroot, text, expected):
+    line, result = one_error(fanroot, text)
+    assert line == expected
+    assert result.fans == []
