@@ -39,8 +39,16 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     return parser
 
 
+def _directory(text: str) -> str:
+    import os
+
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+    return text
+
+
 def add_root_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root-dir", default="/", metavar="DIR",
+    parser.add_argument("--root-dir", default="/", metavar="DIR", type=_directory,
                         help="read fan.d files from DIR/{lib,etc,run}/netplan/fan.d and write "
                              "output under DIR (default: /)")
 

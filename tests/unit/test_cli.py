@@ -113,3 +113,10 @@ def test_map_with_fan(fanroot):
 def test_map_errors(args, err):
     res = fangen("map", *args)
     assert (res.returncode, res.stderr) == (1, err)
+
+
+def test_missing_root_dir_is_a_usage_error():
+    res = fangen("validate", "--root-dir", "/nonexistent-fangen-root")
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[-1] == ("fangen validate: error: argument --root-dir: "
+                                           "/nonexistent-fangen-root: no such directory")
