@@ -638,6 +638,20 @@ def create_vxlan_fan(handle, name: str, vni: int, local, maps: Iterable = (), *,
             nl.close()
 
 
+def _changelink_keep(info: LinkInfo) -> dict:
+    """What a maps changelink of ``info`` sends besides the maps.
+
+    IPIP: the current IFLA_INFO_DATA and the MTU, as iproute2 does (an IPIP
+    changelink resets what it does not carry).  VXLAN: nothing, as iproute2
+    does: a VXLAN changelink starts from the device's configuration, and it
+    refuses IFLA_MTU and attributes that cannot change (port, port range,
+    checksum flags, ...) even when they carry the current value.
+    """
+    if info.kind == "vxlan":
+        return {"keep": (), "mtu": None}
+    return {"keep": info.info_data, "mtu": info.mtu}
+
+
 def change_maps(handle, dev, maps: Iterable) -> None:
     """Send raw map requests (add, delete, flush entries) to an existing link."""
     nl = Rtnl.of(handle)
@@ -648,8 +662,8 @@ def change_maps(handle, dev, maps: Iterable) -> None:
                                  "change fan maps")
         maps = [_as_mapping(m) for m in maps]
         what = f"change fan maps of {info.name}"
-        msg = changelink_fan(info.index, info.kind, maps,
-                             seq=nl.next_seq(), keep=info.info_data, mtu=info.mtu)
+        msg = changelink_fan(info.index, info.kind, maps, seq=nl.next_seq(),
+                             **_changelink_keep(info))
         nl.request(msg, what)
         # what a later flush or delete in the same request removed is not expected
         last_flush = max((i for i, m in enumerate(maps) if not int(m.overlay)), default=-1)

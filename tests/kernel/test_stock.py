@@ -47,3 +47,23 @@ def test_fan_absent_and_maps_refused(ns):
         with pytest.raises(kf.KernelFanError) as exc:
             kf.add_map(nl, "plain", "250.0.0.0/8", "172.16.0.0/16")
         assert exc.value.errno == errno.EOPNOTSUPP
+
+
+def test_vxlan_fan_maps_refused(ns):
+    """The stock kernel ignores IFLA_VXLAN_FAN_MAP (beyond its IFLA_VXLAN_MAX): kernelfan
+    notices and refuses, at creation and on a plain VXLAN device."""
+    assert kf.present()["vxlan"] is False
+    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+    ip(ns, "addr", "add", "192.0.2.1/24", "dev", "eth0")
+    with kf.Rtnl(netns=ns) as nl:
+        kf.create_vxlan_fan(nl, "plainvx", 0xFA0000, "192.0.2.1", dev="eth0")   # no maps
+        assert kf.get_maps(nl, "plainvx") == []
+        with pytest.raises(kf.KernelFanError) as exc:
+            kf.create_vxlan_fan(nl, "fanvx", 0xFA0001, "192.0.2.1",
+                                [("250.0.0.0/8", "192.0.2.0/24")], dev="eth0")
+        assert exc.value.errno == errno.EOPNOTSUPP
+        assert "fanvx" not in ip(ns, "-br", "link").stdout
+        with pytest.raises(kf.KernelFanError) as exc:
+            kf.add_map(nl, "plainvx", "250.0.0.0/8", "192.0.2.0/24")
+        assert exc.value.errno == errno.EOPNOTSUPP
+        assert kf.get_maps(nl, "plainvx") == []

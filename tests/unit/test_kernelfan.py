@@ -171,3 +171,47 @@ def test_rtnl_getlink_loopback():
     with pytest.raises(kf.KernelFanError) as exc:
         kf.get_link(None, "no-such-dev0")
     assert exc.value.errno == 19
+
+
+class _FakeRtnl(kf.Rtnl):
+    """Answers RTM_GETLINK with one fixed link, records the other requests."""
+
+    def __init__(self, link_msg: bytes):
+        self.seq = 0
+        self.link_payload = link_msg[16:]
+        self.sent: list[bytes] = []
+
+    def request(self, msg, what=""):
+        mtype = struct.unpack_from("=IH", msg)[1]
+        if mtype == kf.RTM_GETLINK:
+            return [(kf.RTM_NEWLINK, 0, self.link_payload)]
+        self.sent.append(msg)
+        return []
+
+    def close(self):
+        pass
+
+
+def test_change_maps_vxlan_sends_only_the_maps():
+    """A VXLAN changelink refuses IFLA_MTU, IFLA_VXLAN_PORT, ... even unchanged."""
+    link = kf.newlink_vxlan_fan("fan-vx", 0xFA0000, "172.16.3.4", ["250.0.0.0/8:172.16.0.0/16"],
+                                dev=2, mtu=1450)
+    nl = _FakeRtnl(link)
+    kf.change_maps(nl, "fan-vx", ["250.0.0.0/8:172.16.0.0/16"])
+    (msg,) = nl.sent
+    sent = kf.parse_link(msg[16:])
+    assert sent.kind == "vxlan" and sent.mtu == 0          # no IFLA_MTU
+    assert [t for t, _ in sent.info_data] == [kf.IFLA_VXLAN_FAN_MAP]
+    assert [str(m) for m in sent.fan_maps] == ["250.0.0.0/8:172.16.0.0/16"]
+
+
+def test_change_maps_ipip_keeps_params_and_mtu():
+    link = kf.newlink_ipip_fan("fant", "172.16.3.4", ["250.0.0.0/8:172.16.0.0/16"], ttl=64,
+                               mtu=1480)
+    nl = _FakeRtnl(link)
+    kf.change_maps(nl, "fant", ["250.0.0.0/8:172.16.0.0/16"])
+    (msg,) = nl.sent
+    sent = kf.parse_link(msg[16:])
+    assert sent.mtu == 1480
+    assert [t for t, _ in sent.info_data] == [kf.IFLA_IPTUN_LOCAL, kf.IFLA_IPTUN_TTL,
+                                              kf.IFLA_IPTUN_FAN_MAP]
