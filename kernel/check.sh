@@ -35,7 +35,8 @@ mkdir -p "$out"
 # patch's tests on the patched kernel; on the stock kernel the refusal test and
 # the upstream datapath (its IPIP mode needs the ipip module this host lacks).
 if [ $stock = 1 ]; then
-	tests=(tests/kernel/test_stock.py tests/netns/test_upstream_datapath.py)
+	tests=(tests/kernel/test_stock.py tests/netns/test_upstream_datapath.py
+		tests/kernel/test_runtime.py::test_fangen_up_upstream_ipip)
 else
 	tests=(tests/kernel --ignore=tests/kernel/test_stock.py)
 fi
