@@ -597,35 +597,30 @@ def create_ipip_fan(handle, name: str, local, maps: Iterable = (), *,
     Raises KernelFanError (EOPNOTSUPP) and removes the link again when the
     kernel accepted the link but not the maps (a kernel without the fan).
     """
-    nl = Rtnl.of(handle)
-    what = f"create ipip fan {name}"
-    try:
-        maps = [_as_mapping(m) for m in maps]
-        nl.request(newlink_ipip_fan(name, local, maps, seq=nl.next_seq(), link=link,
-                                    ttl=ttl, mtu=mtu, up=up), what)
-        info = get_link(nl, name)
-        try:
-            _check_kept(info, maps, what)
-        except KernelFanError:
-            delete_link(nl, info.index)
-            raise
-        return info.index
-    finally:
-        if nl is not handle:
-            nl.close()
+    return _create(handle, f"create ipip fan {name}", name, maps,
+                   lambda nl, maps: newlink_ipip_fan(name, local, maps, seq=nl.next_seq(),
+                                                     link=link, ttl=ttl, mtu=mtu, up=up))
 
 
 def create_vxlan_fan(handle, name: str, vni: int, local, maps: Iterable = (), *,
                      dev=None, dstport: int = 0, mtu: int | None = None,
                      up: bool = False) -> int:
     """``ip link add NAME type vxlan id VNI dev DEV dstport 0 local LOCAL fan-map ...``."""
+    def message(nl, maps):
+        devidx = _index(nl, dev) if dev is not None else None
+        return newlink_vxlan_fan(name, vni, local, maps, seq=nl.next_seq(), dev=devidx,
+                                 dstport=dstport, mtu=mtu, up=up)
+    return _create(handle, f"create vxlan fan {name}", name, maps, message)
+
+
+def _create(handle, what: str, name: str, maps: Iterable, message) -> int:
+    """Send ``message(nl, maps)`` (an RTM_NEWLINK), check the kernel kept the maps (a
+    kernel without the fan patch ignores the attribute: then remove the new link and
+    raise), return the new link's index."""
     nl = Rtnl.of(handle)
     try:
         maps = [_as_mapping(m) for m in maps]
-        devidx = _index(nl, dev) if dev is not None else None
-        what = f"create vxlan fan {name}"
-        nl.request(newlink_vxlan_fan(name, vni, local, maps, seq=nl.next_seq(), dev=devidx,
-                                     dstport=dstport, mtu=mtu, up=up), what)
+        nl.request(message(nl, maps), what)
         info = get_link(nl, name)
         try:
             _check_kept(info, maps, what)

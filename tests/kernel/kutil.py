@@ -79,6 +79,10 @@ def link_stats(ns: str, dev: str) -> dict:
     return out[0]["stats64"]
 
 
+def maps_of(nl, dev) -> list[str]:
+    return [str(m) for m in kf.get_maps(nl, dev)]
+
+
 def ping(ns: str, addr, count: int = 3, timeout: int = 2, check: bool = False):
     return nsexec(ns, BUSYBOX, "ping", "-c", str(count), "-W", str(timeout), str(addr),
                   check=check, timeout=count * timeout + 10)

@@ -25,33 +25,10 @@ pytestmark = [
 ]
 
 import kutil  # noqa: E402
-from kutil import ip, ping  # noqa: E402
+from kutil import ip, maps_of, ping  # noqa: E402
 
 FAN_A = ("250.0.0.0/8", "172.16.0.0/16")
 FAN_B = ("100.64.0.0/10", "10.224.220.0/24")      # the kernel comment's non-/8 example
-
-
-@pytest.fixture
-def net():
-    n = kutil.Net()
-    yield n
-    n.close()
-
-
-@pytest.fixture
-def ns(net):
-    """One namespace with an underlay address, and an Rtnl in it."""
-    name = net.netns("n")
-    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    ip(name, "addr", "add", "172.16.3.4/16", "dev", "eth0")
-    ip(name, "link", "set", "eth0", "up")
-    ip(name, "link", "set", "eth1", "up")
-    with kf.Rtnl(netns=name) as nl:
-        yield name, nl
-
-
-def maps_of(nl, dev) -> list[str]:
-    return [str(m) for m in kf.get_maps(nl, dev)]
 
 
 # --- /proc -------------------------------------------------------------------

@@ -72,13 +72,6 @@ def lease(net: kutil.Net, host_ns: str, name: str, workdir: str) -> str:
     return got["ip"]
 
 
-@pytest.fixture
-def net():
-    n = kutil.Net()
-    yield n
-    n.close()
-
-
 def bring_up(net: kutil.Net, datapath: str):
     workdir = tempfile.mkdtemp(prefix="fangen-rt-")
     u = net.netns("u")

@@ -33,7 +33,7 @@ pytestmark = [
 ]
 
 import kutil  # noqa: E402
-from kutil import ip, ping  # noqa: E402
+from kutil import ip, maps_of, ping  # noqa: E402
 from test_ipip_fan import BAD_MAPS, _remote_pairs  # noqa: E402
 
 FAN_A = ("250.0.0.0/8", "172.16.0.0/16")
@@ -45,29 +45,6 @@ DEV = "fanvx"
 def vni_of(overlay: str) -> int:
     """LXD's VNI: the overlay network address >> 8."""
     return int(IPv4Network(overlay).network_address) >> 8
-
-
-@pytest.fixture
-def net():
-    n = kutil.Net()
-    yield n
-    n.close()
-
-
-@pytest.fixture
-def ns(net):
-    """One namespace with an underlay address, and an Rtnl in it."""
-    name = net.netns("n")
-    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    ip(name, "addr", "add", "172.16.3.4/16", "dev", "eth0")
-    ip(name, "link", "set", "eth0", "up")
-    ip(name, "link", "set", "eth1", "up")
-    with kf.Rtnl(netns=name) as nl:
-        yield name, nl
-
-
-def maps_of(nl, dev) -> list[str]:
-    return [str(m) for m in kf.get_maps(nl, dev)]
 
 
 def create(nl, maps=(FAN_A,), name=DEV, local="172.16.3.4", vni=0xFA0000, **kw) -> int:
