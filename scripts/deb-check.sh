@@ -14,6 +14,9 @@
 #   5. in that root: apt-get install ./fangen_*.deb, fangen --help, validate and
 #      generate of every example, the generator, the installed files, then purge.
 #
+#   scripts/deb-check.sh --build-only   steps 1-2 only; the last line printed is the
+#   .deb's path (the boot check, boot/image.sh, builds the package this way).
+#
 # Needs root.  Mounts (overlay, /proc, /dev) are undone on every exit path.
 # Environment: FANGEN_CACHE (default /var/cache/fangen), FANGEN_DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), FANGEN_DEB_SUITE (default bookworm).
@@ -31,6 +34,13 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 # would build against the wrong interpreter).
 export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 unset PYTHONPATH PYTHONHOME VIRTUAL_ENV PYTHONDONTWRITEBYTECODE
+
+BUILD_ONLY=0
+case "${1:-}" in
+--build-only) BUILD_ONLY=1 ;;
+"") ;;
+*) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+esac
 
 say() { printf '\n== deb-check: %s\n' "$*"; }
 die() { printf 'deb-check: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -74,6 +84,10 @@ DEB=$(ls "$OUT"/fangen_"$VERSION"_all.deb)
 CHANGES=$(ls "$OUT"/fangen_"$VERSION"_*.changes)
 rm -rf "$WORK/src"
 echo "built $DEB"
+if [ $BUILD_ONLY = 1 ]; then
+	echo "$DEB"
+	exit 0
+fi
 
 # -- 3. lintian -------------------------------------------------------------------------
 say "lintian"

@@ -42,7 +42,9 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
     if fan.type == "vxlan":
         match = f"udp dport {fan.port}"
     else:
-        match = "ip protocol ipip"
+        # the number, not the name: nft resolves "ipip" through /etc/protocols, which a
+        # minimal Debian (no netbase) lacks ("Could not resolve protocol name", boot-check)
+        match = "ip protocol 4"
     lines += [
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",

@@ -26,7 +26,7 @@ def test_ipip_with_nat():
         "\t}\n"
         "\tchain input {\n"
         "\t\ttype filter hook input priority filter; policy accept;\n"
-        "\t\tip protocol ipip ip daddr 172.16.3.4 ip saddr != 172.16.0.0/16 drop\n"
+        "\t\tip protocol 4 ip daddr 172.16.3.4 ip saddr != 172.16.0.0/16 drop\n"
         "\t}\n"
         "}\n")
 

@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""boot-check: boot three Debian 12 guests (systemd, netplan, the fangen .deb) under
+qemu (TCG) on a shared underlay inside a network namespace, and collect what their
+scenario (boot/guest/usr/local/lib/fangen-boot/scenario.sh) reports.
+
+    boot/check.py [--timeout SECS] [--keep-logs DIR] [--mem MB]
+
+The underlay: tests/harness's Switch (a namespace with a bridge and dnsmasq giving
+guest N the address 172.16.N.10 by its MAC), one tap per guest on that bridge; the
+qemu processes run inside that namespace, so no guest packet reaches the root
+namespace.  Every guest boots a copy-on-write qcow2 overlay of boot/image.sh's image.
+
+Guests: a (pings the containers of b and c, then the netplan apply steps), b (a fan
+host), c (boots with broken fan.d files beside a good one).  Each reports CHECK,
+INFO, TIMING and DONE lines on its second serial port.  Prints every line, then a
+PASS/FAIL summary; exits 1 on any failure.  Cleanup (qemu by PID, the namespace,
+the overlays) runs on every exit path (harness Run.close, also from atexit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tests.harness.ns import Run, ip  # noqa: E402
+from tests.harness.switch import BRIDGE, Switch, host_address, host_mac  # noqa: E402
+
+CACHE = os.environ.get("FANGEN_CACHE", "/var/cache/fangen")
+ROLES = {"a": 1, "b": 2, "c": 3}
+# Checks each guest must report (a guest that dies early fails these, not silently).
+REQUIRED = {
+    "a": ["boot.system-running", "fan.bridge", "fan.container-lease",
+          "fan.ping-container-on-b", "fan.ping-container-on-c", "apply.host-reserve-live",
+          "apply.second-fan-bridge", "apply.removed-fan-250", "apply.removed-fan-251"],
+    "b": ["boot.system-running", "fan.bridge", "fan.container-lease"],
+    "c": ["boot.system-running", "broken.journal-file-line-col", "broken.good-fan-up",
+          "broken.netplan-networking"],
+}
+
+
+def log(msg: str) -> None:
+    print(f"boot-check: {msg}", flush=True)
+
+
+def build_image() -> tuple[str, str, str]:
+    t0 = time.monotonic()
+    res = subprocess.run([os.path.join(REPO, "boot", "image.sh")], stdout=subprocess.PIPE,
+                         text=True)
+    if res.returncode != 0:
+        raise SystemExit("boot-check: FAIL: boot/image.sh failed")
+    root, vmlinuz, initrd = res.stdout.split()[-3:]
+    log(f"image ready in {time.monotonic() - t0:.0f} s: {root}")
+    return root, vmlinuz, initrd
+
+
+class Guest:
+    def __init__(self, run: Run, switch: Switch, role: str, image: tuple, mem: int,
+                 peers: str):
+        self.role, self.index = role, ROLES[role]
+        self.dir = run.path(f"guest-{role}", "x")[:-2]
+        self.console = os.path.join(self.dir, "console.log")
+        self.results = os.path.join(self.dir, "results.log")
+        open(self.results, "w").close()
+        root, vmlinuz, initrd = image
+        self.mac = host_mac(self.index)
+        switch.assign(self.mac, host_address(self.index))
+        self.tap = f"tap{role}"
+        ip(switch.ns, "tuntap", "add", self.tap, "mode", "tap")
+        ip(switch.ns, "link", "set", self.tap, "master", BRIDGE, "up")
+        append = (f"console=ttyS0 root=/dev/vda rw fangen.role={role} panic=-1 "
+                  f"fangen.peers={peers.replace(role, '') or '-'} "
+                  "net.ifnames=1 systemd.show_status=1 loglevel=4")
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(mem), "-smp", "1",
+               "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+               "-no-reboot", "-kernel", vmlinuz, "-initrd", initrd, "-append", append,
+               # copy-on-write: writes go to a temporary qcow2 in TMPDIR (the run's dir)
+               "-drive", f"file={root},if=virtio,format=raw,snapshot=on,cache=unsafe",
+               "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
+               "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}",
+               "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
+               "-chardev", f"file,id=res,path={self.results}", "-serial", "chardev:res",
+               "-device", "virtio-rng-pci"]
+        self.started = time.monotonic()
+        env = dict(os.environ, TMPDIR=self.dir)
+        self.proc = run.spawn(switch.ns, cmd, log=os.path.join(self.dir, "qemu.log"), env=env)
+        self.seen = 0
+        self.checks: dict[str, tuple[str, str]] = {}
+        self.timings: list[str] = []
+        self.done: int | None = None
+
+    def poll(self) -> None:
+        with open(self.results, "rb") as fh:
+            fh.seek(self.seen)
+            data = fh.read()
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        self.seen += end + 1
+        for raw in data[:end + 1].decode(errors="replace").splitlines():
+            line = raw.strip("\r")
+            if not line:
+                continue
+            t = time.monotonic() - self.started
+            print(f"[{self.role} {t:6.1f}s] {line}", flush=True)
+            m = re.match(r"CHECK (\S+) (PASS|FAIL) ?(.*)", line)
+            if m:
+                self.checks[m.group(1)] = (m.group(2), m.group(3))
+            elif line.startswith("TIMING "):
+                self.timings.append(line[7:])
+            elif line.startswith("INFO systemd-analyze: "):
+                self.timings.append(line[5:])
+            elif line.startswith("DONE "):
+                self.done = int(line.split()[1])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--timeout", type=float, default=1200, help="for all guests (s)")
+    ap.add_argument("--mem", type=int, default=640, help="guest memory (MB)")
+    ap.add_argument("--keep-logs", default=os.path.join(CACHE, "boot", "last-run"),
+                    help="copy consoles and results here at the end")
+    ap.add_argument("--roles", default="abc")
+    ap.add_argument("--first-report", type=float, default=420,
+                    help="give up when a guest has said nothing after this long (s)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("boot-check: needs root (namespaces, taps)")
+
+    # SIGTERM/SIGHUP (make killed, CI timeout) unwind like Ctrl-C: Run.close() runs
+    def _stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    t0 = time.monotonic()
+    image = build_image()
+    guests: list[Guest] = []
+    with Run(tag="bt") as run:
+        switch = Switch(run, lease_time=600)
+        # Switch.assign() sends dnsmasq SIGHUP: before dnsmasq has set up its handlers
+        # that signal kills it, so wait until it has read its hosts file.
+        ready = time.monotonic() + 10
+        while time.monotonic() < ready and "read " not in open(switch.log).read():
+            time.sleep(0.05)
+        log(f"underlay: namespace {switch.ns}, bridge {BRIDGE}, dnsmasq 172.16.0.1")
+        for role in args.roles:
+            guests.append(Guest(run, switch, role, image, args.mem, args.roles))
+            log(f"guest {role}: qemu pid {guests[-1].proc.pid}, "
+                f"{guests[-1].mac} -> {host_address(ROLES[role])}")
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            for g in guests:
+                g.poll()
+            if all(g.done is not None or not g.alive() for g in guests):
+                break
+            silent = [g.role for g in guests if g.seen == 0 and
+                      time.monotonic() - g.started > args.first_report]
+            if silent:
+                log(f"guest(s) {' '.join(silent)}: no report within {args.first_report:.0f} s")
+                break
+            time.sleep(1)
+        for g in guests:
+            g.poll()
+        timed_out = time.monotonic() >= deadline
+        # keep the logs (the run's directory is removed by close())
+        if args.keep_logs:
+            shutil.rmtree(args.keep_logs, ignore_errors=True)
+            for g in guests:
+                dest = os.path.join(args.keep_logs, g.role)
+                os.makedirs(dest, exist_ok=True)
+                for f in ("console.log", "results.log", "qemu.log"):
+                    src = os.path.join(g.dir, f)
+                    if os.path.exists(src):
+                        shutil.copy(src, dest)
+            shutil.copy(switch.log, args.keep_logs)
+        for g in guests:
+            run.stop(g.proc)
+    # run.close() has removed the namespace, the taps, the overlays, every process
+
+    print()
+    print("=" * 72)
+    print("boot-check summary (guests: Debian 12, systemd, netplan.io, fangen .deb; "
+          "stock kernel, TCG)")
+    failures = 0
+    for g in guests:
+        for name, (res, detail) in g.checks.items():
+            if res == "FAIL":
+                failures += 1
+            print(f"  {res}  {g.role}: {name}  {detail[:110]}")
+        for name in REQUIRED[g.role]:
+            if name.startswith("fan.ping-container-on-") and name[-1] not in args.roles:
+                continue
+            if name not in g.checks:
+                failures += 1
+                print(f"  FAIL  {g.role}: {name}  (never reported)")
+        if g.done is None:
+            failures += 1
+            with open(os.path.join(args.keep_logs, g.role, "console.log"), "rb") as fh:
+                tail = fh.read().decode(errors="replace").splitlines()[-15:]
+            print("\n".join(f"    console {g.role}: {line}" for line in tail))
+            why = "timeout" if timed_out else "qemu exited"
+            print(f"  FAIL  {g.role}: scenario did not finish ({why}); console: "
+                  f"{os.path.join(args.keep_logs, g.role, 'console.log')}")
+    print("timings (per guest):")
+    for g in guests:
+        for t in g.timings:
+            print(f"  {g.role}: {t}")
+    total = sum(len(g.checks) for g in guests)
+    verdict = "PASS" if failures == 0 else "FAIL"
+    print(f"boot-check: {verdict}: {total} checks, {failures} failed, "
+          f"{time.monotonic() - t0:.0f} s; logs in {args.keep_logs}")
+    return 0 if failures == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
