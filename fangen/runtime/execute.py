@@ -126,6 +126,8 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         st.slice, st.gateway, st.mtu = info["slice"], info["gateway"], info["mtu"]
         if st.links.get(st.tunnel, {}).get("created"):
             st.links[st.tunnel]["spec"] = list(info["tunnel_spec"])
+        if info.get("networkd_bridge"):
+            st.links.setdefault(st.bridge, {"created": False})["networkd"] = True
         for dev, address in info["own_addresses"]:
             st.add_address(dev, address)
         for dst, dev, src in info["own_routes"]:

@@ -10,7 +10,7 @@ One select() loop over three kinds of wake-up, no polling:
   reconcile, which starts it again;
 * signals: SIGHUP re-reads the configuration and reconciles (a fan removed or
   disabled is taken down and the loop ends); SIGTERM/SIGINT end the loop and
-  leave the fan up (the unit's ExecStop runs ``fangen down``).
+  leave the fan up (the unit's ExecStopPost runs ``fangen down`` once it has exited).
 
 While the underlay is missing (a lease lost, the link down) the fan is left as
 it is; when an address comes back the slice follows it.

@@ -11,6 +11,7 @@ from fangen.runtime.state import State
 
 def candidate_files(fan_name: str, bridge: str, tunnel: str, state: State | None) -> set:
     files = {names.dnsmasq_conf(fan_name),
+             names.networkd_file(bridge, "netdev"),        # networkd makes the bridge from it
              f"{names.dropin_dir(bridge)}/50-slice.conf",
              f"{names.dropin_dir(tunnel)}/50-slice.conf"}
     if state is not None:

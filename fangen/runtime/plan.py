@@ -462,11 +462,17 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             # the bridge address and routes are ours even when networkd put them there
             # first (from our drop-in): down removes them with the drop-in
             ("own_addresses", ((fan.bridge, want_addr),)),
-            ("own_routes", tuple((r.dst, r.dev, r.src) for r in want_routes)))
+            ("own_routes", tuple((r.dst, r.dev, r.src) for r in want_routes)),
+            # a bridge networkd made from our .netdev: down deletes it once that file is
+            # gone (the fan left the configuration), as networkd never removes a netdev
+            ("networkd_bridge", bridge is not None and not state.created(fan.bridge) and
+             names.networkd_file(fan.bridge, "netdev") in obs.files))
     owned = {(a["dev"], a["address"]) for a in state.addresses}
     owned_routes = {(r["dst"], r["dev"], r["src"]) for r in state.routes}
     if actions or state.slice != str(sl.network) or state.datapath != t.datapath or \
             (fan.bridge, want_addr) not in owned or \
+            dict(info)["networkd_bridge"] != bool(state.links.get(fan.bridge, {}).get(
+                "networkd")) or \
             any((r.dst, r.dev, r.src) not in owned_routes for r in want_routes):
         actions.append(Record(info))
     return actions
@@ -496,14 +502,20 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
         if link is not None and entry["dev"] not in created and \
                 entry["address"] in link.addresses:
             actions.append(DelAddress(entry["dev"], entry["address"]))
+    # a bridge networkd made from our .netdev, which is gone now (the fan left the
+    # configuration): networkd never removes a netdev, so it is ours to delete
+    orphans = {name for name, link in state.links.items()
+               if link.get("networkd") and not link.get("created") and name in obs.links
+               and names.networkd_file(name, "netdev") not in obs.files}
     # links fangen only used (a bridge networkd made) get their MTU back
     for name, link in sorted(state.links.items()):
         before = link.get("mtu_before")
-        if not link.get("created") and before is not None and name in obs.links and \
-                obs.links[name].mtu != before:
+        if not link.get("created") and name not in orphans and before is not None and \
+                name in obs.links and obs.links[name].mtu != before:
             actions.append(SetLink(name, mtu=before))
     # tunnels before bridges: a port goes before its master
-    order = sorted(created, key=lambda n: (state.links[n].get("kind") == "bridge", n))
+    bridges = orphans | {n for n in created if state.links[n].get("kind") == "bridge"}
+    order = sorted(set(created) | orphans, key=lambda n: (n in bridges, n))
     for name in order:
         if name in obs.links:
             actions.append(DeleteLink(name))

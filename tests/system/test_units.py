@@ -74,3 +74,27 @@ def test_verify_would_catch_a_bad_unit(root):
         assert "Unknown key 'Bogus'" in verify(root, "fangen-bad.service").stderr
     finally:
         bad.unlink()
+
+
+def _unit_lines(name):
+    with open(os.path.join(REPO, "systemd", name)) as fh:
+        return [line.strip() for line in fh if not line.lstrip().startswith("#")]
+
+
+def test_dnsmasq_unit_not_ordered_after_runtime():
+    """fangen@ (Type=notify) is ready only once its dnsmasq unit runs, and the runtime
+    starts that unit itself: After=fangen@%i on the dnsmasq unit queues its start job
+    behind a unit that waits for it, so the fan never comes up (seen in boot-check)."""
+    lines = _unit_lines("fangen-dnsmasq@.service")
+    assert "PartOf=fangen@%i.service" in lines
+    for line in lines:
+        if line.startswith(("After=", "Requires=", "Requisite=", "BindsTo=", "Wants=")):
+            assert "fangen@" not in line, line        # a restart must not pull it back in
+
+
+def test_runtime_down_runs_after_the_runtime_exits():
+    """`fangen down` must not race the live `fangen run` (which puts back what is
+    removed while it follows netlink events): ExecStopPost=, not ExecStop=."""
+    lines = _unit_lines("fangen@.service")
+    assert "ExecStopPost=/usr/sbin/fangen down %i" in lines
+    assert not [line for line in lines if line.startswith("ExecStop=")]

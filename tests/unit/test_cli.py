@@ -120,3 +120,11 @@ def test_missing_root_dir_is_a_usage_error():
     assert res.returncode == 2
     assert res.stderr.splitlines()[-1] == ("fangen validate: error: argument --root-dir: "
                                            "/nonexistent-fangen-root: no such directory")
+
+
+def test_run_exits_ex_config_for_a_fan_that_is_not_configured(fanroot):
+    """fangen@.service has RestartPreventExitStatus=78: a removed fan's unit must not loop."""
+    fanroot.fan(GOOD)
+    res = fangen("run", "gone", "--root-dir", fanroot.path)
+    assert res.returncode == 78
+    assert res.stderr.startswith("fangen: no fan named 'gone'")

@@ -239,3 +239,26 @@ def test_a_networkd_bridge_gets_its_mtu_back_on_down():
     # a bridge fangen made is deleted, not re-sized
     state.links["f"] = {"kind": "bridge", "created": True}
     assert not any(a.startswith("set link f mtu") for a in lines(P.plan_down(state, converge(t))))
+
+
+def test_networkd_bridge_is_deleted_once_its_netdev_is_gone():
+    """The fan left the configuration: generate removed our .netdev, networkd never
+    removes a netdev, so down deletes the bridge networkd made from it."""
+    t = target(fan(type="vxlan"))
+    netdev = names.networkd_file("f", "netdev")
+    obs = converge(t)
+    obs_with_netdev = P.Observed(**{**obs.__dict__, "files": {**obs.files, netdev: "x"}})
+    up = P.plan_up(t, P.Observed(links={"f": P.LinkView("f", 5, "bridge", t.mtu, True)},
+                                 files={netdev: "x"}), None)
+    [record] = [a for a in up if isinstance(a, P.Record)]
+    assert dict(record.info)["networkd_bridge"] is True
+    state = record_state(t, up)
+    state.links["f"] = {"created": False, "networkd": True}
+    # still configured: the bridge stays (networkd's), only our address goes
+    assert "delete link f" not in lines(P.plan_down(state, obs_with_netdev))
+    # removed from the configuration: the bridge goes too, after its port
+    down = lines(P.plan_down(state, obs))
+    assert down.index("delete link f-tun") < down.index("delete link f")
+    # a bridge someone else made (no record of our .netdev) is never deleted
+    state.links["f"] = {"created": False}
+    assert "delete link f" not in lines(P.plan_down(state, obs))
