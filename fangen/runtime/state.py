@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 
 from fangen import writer
@@ -103,14 +104,9 @@ def save(root: str, state: State) -> None:
 
 
 def remove(root: str, name: str) -> None:
-    try:
-        os.unlink(state_path(root, name))
-    except FileNotFoundError:
-        pass
-    try:
-        os.rmdir(state_dir(root, name))
-    except OSError:
-        pass                      # other files (generate's dnsmasq.conf) may remain
+    """Forget the fan: its whole directory is fangen's (state, dnsmasq's config and pid
+    file, which dnsmasq leaves behind), so nothing of a removed fan stays in /run."""
+    shutil.rmtree(state_dir(root, name), ignore_errors=True)
 
 
 def names_with_state(root: str) -> list[str]:

@@ -76,3 +76,15 @@ def test_no_default_route():
     view = NetView(VIEW.links, VIEW.addresses, ())
     assert resolve_view(Underlay.parse("default"), view) is None
     assert IPv4Network("10.0.0.0/8")
+
+
+def test_remove_leaves_nothing_of_the_fan(tmp_path):
+    """dnsmasq leaves its pid file behind; the fan's directory goes all the same."""
+    fan = st.State("f")
+    st.save(str(tmp_path), fan)
+    fan_dir = tmp_path / "run/fangen/f"
+    (fan_dir / "dnsmasq.pid").write_text("123\n")
+    (fan_dir / "dnsmasq.conf").write_text("x\n")
+    st.remove(str(tmp_path), "f")
+    assert not fan_dir.exists()
+    assert (tmp_path / "run/fangen").exists()           # other fans' directories stay
