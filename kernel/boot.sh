@@ -52,6 +52,9 @@ rm -f "$out/rc" "$out/output" "$out/console.log"
 	printf '%q ' "$@"
 	echo
 } > "$out/cmd"
+# The working directory (the checkout) is shared on its own too: the guest puts tmpfs
+# over /tmp, /run and /var/tmp, which would hide a checkout there (CI clones anywhere).
+printf '%s\n' "$PWD" > "$out/wd"
 
 cmdline="console=ttyS0 root=/dev/root rootfstype=9p"
 cmdline+=" rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro"
@@ -64,6 +67,8 @@ qemu=(qemu-system-x86_64 -accel tcg -m "$mem" -smp 1 -nodefaults -no-reboot
 	-device virtio-9p-pci,fsdev=root,mount_tag=root
 	-fsdev "local,id=out,path=$out,security_model=none"
 	-device virtio-9p-pci,fsdev=out,mount_tag=fangenout
+	-fsdev "local,id=wd,path=$PWD,security_model=none,readonly=on,multidevs=remap"
+	-device virtio-9p-pci,fsdev=wd,mount_tag=fangenwd
 	-kernel "$kernel" -append "$cmdline")
 [ -z "$initrd" ] || qemu+=(-initrd "$initrd")
 

@@ -14,6 +14,13 @@ for d in /tmp /run /var/tmp; do
 done
 mkdir -p /run/netns /tmp/out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 fangenout /tmp/out
+# the working directory, at its own path again (a checkout under /tmp is hidden above)
+wd=$(cat /tmp/out/wd 2>/dev/null)
+if [ -n "$wd" ] && [ "$wd" != / ]; then
+	mkdir -p "$wd" 2>/dev/null
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro fangenwd "$wd" ||
+		echo "guest: cannot mount the working directory $wd"
+fi
 hostname fangen-vm 2>/dev/null || true
 # A kernel whose modules are not installed on the host (kernel/stock.sh):
 # fangen.modules=DIR/lib/modules holds them; make module autoloading use it.
