@@ -9,23 +9,19 @@ prefix, and removed again (with every process found in them, by PID) by
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.datapath import kernelfan as kf
 from fangen.fanmap import FanMap
+from tests.harness.ns import in_netns  # noqa: F401  (used here and by the tests)
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-_setns_lock = threading.Lock()
 BUSYBOX = "/bin/busybox"
 
 
@@ -48,25 +44,6 @@ def nsexec(ns: str, *args: str, check: bool = True, timeout: float = 30):
 def sysctl(ns: str, key: str, value) -> None:
     path = "/proc/sys/" + key.replace(".", "/")
     nsexec(ns, "sh", "-c", f"echo {value} > {path}")
-
-
-@contextlib.contextmanager
-def in_netns(name: str):
-    """This thread inside namespace ``name``; sockets made in the body stay there."""
-    with _setns_lock:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        try:
-            if _libc.setns(target, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns {name}: {os.strerror(err)}")
-            try:
-                yield
-            finally:
-                _libc.setns(home, CLONE_NEWNET)
-        finally:
-            os.close(target)
-            os.close(home)
 
 
 def socket_in(ns: str, family, type_, proto=0) -> socket.socket:
