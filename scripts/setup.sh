@@ -12,6 +12,8 @@ python3-pytest python3-fastjsonschema python3-venv
 mandoc
 clang llvm libbpf-dev bpftool
 make
+docker.io podman containernetworking-plugins lxd uidmap
+python3-matplotlib
 "
 
 if [ "$(id -u)" -ne 0 ]; then
