@@ -13,9 +13,13 @@ COLUMNS = (("Bridge", "bridge"), ("Overlay", "overlay"), ("Underlay", "underlay"
 def register(sub) -> None:
     parser = sub.add_parser("show", help="list the fans and their state",
                             description="List configured fans and fans that are up: Bridge, "
-                                        "Overlay, Underlay, Slice, Type, Datapath, State.")
+                                        "Overlay, Underlay, Slice, Type, Datapath, State "
+                                        "(up, broken, down, disabled, removed).  A broken "
+                                        "fan's reasons follow the table.")
     cli.add_root_dir(parser)
-    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list (also: tunnel, gateway, bridge_address, mtu, "
+                             "underlay_address, underlay_interface, problems)")
     parser.set_defaults(func=run)
 
 
@@ -42,4 +46,7 @@ def run(args) -> int:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
         print(table(rows), end="")
+        for row in rows:
+            for reason in row.get("problems") or []:
+                print(f"{row['name']}: {reason}")
     return 1 if errors else 0
