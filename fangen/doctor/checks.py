@@ -238,20 +238,20 @@ def _packets(f: Facts) -> list[tuple[str, forward.Packet]]:
 
 
 def _firewall(f: Facts, add) -> None:
-    from fangen.render.nft import table_name
-
     if f.ruleset is None:
         add("firewall", "skip", "cannot read the nft ruleset")
         return
-    dropped = []
+    dropped, iptables = [], False
     for what, pkt in _packets(f):
-        for v in forward.forward_verdicts(f.ruleset, pkt, skip_tables=(table_name(f.name),)):
+        for v in forward.forward_verdicts(f.ruleset, pkt):
             if not v.accept:
+                iptables |= v.table == "ip filter"
                 dropped.append(f"{v.table} {v.chain} drops new connections {what} "
                                f"({pkt.iifname} -> {pkt.oifname}, {v.why})")
     if dropped:
-        hint = " (Docker: icc must be true; start Docker after the fan)" if any(
-            "DOCKER" in d or "FORWARD" in d for d in dropped) else ""
+        hint = (" (iptables -S FORWARD shows these rules; for Docker: \"icc\": true, and "
+                "start it after the fan, so that it leaves the FORWARD policy alone)"
+                if iptables else "")
         add("firewall", "fail", "; ".join(dropped) + hint)
     else:
         bridged = "" if f.state.type != "vxlan" or f.bridge_nf_call_iptables == "1" else \
