@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from fangen import cli
+from fangen.errors import FangenError
 
 COLUMNS = (("Bridge", "bridge"), ("Overlay", "overlay"), ("Underlay", "underlay"),
            ("Slice", "slice"), ("Type", "type"), ("Datapath", "datapath"), ("State", "state"))
@@ -16,6 +17,7 @@ def register(sub) -> None:
                                         "Overlay, Underlay, Slice, Type, Datapath, State "
                                         "(up, broken, down, disabled, removed).  A broken "
                                         "fan's reasons follow the table.")
+    parser.add_argument("name", nargs="?", metavar="NAME", help="only this fan")
     cli.add_root_dir(parser)
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list (also: tunnel, gateway, bridge_address, mtu, "
@@ -42,6 +44,10 @@ def run(args) -> int:
     cli.print_diagnostics(report)
     with IPRoute() as ipr:
         rows = control.status(Host(ipr, None, root=args.root_dir), fans)
+    if args.name:
+        rows = [row for row in rows if row["name"] == args.name]
+        if not rows:
+            raise FangenError(f"no fan named '{args.name}' is configured or up")
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:

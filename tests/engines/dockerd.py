@@ -25,7 +25,6 @@ import io
 import json
 import os
 import shlex
-import subprocess
 import tarfile
 import time
 

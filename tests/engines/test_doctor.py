@@ -1,6 +1,6 @@
 """``fangen doctor`` and ``fangen show`` against hosts broken on purpose.
 
-One lab per module (~30 s): two hosts on a DHCP underlay with real networkd and a VXLAN fan
+One lab per module (about 40 s alone on the project's machines): two hosts on a DHCP underlay with real networkd and a VXLAN fan
 (upstream datapath, DHCP on), brought up with ``fangen up --no-systemd`` rather than
 ``fangen run``, so nothing repairs what a test breaks; one harness container on h1.
 Each test breaks one thing the way it happens in the field, checks that the doctor says
