@@ -1,10 +1,11 @@
 """Docker on a VXLAN fan, with the real dockerd: what ``fangen docker`` prints is enough.
 
-One lab per module (about 20 s alone on the project's 2-core machines): three hosts on a DHCP underlay
-(real networkd, ``fangen run``; the harness of tests/e2e) with a VXLAN fan (upstream
-datapath, ``dhcp: false``: Docker assigns the addresses), and one real dockerd (docker.io
-20.10) per host namespace (tests/engines/dockerd.py: own data-root, exec-root, socket,
-a private mount namespace; nothing under /etc/docker or /run/docker is written):
+One lab per module (about 20 s alone on the project's 2-core machines): three hosts
+on a DHCP underlay (real networkd, ``fangen run``; the harness of tests/e2e) with a
+VXLAN fan (upstream datapath, ``dhcp: false``: Docker assigns the addresses), and one
+real dockerd (docker.io 20.10) per host namespace (tests/engines/dockerd.py: its own
+data-root, exec-root, socket and mount namespace; nothing under /etc/docker or
+/run/docker is written):
 
 * h1 and h3 take the default network from the daemon.json keys ``fangen docker fan250``
   printed on that host (before fangen's fix every host's first container got the same

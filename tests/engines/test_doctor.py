@@ -1,8 +1,9 @@
 """``fangen doctor`` and ``fangen show`` against hosts broken on purpose.
 
-One lab per module (about 40 s alone on the project's machines): two hosts on a DHCP underlay with real networkd and a VXLAN fan
-(upstream datapath, DHCP on), brought up with ``fangen up --no-systemd`` rather than
-``fangen run``, so nothing repairs what a test breaks; one harness container on h1.
+One lab per module (about 40 s alone on the project's machines): two hosts on a DHCP
+underlay with real networkd and a VXLAN fan (upstream datapath, DHCP on), brought up
+with ``fangen up --no-systemd`` rather than ``fangen run``, so nothing repairs what a
+test breaks; one harness container on h1.
 Each test breaks one thing the way it happens in the field, checks that the doctor says
 so (and exits 1) and that ``show`` calls the fan broken with the reason, then repairs it
 and checks that the doctor is content again.  The Docker tests run the real dockerd
