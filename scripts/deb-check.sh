@@ -174,11 +174,12 @@ in_root /bin/sh -euxc '
 	test -f /usr/share/man/man5/fan.d.5.gz
 	test -f /usr/share/man/man8/fangen-generator.8.gz
 	python3 -c "import json; json.load(open(\"/usr/share/fangen/schema.json\"))"
-	test -f /usr/share/doc/fangen/examples/docker/daemon.json
+	test -f /usr/share/doc/fangen/examples/docker/host-172.16.3.4/daemon.json
+	test -f /usr/share/doc/fangen/examples/docker-ipip/host-172.16.3.4/daemon.json
 	test -f /usr/share/doc/fangen/examples/lxd/profile.yaml
 	fangen --help
 	fangen --version
-	for cmd in validate generate map up down show apply run; do
+	for cmd in validate generate map up down show apply run docker doctor; do
 		fangen $cmd --help >/dev/null
 	done
 	for example in $(find /usr/share/doc/fangen/examples -name "*.yaml" ! -name profile.yaml | sort); do

@@ -16,7 +16,8 @@ import sys
 from fangen import __version__
 from fangen.errors import EXIT_ERROR, FangenError
 
-COMMANDS = ("validate", "generate", "map", "up", "down", "show", "apply", "run")
+COMMANDS = ("validate", "generate", "map", "up", "down", "show", "apply", "run", "docker",
+            "doctor")
 
 
 def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:

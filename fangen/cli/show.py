@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from fangen import cli
+from fangen.errors import FangenError
 
 COLUMNS = (("Bridge", "bridge"), ("Overlay", "overlay"), ("Underlay", "underlay"),
            ("Slice", "slice"), ("Type", "type"), ("Datapath", "datapath"), ("State", "state"))
@@ -13,9 +14,14 @@ COLUMNS = (("Bridge", "bridge"), ("Overlay", "overlay"), ("Underlay", "underlay"
 def register(sub) -> None:
     parser = sub.add_parser("show", help="list the fans and their state",
                             description="List configured fans and fans that are up: Bridge, "
-                                        "Overlay, Underlay, Slice, Type, Datapath, State.")
+                                        "Overlay, Underlay, Slice, Type, Datapath, State "
+                                        "(up, broken, down, disabled, removed).  A broken "
+                                        "fan's reasons follow the table.")
+    parser.add_argument("name", nargs="?", metavar="NAME", help="only this fan")
     cli.add_root_dir(parser)
-    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list (also: tunnel, gateway, bridge_address, mtu, "
+                             "underlay_address, underlay_interface, problems)")
     parser.set_defaults(func=run)
 
 
@@ -38,8 +44,15 @@ def run(args) -> int:
     cli.print_diagnostics(report)
     with IPRoute() as ipr:
         rows = control.status(Host(ipr, None, root=args.root_dir), fans)
+    if args.name:
+        rows = [row for row in rows if row["name"] == args.name]
+        if not rows:
+            raise FangenError(f"no fan named '{args.name}' is configured or up")
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
         print(table(rows), end="")
+        for row in rows:
+            for reason in row.get("problems") or []:
+                print(f"{row['name']}: {reason}")
     return 1 if errors else 0

@@ -118,40 +118,51 @@ def down(host, name: str, dry_run: bool = False) -> list:
 
 
 def status(host, fans: dict) -> list[dict]:
-    """One row per configured or recorded fan, for ``fangen show``."""
+    """One row per configured or recorded fan, for ``fangen show``.
+
+    A fan that is up but no longer carries traffic (its bridge lost the slice address or
+    the overlay route, the tunnel went) is "broken", with the reasons in ``problems``.
+    """
+    from fangen.runtime import health
     from fangen.runtime.netlink import Netlink
 
-    links = Netlink(host.ipr).links()
+    nl = Netlink(host.ipr)
+    links = nl.links()
+    routes = nl.routes(links)
     rows = []
     for name in sorted(set(fans) | set(state_mod.names_with_state(host.root))):
         fan = fans.get(name)
         st = state_mod.load(host.root, name)
         bridge = (fan.bridge if fan else "") or (st.bridge if st else name)
         underlay = (st.underlay.get("network") if st and st.underlay else None)
+        up = bool(st and st.slice)
+        problems = [reason for _, reason in health.problems(st, links, routes)] \
+            if st is not None else []
         row = {
             "name": name,
             "bridge": bridge,
+            "tunnel": (st.tunnel if st and st.tunnel else (fan.tunnel if fan else None)),
             "overlay": str(fan.overlay) if fan else (st.overlay if st else ""),
             "underlay": underlay or (fan.underlay.spec if fan else ""),
             "underlay_address": (st.underlay.get("address") if st and st.underlay else None),
             "underlay_interface": (st.underlay.get("ifname") if st and st.underlay else None),
-            "slice": (st.slice if st and st.slice else None),
+            "slice": (st.slice if up else None),
+            "gateway": (st.gateway if up else None),
+            "bridge_address": (health.bridge_address(st) if up else None),
+            "mtu": (st.mtu if up and st.mtu else None),
             "type": fan.type if fan else (st.type if st else ""),
             "datapath": (st.datapath if st and st.datapath else
                          (choose_datapath(fan, host.proc) if fan else "")),
-            "state": _state_word(fan, st, links),
+            "state": _state_word(fan, st, problems),
+            "problems": problems,
         }
         rows.append(row)
     return rows
 
 
-def _state_word(fan, st, links) -> str:
+def _state_word(fan, st, problems) -> str:
     if st is None:
         return "disabled" if fan is not None and not fan.enabled else "down"
     if fan is None:
         return "removed"          # up, but no longer configured: `fangen down` cleans it
-    bridge = links.get(st.bridge)
-    if bridge is None or not bridge.up or not st.gateway or \
-            not any(a.startswith(st.gateway + "/") for a in bridge.addresses):
-        return "degraded"
-    return "up"
+    return "broken" if problems else "up"

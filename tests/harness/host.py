@@ -10,7 +10,11 @@ Per host, under ``<run workdir>/h<N>/root`` (the ``--root-dir`` given to fangen)
 * ``systemd-networkd`` in a private mount namespace (FACTS.md): a tmpfs over
   /run/systemd, then ``root/run/systemd/network`` bound onto /run/systemd/network,
   ``root/run/systemd/netif`` onto /run/systemd/netif and ``root/etc/systemd/network``
-  onto /etc/systemd/network, and /sys read-only so networkd does not wait for udev.
+  onto /etc/systemd/network, the host's own ``machine-id`` onto /etc/machine-id (networkd
+  derives the MAC of the bridges it makes from it: with the machine's one id every
+  host's fan bridge had the same MAC, and bridge-to-bridge traffic over a VXLAN fan
+  was delivered to the sender itself), and /sys read-only so networkd does not wait
+  for udev.
 
 Everything it starts runs inside the host's namespace and is killed by PID by the
 :class:`~tests.harness.ns.Run`, also on failure.
@@ -95,6 +99,7 @@ class Host:
         self.dbus = None
         self.networkd = None
         self.fangen_run = None
+        self.machine_id = os.path.join(self.dir, "machine-id")
         self._prepare_root()
         switch.assign(self.mac, host_address(index))
         self.switch_port = switch.port(self.ns, UPLINK, mac=self.mac)
@@ -109,6 +114,8 @@ class Host:
         os.chmod(self.dir, 0o755)
         sh("chown", "systemd-network:systemd-network",
            os.path.join(self.root, "run/systemd/netif"))
+        with open(self.machine_id, "w") as fh:
+            fh.write(f"{self.index:08x}{os.urandom(12).hex()}\n")
         with open(os.path.join(self.root, "etc/systemd/network/50-underlay.network"), "w") as fh:
             fh.write(UNDERLAY_NETWORK.format(uplink=UPLINK))
         self.write_fans(self.fans)
@@ -168,6 +175,7 @@ class Host:
             f"mount --bind {r}/run/systemd/network /run/systemd/network",
             f"mount --bind {r}/run/systemd/netif /run/systemd/netif",
             f"mount --bind {r}/etc/systemd/network /etc/systemd/network",
+            f"mount --bind {shlex.quote(self.machine_id)} /etc/machine-id",
             "mount -o remount,ro /sys",
             f"exec {NETWORKD}",
         ])

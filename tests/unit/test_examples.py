@@ -137,19 +137,82 @@ def _only_fan(name: str, tmp_path):
     return next(iter(fans.values()))
 
 
-def test_docker_daemon_json_matches_the_fan(tmp_path):
-    fan = _only_fan("docker", tmp_path)
-    with open(os.path.join(examples.EXAMPLES, "docker", "daemon.json"), encoding="utf-8") as fh:
-        daemon = json.load(fh)
-    assert daemon["bridge"] == fan.bridge
-    assert fan.mtu is not None and daemon["mtu"] == fan.mtu
-    # fangen's nat masquerades what leaves the overlay; Docker's would also hide
-    # container addresses from the other fan hosts.
-    assert daemon["ip-masq"] is False
-    assert fan.nat
-    # Docker assigns the addresses itself: fangen's DHCP server would clash.
-    assert fan.dhcp is False
-    assert "bip" not in daemon and "fixed-cidr" not in daemon
+DOCKER_EXAMPLES = ("docker", "docker-ipip")
+SAMPLE_HOST = "172.16.3.4"
+NETWORK_HEADER = """#!/bin/sh
+# What "fangen docker {fan} --network {fan}" prints on the host {host} (slice
+# {slice}, underlay MTU 1500): a user-defined Docker network on the fan bridge,
+# for "docker run --network {fan}".  Run it on that host only: every host prints
+# its own slice.
+"""
+
+
+def _cli(*argv: str) -> str:
+    import contextlib
+    import io
+
+    from fangen import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    assert (code, err.getvalue()) == (0, ""), err.getvalue()
+    return out.getvalue()
+
+
+def docker_outputs(name: str, tmp_path) -> dict[str, str]:
+    """What ``fangen docker`` prints on SAMPLE_HOST, as the example's host-ADDR/ files."""
+    from fangen.runtime import plan, state
+    from fangen.runtime.underlay import Resolved
+
+    root = str(tmp_path / "root")
+    fan = _only_fan(name, tmp_path)            # installs the fan.d file under root
+    address = ipaddress.IPv4Address(SAMPLE_HOST)
+    resolved = Resolved("eth0", 2, address, ipaddress.IPv4Network(
+        (address, fan.underlay.prefixlen), strict=False), 1500)
+    target = plan.Target(fan, resolved, "upstream")
+    state.save(root, state.State(
+        fan.name, type=fan.type, datapath="upstream", overlay=str(fan.overlay),
+        bridge=fan.bridge, tunnel=fan.tunnel, underlay=resolved.as_dict(),
+        slice=str(target.slice.network), gateway=str(target.slice.gateway), mtu=target.mtu))
+    header = NETWORK_HEADER.format(fan=fan.name, host=SAMPLE_HOST, slice=target.slice.network)
+    return {
+        "daemon.json": _cli("docker", fan.name, "--root-dir", root),
+        "network-create.sh": header + _cli("docker", fan.name, "--network", fan.name,
+                                           "--root-dir", root),
+    }
+
+
+@pytest.mark.parametrize("name", DOCKER_EXAMPLES)
+def test_docker_examples_are_what_fangen_prints(name, tmp_path):
+    """examples/docker*/host-172.16.3.4/ hold exactly what ``fangen docker`` prints there
+    (regenerate with FANGEN_UPDATE_GOLDEN=1, then review the diff)."""
+    directory = os.path.join(examples.EXAMPLES, name, f"host-{SAMPLE_HOST}")
+    for file, text in docker_outputs(name, tmp_path).items():
+        path = os.path.join(directory, file)
+        if os.environ.get("FANGEN_UPDATE_GOLDEN") == "1":
+            os.makedirs(directory, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(path, 0o755 if file.endswith(".sh") else 0o644)
+        with open(path, encoding="utf-8") as fh:
+            assert fh.read() == text, f"{path} is not what fangen docker prints"
+
+
+def test_docker_examples_say_the_right_things(tmp_path):
+    vxlan = json.loads(docker_outputs("docker", tmp_path / "v")["daemon.json"])
+    ipip = json.loads(docker_outputs("docker-ipip", tmp_path / "i")["daemon.json"])
+    assert vxlan == {"bridge": "fan-250", "fixed-cidr": "250.3.4.0/24", "mtu": 1450,
+                     "icc": True, "ip-masq": False}
+    assert ipip == dict(vxlan, mtu=1480)
+    for name in DOCKER_EXAMPLES:
+        fan = _only_fan(name, tmp_path / f"f-{name}")
+        assert fan.dhcp is False and fan.nat and fan.mtu is None    # the MTU follows the NIC
+    dropin = os.path.join(examples.EXAMPLES, "docker", "docker.service.d", "10-fangen.conf")
+    with open(dropin, encoding="utf-8") as fh:
+        lines = [line.strip() for line in fh if not line.startswith("#")]
+    assert [line for line in lines if line] == [
+        "[Unit]", "Wants=fangen@fan-250.service", "After=fangen@fan-250.service"]
 
 
 def test_lxd_profile_matches_the_fan(tmp_path):
