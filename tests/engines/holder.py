@@ -79,3 +79,15 @@ def adopt_netns(run: Run, short: str, pid: int) -> str:
     subprocess.run(["ip", "netns", "attach", name, str(pid)], check=True, capture_output=True)
     run.namespaces.append(name)
     return name
+
+
+def remove_empty_cgroups(*names: str) -> None:
+    """rmdir the engines' shared parent cgroups (podman's libpod_parent, liblxc's
+    lxc.pivot) in every hierarchy; a cgroup still in use is not empty and stays."""
+    base = "/sys/fs/cgroup"
+    for hierarchy in os.listdir(base):
+        for name in names:
+            try:
+                os.rmdir(os.path.join(base, hierarchy, name))
+            except OSError:
+                pass

@@ -24,7 +24,7 @@ import os
 import subprocess
 
 from fangen.engines import cni
-from tests.engines.holder import Holder, adopt_netns
+from tests.engines.holder import Holder, adopt_netns, remove_empty_cgroups
 from tests.harness.host import Host
 from tests.harness.ns import Run
 
@@ -92,6 +92,7 @@ class Podman:
         """Remove every container (CNI DEL: leases released, host-local entries freed)."""
         if self.holder.proc.poll() is None:
             self.podman("rm", "--all", "--force", "--time", "0", check=False, timeout=60)
+        remove_empty_cgroups("libpod_parent/conmon", "libpod_parent")
 
 
 class Container:

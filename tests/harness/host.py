@@ -168,7 +168,7 @@ class Host:
             f"mount --bind {r}/run/systemd/network /run/systemd/network",
             f"mount --bind {r}/run/systemd/netif /run/systemd/netif",
             f"mount --bind {r}/etc/systemd/network /etc/systemd/network",
-            "mount -o remount,ro /sys",
+            "mount -o remount,bind,ro /sys",   # this mount only: the netns's sysfs stays rw
             f"exec {NETWORKD}",
         ])
         self.networkd = self.run.spawn(
