@@ -51,9 +51,12 @@ def lab(request):
         fan = build(FAN, lab.hosts[0].fans[FAN])
         lab.ctr = {}
         for host in lab.hosts:
-            engine = Lxd(lab.run, host, image)
-            lab.lxd.append(engine)
-            engine.load_profile(fan.name, lxd_profile.render(fan))
+            lab.lxd.append(Lxd(lab.run, host, image))
+        # the two ways the README gives: the rendered file, and the one-line device add
+        lab.lxd[0].load_profile(fan.name, lxd_profile.render(fan))
+        lab.lxd[1].lxc("profile", "create", fan.name)
+        lab.lxd[1].lxc("profile", "device", "add", fan.name, "eth0", "nic", "nictype=bridged",
+                       f"parent={fan.bridge}", "name=eth0")
         prefix = lab.run.prefix
         for key, engine in (("a", lab.lxd[0]), ("b", lab.lxd[1]), ("c", lab.lxd[0])):
             lab.ctr[key] = engine.launch(f"{prefix}-{engine.host.name}{key}", "default", FAN)
@@ -79,7 +82,8 @@ def test_lxd_takes_the_fan_bridge_as_unmanaged(lab):
         assert nets[FAN]["type"] == "bridge"
 
 
-def test_loaded_profile_is_fangens(lab):
+def test_loaded_profiles_are_fangens(lab):
+    """h1 loaded the rendered file, h2 ran the README's ``lxc profile device add``."""
     fan = build(FAN, lab.hosts[0].fans[FAN])
     for engine in lab.lxd:
         assert engine.profile(FAN)["devices"] == lxd_profile.profile(fan)["devices"]
