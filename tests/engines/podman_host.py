@@ -14,8 +14,8 @@ production, so ``podman run --network NAME`` sees whatever fangen wrote last.
 Settings forced by this machine, not by the fan: ``cgroup_manager = "cgroupfs"`` and
 ``events_logger = "file"`` (no systemd, no journal here), and ``default_ulimits`` below
 podman's defaults: runc could not apply ``nofile=1048576`` ("error setting rlimit type 7:
-operation not permitted") because this sandbox's hard limit is 20000 and it lacks
-CAP_SYS_RESOURCE.
+operation not permitted"; this sandbox's hard limit is 20000 and it lacks
+CAP_SYS_RESOURCE), nor an ``nproc`` above the 32768 it runs with ("rlimit type 6").
 """
 
 from __future__ import annotations

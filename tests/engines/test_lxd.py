@@ -4,7 +4,7 @@ bridge and take their address and MTU from fangen's dnsmasq.
 Two hosts of the lab (tests/harness: DHCP underlay, real networkd, ``fangen run``) on a
 VXLAN fan, the type this machine's kernel runs (an IPIP fan needs the kernel's ipip
 module; LXD's side is the same profile, checked against both types in
-tests/unit/test_engines.py).  Each host runs Debian 12's LXD 5.0.2 daemon in its
+tests/unit/test_cni_lxd.py).  Each host runs Debian 12's LXD 5.0.2 daemon in its
 namespace (tests/engines/lxd_host.py: private LXD_DIR, ``dir`` storage pool) with a
 busybox image built here and imported with ``lxc image import``.  The profile loaded is
 :func:`fangen.engines.lxd.render` for the lab's fan, the function examples/lxd/profile.yaml

@@ -4,7 +4,7 @@ fangen's runtime writes for this host's slice and keeps current.
 Two hosts of the lab (tests/harness: DHCP underlay, real networkd, ``fangen run``) on a
 VXLAN fan, the type this machine's kernel runs (IPIP needs the kernel's ipip module; its
 network list goes through the real CNI plugins in tests/engines/test_cni_plugins.py and is
-checked against examples/podman in tests/unit/test_engines.py).
+checked against examples/podman in tests/unit/test_cni_lxd.py).
 Each host runs Debian 12's podman 4.3 with its CNI backend inside the host's namespace
 (tests/engines/podman_host.py: private storage, run and CNI directories, cgroupfs, file
 events), and a busybox image imported with ``podman import`` (no registry here).

@@ -2,7 +2,7 @@
 and the Docker and LXD files agree with their fan (bridge name, MTU).
 
 The Docker files are checked for shape here; the LXD profile and podman's CNI networks
-are checked against fangen's rendering in tests/unit/test_engines.py and run by the real
+are checked against fangen's rendering in tests/unit/test_cni_lxd.py and run by the real
 engines in tests/engines.  Golden output of every example: tests/golden.
 """
 
@@ -151,8 +151,8 @@ def test_docker_daemon_json_matches_the_fan(tmp_path):
     assert "bip" not in daemon and "fixed-cidr" not in daemon
 
 
-def test_lxd_fan_is_dhcp_and_lxds_wire_format(tmp_path):
-    """The profile itself is fangen's rendering: tests/unit/test_engines.py."""
+def test_lxd_profile_matches_the_fan(tmp_path):
+    """The profile itself is fangen's rendering: tests/unit/test_cni_lxd.py."""
     fan = _only_fan("lxd", tmp_path)
     assert fan.dhcp, "LXD containers take their address from fangen's dnsmasq"
     assert fan.type == "vxlan" and fan.port == 8472 and fan.vni == 240 << 16

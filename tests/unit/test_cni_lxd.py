@@ -5,7 +5,7 @@ checked against the renderers for IPIP and VXLAN.
 The real engines run these files in tests/engines (podman 4.3 and LXD 5.0.2, VXLAN: the
 type this machine's kernel runs).  Regenerate the example files after an intended change:
 
-    FANGEN_UPDATE_GOLDEN=1 /usr/bin/python3 -m pytest -q tests/unit/test_engines.py
+    FANGEN_UPDATE_GOLDEN=1 /usr/bin/python3 -m pytest -q tests/unit/test_cni_lxd.py
 """
 
 from __future__ import annotations
