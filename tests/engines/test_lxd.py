@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 
 import pytest
 
@@ -24,7 +25,7 @@ from fangen.engines import lxd as lxd_profile
 from tests.engines import images, traffic
 from tests.engines.lxd_host import Lxd
 from tests.harness import Lab
-from tests.harness.ns import ip, pids_in
+from tests.harness.ns import ip, nsexec, pids_in
 from tests.harness.packets import tcp_transfer
 
 pytestmark = [
@@ -155,3 +156,11 @@ def _cmdline(pid: int) -> str:
             return fh.read().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_lxd_adds_no_firewall_rules_for_the_bridge(lab):
+    for host in lab.hosts:
+        text = nsexec(host.ns, "nft", "list", "ruleset").stdout
+        tables = re.split(r"(?m)^table ", text)
+        foreign = [t for t in tables if t.strip() and not t.startswith(f"ip fangen-{FAN} ")]
+        assert not [t for t in foreign if host.bridge() in t], foreign
