@@ -164,3 +164,18 @@ def test_lxd_adds_no_firewall_rules_for_the_bridge(lab):
         tables = re.split(r"(?m)^table ", text)
         foreign = [t for t in tables if t.strip() and not t.startswith(f"ip fangen-{FAN} ")]
         assert not [t for t in foreign if host.bridge() in t], foreign
+
+
+def test_a_container_cannot_start_before_its_bridge_exists(lab):
+    """What the README says happens when LXD starts a container before the fan is up."""
+    engine = lab.lxd[0]
+    engine.lxc("profile", "create", "nofan")
+    engine.lxc("profile", "device", "add", "nofan", "eth0", "nic", "nictype=bridged",
+               "parent=fan-missing", "name=eth0")
+    name = f"{lab.run.prefix}-early"
+    engine.containers.append(name)
+    res = engine.lxc("launch", "fanbox", name, "--profile", "default", "--profile", "nofan",
+                     check=False)
+    assert res.returncode != 0
+    assert 'Failed to start device "eth0": Parent device "fan-missing" doesn\'t exist' in \
+        res.stderr
