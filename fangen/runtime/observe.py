@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 
+from fangen.engines import cni
 from fangen.render import names
 from fangen.runtime.plan import FORWARD_SYSCTL, Observed
 from fangen.runtime.state import State
 
 
 def candidate_files(fan_name: str, bridge: str, tunnel: str, state: State | None) -> set:
-    files = {names.dnsmasq_conf(fan_name),
+    files = {names.dnsmasq_conf(fan_name), cni.path(fan_name),
              names.networkd_file(bridge, "netdev"),        # networkd makes the bridge from it
              f"{names.dropin_dir(bridge)}/50-slice.conf",
              f"{names.dropin_dir(tunnel)}/50-slice.conf"}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.config.model import Fan
+from fangen.engines import cni
 from fangen.errors import FangenError
 from fangen.fanmap import FanMap, Slice
 from fangen.render import dnsmasq as render_dnsmasq
@@ -435,6 +436,9 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     if fan.dhcp:
         conf = names.dnsmasq_conf(fan.name)
         files[conf] = render_dnsmasq.render(fan, sl, t.mtu, t.root)
+    podman = cni.render(fan, sl, t.mtu)           # CNI network for podman & co (engines/cni.py)
+    if podman is not None:
+        files[cni.path(fan.name)] = podman
     networkd_changed = False
     for rel in sorted(files):
         if obs.files.get(rel) != files[rel]:

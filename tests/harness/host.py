@@ -176,7 +176,7 @@ class Host:
             f"mount --bind {r}/run/systemd/netif /run/systemd/netif",
             f"mount --bind {r}/etc/systemd/network /etc/systemd/network",
             f"mount --bind {shlex.quote(self.machine_id)} /etc/machine-id",
-            "mount -o remount,ro /sys",
+            "mount -o remount,bind,ro /sys",   # this mount only: the netns's sysfs stays rw
             f"exec {NETWORKD}",
         ])
         self.networkd = self.run.spawn(

@@ -5,6 +5,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from fangen.config.model import build
+from fangen.engines import cni
 from fangen.render import dnsmasq, names, networkd, nft
 from fangen.runtime import plan as P
 from fangen.runtime.state import State
@@ -39,6 +40,7 @@ def converge(t, state=None):
         if f.type == "ipip" else frozenset()
     files = dict(networkd.slice_dropins(f, t.slice))
     files[names.dnsmasq_conf(f.name)] = dnsmasq.render(f, t.slice, t.mtu, ROOT)
+    files[cni.path(f.name)] = cni.render(f, t.slice, t.mtu)
     return P.Observed(links=links, routes=routes, nft_tables=frozenset({"fangen-f"}),
                       tc={f.tunnel: {"ingress": "fangen:i", "egress": "fangen:e"}},
                       sysctls={P.FORWARD_SYSCTL: "1"}, files=files, dnsmasq_running=True)
@@ -91,6 +93,7 @@ def test_vxlan_upstream_on_an_empty_host():
         "own slice 250.3.4.0/24, vni 16384000)",
         "replace nft table ip fangen-f:",
         "set sysctl net.ipv4.ip_forward=1",
+        "write run/fangen/f/cni/f.conflist",
         "write run/fangen/f/dnsmasq.conf",
         "write run/systemd/network/10-fangen-f.network.d/50-slice.conf",
         "reload systemd-networkd (if running)",
@@ -112,6 +115,7 @@ def test_ipip_kernel_routes_the_overlay_via_the_tunnel():
         "add address 250.3.4.1/24 dev f",
         "add route 250.0.0.0/8 dev f-tun src 250.3.4.1",
         "replace nft table ip fangen-f:",
+        "write run/fangen/f/cni/f.conflist",
         "write run/systemd/network/10-fangen-f-tun.network.d/50-slice.conf",
         "write run/systemd/network/10-fangen-f.network.d/50-slice.conf",
         "reload systemd-networkd (if running)",
@@ -202,6 +206,7 @@ def test_down_removes_only_what_state_lists():
         "delete nft table ip fangen-f",
         "delete link f-tun",
         "delete link f",
+        "remove run/fangen/f/cni/f.conflist",
         "remove run/fangen/f/dnsmasq.conf",
         "remove run/systemd/network/10-fangen-f.network.d/50-slice.conf",
         "reload systemd-networkd (if running)",
