@@ -71,7 +71,10 @@ def _fan_map(name: str, root: str, address):
     from fangen.errors import ConfigError
     from fangen.fanmap import FanMap, FanMapError
 
+    from fangen.config.check import require_unfrozen
+
     report, result, _ = load_checked(root)
+    require_unfrozen(result)
     fans = {fan.name: fan for fan in result.fans}
     if name not in fans:
         if report.errors:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from fangen import cli
 
@@ -34,10 +35,22 @@ def run(args) -> int:
     from fangen.runtime import control
     from fangen.runtime.host import Host
 
-    fans, errors, report = control.load_fans(args.root_dir)
-    cli.print_diagnostics(report)
+    from fangen.config.check import Frozen
+
+    frozen = None
+    try:
+        fans, errors, report = control.load_fans(args.root_dir)
+        cli.print_diagnostics(report)
+    except Frozen as exc:                       # show what runs; it stays as it is
+        frozen, fans, errors = exc, {}, exc.diagnostics
+        for diag in exc.diagnostics:
+            print(diag.format(), file=sys.stderr)
+        print(exc.summary, file=sys.stderr)
     with IPRoute() as ipr:
         rows = control.status(Host(ipr, None, root=args.root_dir), fans)
+    if frozen is not None:
+        for row in rows:
+            row["state"] = "frozen"
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
