@@ -78,8 +78,9 @@ def main(argv=None) -> int:
         return args.func(args) or 0
     except FangenError as exc:
         if exc.diagnostics:
-            for diag in exc.diagnostics:
-                print(diag.format(), file=sys.stderr)
+            if not getattr(exc, "printed", False):
+                for diag in exc.diagnostics:
+                    print(diag.format(), file=sys.stderr)
             summary = getattr(exc, "summary", None)
             if summary:
                 print(printable(summary), file=sys.stderr)

@@ -31,7 +31,7 @@ def run(args) -> int:
     root = args.root_dir
     report, result, loaded = load_checked(root, getattr(args, "host_interfaces", False))
     cli.print_diagnostics(report)
-    require_unfrozen(result)                 # a broken file: write nothing, remove nothing
+    require_unfrozen(result, printed=True)   # a broken file: write nothing, remove nothing
     sources = {name: [_shown(path, root) for path in paths]
                for name, paths in loaded.fan_files.items()}
     previous = read_manifest(root)

@@ -20,8 +20,9 @@ from fangen.errors import ConfigError, Report
 class Frozen(ConfigError):
     """A fan.d file is broken: every fan stays as it is."""
 
-    def __init__(self, diagnostics: list):
+    def __init__(self, diagnostics: list, printed: bool = False):
         super().__init__(list(diagnostics))
+        self.printed = printed          # the caller printed the diagnostics already
         files = sorted({d.file for d in diagnostics if d.file})
         shown = ", ".join(files) if files else "the fan.d configuration"
         self.summary = (f"fangen: {shown} cannot be used: every fan is frozen (nothing is "
@@ -43,6 +44,6 @@ def load_checked(root: str, foreign: ForeignNames | None = None) -> Checked:
     return Checked(report, result, loaded)
 
 
-def require_unfrozen(result: validate.Result) -> None:
+def require_unfrozen(result: validate.Result, printed: bool = False) -> None:
     if result.frozen:
-        raise Frozen(result.frozen)
+        raise Frozen(result.frozen, printed)

@@ -79,7 +79,7 @@ class _Checker:
         pos = self.positions.of(path, key=key)
         name = _fan_of(path)
         if name is not None:
-            message = f"{name}: {message}"
+            message = f"{shown(name)[1:-1]}: {message}"
             self.result.broken.add(name)
         else:
             self.result.global_error = True
@@ -118,7 +118,7 @@ class _Checker:
             extras = sorted(k for k in value if k not in allowed) if pattern_props is False else []
             for extra in extras:
                 hint = ", ".join(sorted(allowed))
-                self.error(path + (extra,), f"unknown key '{extra}' (expected one of: {hint})",
+                self.error(path + (extra,), f"unknown key {shown(extra)} (expected one of: {hint})",
                            key=True)
         elif kind == "required":
             missing = [r for r in err.validator_value if r not in value]
@@ -217,7 +217,7 @@ class _Checker:
         usable = slice_size - 2
         if fan.host_reserve >= usable:
             self.error(base + ("host-reserve",),
-                       f"host-reserve {fan.host_reserve} leaves no DHCP range in a "
+                       f"host-reserve {shown(fan.host_reserve)} leaves no DHCP range in a "
                        f"/{slice_prefix} slice ({usable} usable addresses): use at most "
                        f"{usable - 1}")
             ok = False
@@ -258,28 +258,31 @@ class _Checker:
         return True
 
     def check_between(self, built: dict) -> None:
+        """Overlaps and shared device names between fans.  Both fans of a clash are
+        refused (and so frozen as they were): which one was meant cannot be known, and
+        a new definition must not take a working fan's devices or addresses."""
         names = sorted(built)
-        for i, first in enumerate(names):
-            for second in names[i + 1:]:
-                a, b = built[first], built[second]
-                base = ("network", "fan", second)
+        for first in names:
+            a = built[first]
+            for second in names:
+                if second == first:
+                    continue
+                b = built[second]
+                base = ("network", "fan", first)
                 if a.overlay.overlaps(b.overlay):
-                    self.error(base + ("overlay",), f"overlay {b.overlay} overlaps fan "
-                                                    f"'{first}' ({a.overlay})")
-                devices_a = {a.bridge, a.tunnel}
+                    self.error(base + ("overlay",), f"overlay {a.overlay} overlaps fan "
+                                                    f"'{second}' ({b.overlay})")
                 for key in ("bridge", "tunnel"):
-                    device = getattr(b, key)
-                    if device in devices_a:
-                        self.error(base + (key,) if key in self._data(second) else base,
-                                   f"{key} name '{device}' is already used by fan '{first}'",
-                                   key=key not in self._data(second))
-            for other in names:
-                a = built[first]
-                net = built[other].underlay.network
-                if other != first and net is not None and a.overlay.overlaps(net):
-                    self.error(("network", "fan", first, "overlay"),
-                               f"overlay {a.overlay} overlaps the underlay of fan "
-                               f"'{other}' ({net})")
+                    device = getattr(a, key)
+                    if device in (b.bridge, b.tunnel):
+                        explicit = key in self._data(first)
+                        self.error(base + (key,) if explicit else base,
+                                   f"{key} name '{device}' is also used by fan '{second}'",
+                                   key=not explicit)
+                net = b.underlay.network
+                if net is not None and a.overlay.overlaps(net):
+                    self.error(base + ("overlay",), f"overlay {a.overlay} overlaps the "
+                                                    f"underlay of fan '{second}' ({net})")
 
     def _data(self, name: str) -> dict:
         return self.loaded.data["network"]["fan"][name]

@@ -191,6 +191,8 @@ class _Builder:
         except yaml.YAMLError:
             raise
         except (ValueError, TypeError, OverflowError) as exc:
+            if "integer string conversion" in str(exc):     # Python's int() digit limit
+                raise TreeError(event.start_mark, "number too large") from None
             raise TreeError(event.start_mark, f"invalid value: {exc}") from None
         finally:
             self.constructor.constructed_objects.clear()

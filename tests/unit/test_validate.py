@@ -132,6 +132,8 @@ def test_default_device_name_too_long(fanroot):
 
 
 def test_two_fans_overlapping_overlays_and_shared_bridge(fanroot):
+    """A clash refuses both fans: which was meant is unknown, and a new definition must
+    not take a working fan's devices (each stays frozen as it was, fan.d(5) SAFETY)."""
     path = fanroot.fan(GOOD + """\
     fan-b:
       overlay: 250.128.0.0/9
@@ -140,12 +142,17 @@ def test_two_fans_overlapping_overlays_and_shared_bridge(fanroot):
 """)
     report, result = check(fanroot)
     assert [line.replace(path, "F") for line in first_lines(report)] == [
-        "F:10:15: Error in fan definition: fan-b: bridge name 'fan-250' is already used by "
+        "F:10:15: Error in fan definition: fan-b: bridge name 'fan-250' is also used by "
         "fan 'fan-250'",
+        "F:4:5: Error in fan definition: fan-250: bridge name 'fan-250' is also used by fan "
+        "'fan-b'",
+        "F:5:16: Error in fan definition: fan-250: overlay 250.0.0.0/8 overlaps fan 'fan-b' "
+        "(250.128.0.0/9)",
         "F:8:16: Error in fan definition: fan-b: overlay 250.128.0.0/9 overlaps fan 'fan-250' "
         "(250.0.0.0/8)",
     ]
-    assert [f.name for f in result.fans] == ["fan-250"]      # the good fan survives
+    assert result.fans == [] and result.broken == {"fan-250", "fan-b"}
+    assert result.frozen == []                       # each fan alone, not every fan
 
 
 def test_one_broken_fan_does_not_stop_another(fanroot):
