@@ -144,7 +144,7 @@ def check_permissions(path: str, display: str, report: Report) -> None:
         mode = os.stat(path).st_mode
     except OSError:
         return
-    if mode & stat.S_IROTH:
+    if stat.S_ISREG(mode) and mode & stat.S_IROTH:
         report.add(Diagnostic(display, 1, 1, "permissions are too open: fan configuration "
                               f"should not be readable by others (chmod 600 {display})",
                               severity="warning"))
