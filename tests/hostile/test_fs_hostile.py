@@ -171,3 +171,23 @@ def test_a_file_in_the_way_of_a_directory_leaves_the_previous_files(tmp_path):
     assert result["leftovers"] == []
     # the good fan's change was staged before the failure, and rolled back
     assert "run/fangen/good/dnsmasq.conf" in result["before"]
+
+
+def test_file_names_with_escapes_and_invalid_utf8_are_printed_escaped(root):
+    directory = os.path.join(root, FAN_D).encode()
+    for raw in (b"50-\x1b[31mred.yaml", b"51-\xff\xfe.yaml", b"52-new\nline.yaml"):
+        path = os.path.join(directory, raw)
+        with open(path, "wb") as fh:
+            fh.write(b"network: [\n")
+        os.chmod(path, 0o600)
+    before = tree(root)
+    code, _, err = fangen("generate", "--root-dir", root)
+    assert_clean(err)
+    assert code == 1
+    shown = os.path.join(root, FAN_D)
+    heads = [line for line in err.splitlines() if line.startswith(shown)]
+    assert heads == [
+        f"{shown}/50-\\x1b[31mred.yaml:2:1: Invalid YAML: did not find expected node content",
+        f"{shown}/51-\\udcff\\udcfe.yaml:2:1: Invalid YAML: did not find expected node content",
+        f"{shown}/52-new\\nline.yaml:2:1: Invalid YAML: did not find expected node content"]
+    assert tree(root) == before
