@@ -32,10 +32,9 @@ def table(rows: list[dict]) -> str:
 def run(args) -> int:
     from pyroute2 import IPRoute
 
+    from fangen.config.check import Frozen
     from fangen.runtime import control
     from fangen.runtime.host import Host
-
-    from fangen.config.check import Frozen
 
     frozen = None
     try:

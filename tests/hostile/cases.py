@@ -111,7 +111,8 @@ CASES = [
     # -- one fan's definition is wrong: that fan alone is refused ----------------------------
     ("float-mtu", bad("mtu: 1450.0"), FAN,
      [E.format("6:12") + "bad: 'mtu' must be an integer, not 1450.0"]),
-    ("nan-mtu", bad("mtu: .nan"), FAN, [E.format("6:12") + "bad: 'mtu' must be an integer, not nan"]),
+    ("nan-mtu", bad("mtu: .nan"), FAN,
+     [E.format("6:12") + "bad: 'mtu' must be an integer, not nan"]),
     ("inf-lease", bad("lease-time: .inf"), FAN,
      [E.format("6:19") + "bad: 'lease-time' must be an integer, not inf",
       E.format("6:19") + "bad: lease-time inf out of range: must be 120..31536000"]),

@@ -120,6 +120,11 @@ def test_broken_disabling_drop_in_changes_nothing(running):
             f"{path}:6:1: Invalid YAML: could not find expected ':'"
         reload_and_wait(host, "keeping the fan as it is")
         assert host.fangen_run.poll() is None               # still running
+        res = host.fangen("show", check=False)              # what runs, marked frozen
+        assert res.returncode == 1 and res.stderr.splitlines()[-1] == \
+            f"fangen: {path} {FROZEN_TAIL}"
+        assert [line.split()[0] for line in res.stdout.splitlines()] == ["Bridge", "fan250"]
+        assert res.stdout.splitlines()[1].split()[-1] == "frozen"
         assert namespace(host) == before
     finally:
         os.unlink(path)

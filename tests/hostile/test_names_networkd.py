@@ -109,8 +109,8 @@ def reconfigure(host) -> None:
     host.networkctl("reload")
     host.networkctl("reconfigure", *NICS)
     for nic, path in paths.items():
-        wait(lambda p=path, s=stamps[nic]: os.stat(p).st_mtime_ns != s and
-             state(host, nic).get("ADMIN_STATE") in ("configured", "unmanaged", "failed"),
+        wait(lambda p=path, s=stamps[nic], n=nic: os.stat(p).st_mtime_ns != s and
+             state(host, n).get("ADMIN_STATE") in ("configured", "unmanaged", "failed"),
              20, f"networkd to reconfigure {nic}")
 
 
