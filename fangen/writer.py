@@ -105,7 +105,12 @@ class _Transaction:
         if not os.path.lexists(path):
             return None
         backup = tempfile.mktemp(prefix=TEMP_PREFIX + "old-", dir=os.path.dirname(path))
-        os.link(path, backup, follow_symlinks=False)
+        try:
+            os.link(path, backup, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            shutil.copy2(path, backup, follow_symlinks=False)   # no hard links here
         return backup
 
     def stage_write(self, path: str, data: bytes, mode: int, gid: int | None) -> None:
