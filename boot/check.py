@@ -11,7 +11,8 @@ qemu processes run inside that namespace, so no guest packet reaches the root
 namespace.  Every guest boots a copy-on-write qcow2 overlay of boot/image.sh's image.
 
 Guests: a (pings the containers of b and c, then the netplan apply steps), b (a fan
-host), c (boots with broken fan.d files beside a good one).  Each reports CHECK,
+host), c (boots with broken fan.d files beside a good one: every fan frozen until the
+file that is not YAML is fixed).  Each reports CHECK,
 INFO, TIMING and DONE lines on its second serial port.  Prints every line, then a
 PASS/FAIL summary; exits 1 on any failure.  Cleanup (qemu by PID, the namespace,
 the overlays) runs on every exit path (harness Run.close, also from atexit).
@@ -42,8 +43,9 @@ REQUIRED = {
           "fan.ping-container-on-b", "fan.ping-container-on-c", "apply.host-reserve-live",
           "apply.second-fan-bridge", "apply.removed-fan-250", "apply.removed-fan-251"],
     "b": ["boot.system-running", "fan.bridge", "fan.container-lease"],
-    "c": ["boot.system-running", "broken.journal-file-line-col", "broken.good-fan-up",
-          "broken.netplan-networking"],
+    "c": ["boot.system-running", "broken.journal-file-line-col", "broken.journal-frozen",
+          "broken.frozen-no-fan", "broken.netplan-networking", "broken.no-failed-units",
+          "broken.good-fan-up-after-fix", "broken.disable-dropin-frozen"],
 }
 
 

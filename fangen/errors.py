@@ -7,7 +7,10 @@ the caret can point at the column.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+MAX_SHOWN = 64       # characters of a user's value quoted in a message
 
 EXIT_OK = 0
 EXIT_ERROR = 1       # bad configuration or a failed operation
@@ -25,29 +28,93 @@ class Diagnostic:
     severity: str = "error"          # "error" or "warning"
 
     def format(self, source: str | None = None) -> str:
+        """The first line is the whole diagnostic (file, line, column, message); for an
+        error with a line, the source line and a caret follow.  Nothing from the input
+        reaches the terminal unescaped (no control characters, no line breaks)."""
+        message = printable(self.message)
         if self.file is None:
-            return f"{self.kind}: {self.message}" if self.severity == "error" else \
-                f"Warning: {self.message}"
-        head = f"{self.file}:{self.line}:{self.col}: "
+            return f"{self.kind}: {message}" if self.severity == "error" else \
+                f"Warning: {message}"
+        head = f"{printable(self.file)}:"
+        head += f"{self.line}:{self.col}: " if self.line > 0 else " "
         if self.severity == "warning":
-            return head + f"Warning: {self.message}"
-        text = head + f"{self.kind}: {self.message}"
+            return head + f"Warning: {message}"
+        text = head + f"{self.kind}: {message}"
+        if self.line <= 0:
+            return text
         if source is None:
             source = _source_line(self.file, self.line)
         if source is not None:
-            text += "\n" + source + "\n" + " " * max(self.col - 1, 0) + "^"
+            text += "\n" + printable(source) + "\n" + " " * max(self.col - 1, 0) + "^"
         return text
 
 
+def printable(text: str) -> str:
+    """``text`` with control, format and line-separator characters escaped (\\n, \\x00,
+    \\u202e): one line, and no terminal escape sequences."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable() or char == " ":
+            out.append(char)
+        elif char == "\t":
+            out.append("\\t")
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return "".join(out)
+
+
+def shown(value) -> str:
+    """A user's value as a message quotes it: strings in single quotes, escaped, shortened."""
+    if isinstance(value, str):
+        text = value if len(value) <= MAX_SHOWN else value[:MAX_SHOWN] + "..."
+        return f"'{printable(text)}'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int) and abs(value) >= 10 ** MAX_SHOWN:
+        return f"a number of {len(str(abs(value)))} digits"
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    return printable(text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "...")
+
+
 def _source_line(path: str, line: int) -> str | None:
+    """The line as YAML counts lines (\\n, \\r\\n, \\r, NEL, LS and PS end one), from the
+    first megabyte of a regular file; None when it cannot be read."""
+    import os
+    import stat
+
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for number, text in enumerate(fh, 1):
-                if number == line:
-                    return text.rstrip("\n")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
         return None
-    return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        raw = os.read(fd, 1 << 20)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    lines = re.split("[\n\r\x85\u2028\u2029]", text)
+    return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
 class FangenError(Exception):

@@ -14,7 +14,9 @@ import importlib
 import sys
 
 from fangen import __version__
-from fangen.errors import EXIT_ERROR, FangenError
+from fangen.errors import EXIT_ERROR, FangenError, printable
+
+EXIT_INTERNAL = 70                  # sysexits.h EX_SOFTWARE
 
 COMMANDS = ("validate", "generate", "map", "up", "down", "show", "apply", "run", "docker",
             "doctor")
@@ -54,6 +56,12 @@ def add_root_dir(parser: argparse.ArgumentParser) -> None:
                              "output under DIR (default: /)")
 
 
+def add_host_interfaces(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host-interfaces", action="store_true",
+                        help="also refuse fan device names that an interface of this network "
+                             "namespace already has (always done with --root-dir /)")
+
+
 def print_diagnostics(report, stream=None) -> None:
     stream = stream or sys.stderr
     for diag in sorted(report.items, key=lambda d: (d.severity != "warning", d.file or "",
@@ -71,12 +79,32 @@ def main(argv=None) -> int:
         return args.func(args) or 0
     except FangenError as exc:
         if exc.diagnostics:
-            for diag in exc.diagnostics:
-                print(diag.format(), file=sys.stderr)
+            if not getattr(exc, "printed", False):
+                for diag in exc.diagnostics:
+                    print(diag.format(), file=sys.stderr)
+            summary = getattr(exc, "summary", None)
+            if summary:
+                print(printable(summary), file=sys.stderr)
         else:
-            print(f"fangen: {exc}", file=sys.stderr)
+            print(printable(f"fangen: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_ERROR
+    except OSError as exc:
+        # filesystem trouble no command foresaw: the path and the OS's word, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(printable(f"fangen: {where}{exc.strerror or exc}"), file=sys.stderr)
+        return EXIT_ERROR
+    except (MemoryError, RecursionError) as exc:
+        print(f"fangen: out of resources: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:            # a bug: still one line; FANGEN_DEBUG=1 shows it all
+        import os
+
+        if os.environ.get("FANGEN_DEBUG") == "1":
+            raise
+        print(printable(f"fangen: internal error ({type(exc).__name__}: {exc}); please "
+                        "report it (FANGEN_DEBUG=1 shows where)"), file=sys.stderr)
+        return EXIT_INTERNAL

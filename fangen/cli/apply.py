@@ -6,6 +6,10 @@ re-read and reconcile) the ones still configured and stop the ones removed or
 disabled.  Without systemd (``--no-systemd``, or no systemd on D-Bus) it does
 the same by hand: ``up`` for every enabled fan, ``down`` for fans that are up
 but no longer configured.
+
+Broken files fail safe (fan.d(5), SAFETY): when a fan.d file cannot be read or
+parsed, apply writes nothing, reloads nothing, and starts, reloads and stops no
+fan; a fan whose own definition is broken is neither reloaded nor stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def register(sub) -> None:
                     "systemd-networkd over D-Bus, then start fangen@NAME.service for new "
                     "fans, reload the ones still configured and stop the ones removed.")
     cli.add_root_dir(parser)
+    cli.add_host_interfaces(parser)
     parser.add_argument("--no-generate", action="store_true",
                         help="skip writing files (the boot path: fangen-generate did it)")
     add_no_systemd(parser)
@@ -49,15 +54,20 @@ def unit_changes(wanted: set, running: dict) -> dict:
 
 
 def run(args) -> int:
+    from fangen.cli.validate import load_checked
+    from fangen.config.check import require_unfrozen
     from fangen.runtime import control
     from fangen.runtime import state as state_mod
     from fangen.runtime.dbus import Networkd, Systemd
     from fangen.runtime.host import make_host, systemd_available
 
+    # first, before anything changes: a broken file freezes every fan
+    _, checked, _ = load_checked(args.root_dir, args.host_interfaces)
+    require_unfrozen(checked)
     status = 0
     if not args.no_generate:
         from fangen.cli import generate
-        status = generate.run(_GenerateArgs(args.root_dir))
+        status = generate.run(_GenerateArgs(args.root_dir, args.host_interfaces))
     host = make_host(args.root_dir, args.no_systemd)
     if host.bus is not None and Networkd(host.bus).present():
         Networkd(host.bus).reload()
@@ -95,6 +105,7 @@ def run(args) -> int:
 
 
 class _GenerateArgs:
-    def __init__(self, root_dir: str):
+    def __init__(self, root_dir: str, host_interfaces: bool = False):
         self.root_dir = root_dir
+        self.host_interfaces = host_interfaces
         self.verbose = False

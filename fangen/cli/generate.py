@@ -12,10 +12,12 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "generate", help="write systemd-networkd and dnsmasq files for the fans",
         description="Validate the fan.d configuration and write DIR/run/systemd/network/"
-                    "10-fangen-* and DIR/run/fangen/NAME/*.  Fans with errors are reported "
-                    "(exit 1) and their earlier output is left as it was; the others are "
-                    "written.")
+                    "10-fangen-* and DIR/run/fangen/NAME/*, all or nothing.  A fan with "
+                    "errors is reported (exit 1) and its earlier output is left as it was; "
+                    "the others are written.  A fan.d file that cannot be read or parsed "
+                    "freezes every fan: nothing is written or removed (exit 1).")
     cli.add_root_dir(parser)
+    cli.add_host_interfaces(parser)
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="list the files written, left unchanged and removed")
     parser.set_defaults(func=run)
@@ -24,20 +26,37 @@ def register(sub) -> None:
 def run(args) -> int:
     from fangen import plan, writer
     from fangen.cli.validate import load_checked
+    from fangen.config.check import require_unfrozen
 
     root = args.root_dir
-    report, result, loaded = load_checked(root)
+    report, result, loaded = load_checked(root, getattr(args, "host_interfaces", False))
     cli.print_diagnostics(report)
+    require_unfrozen(result, printed=True)   # a broken file: write nothing, remove nothing
     sources = {name: [_shown(path, root) for path in paths]
                for name, paths in loaded.fan_files.items()}
-    files = plan.render_all(result.fans, sources, root)
-    # With any error we cannot tell a removed fan from a broken one: remove nothing.
-    outcome = writer.write_tree(root, files, remove_stale=not report.errors)
+    previous = read_manifest(root)
+    files, keep = plan.render_set(result.fans, sources, root, result.broken, previous)
+    # a broken fan whose files we cannot tell apart (no manifest yet): remove nothing
+    remove_stale = not result.broken or previous is not None
+    outcome = writer.write_tree(root, files, remove_stale=remove_stale, keep=keep)
     if args.verbose:
         for key in ("written", "unchanged", "removed"):
             for rel in outcome[key]:
                 print(f"{key}: /{rel}", file=sys.stderr)
     return 1 if report.errors else 0
+
+
+def read_manifest(root: str) -> dict | None:
+    """The last generate's {fan: [files]}, or None when there is none (or it is damaged)."""
+    from fangen import plan
+    from fangen.config.loader import read_limited
+    from fangen.render import names
+
+    try:
+        raw = read_limited(os.path.join(root, names.MANIFEST))
+    except OSError:
+        return None
+    return plan.parse_manifest(raw.decode("utf-8", errors="replace"))
 
 
 def _shown(path: str, root: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from fangen import cli
 from fangen.errors import FangenError
@@ -37,13 +38,24 @@ def table(rows: list[dict]) -> str:
 def run(args) -> int:
     from pyroute2 import IPRoute
 
+    from fangen.config.check import Frozen
     from fangen.runtime import control
     from fangen.runtime.host import Host
 
-    fans, errors, report = control.load_fans(args.root_dir)
-    cli.print_diagnostics(report)
+    frozen = None
+    try:
+        fans, errors, report = control.load_fans(args.root_dir)
+        cli.print_diagnostics(report)
+    except Frozen as exc:                       # show what runs; it stays as it is
+        frozen, fans, errors = exc, {}, exc.diagnostics
+        for diag in exc.diagnostics:
+            print(diag.format(), file=sys.stderr)
+        print(exc.summary, file=sys.stderr)
     with IPRoute() as ipr:
         rows = control.status(Host(ipr, None, root=args.root_dir), fans)
+    if frozen is not None:
+        for row in rows:
+            row["state"] = "frozen"
     if args.name:
         rows = [row for row in rows if row["name"] == args.name]
         if not rows:

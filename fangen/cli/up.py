@@ -48,7 +48,7 @@ def run(args) -> int:
     from fangen.runtime.host import make_host
 
     check_selection(args)
-    host = make_host(args.root_dir, args.no_systemd)
+    # the configuration first: a broken file refuses before anything is touched
     if args.all:
         fans, errors, report = control.load_fans(args.root_dir)
         cli.print_diagnostics(report)
@@ -57,6 +57,7 @@ def run(args) -> int:
     else:
         chosen = [control.fan_named(args.root_dir, args.name)]
         status = 0
+    host = make_host(args.root_dir, args.no_systemd)
     for fan in sorted(chosen, key=lambda f: f.name):
         try:
             result = control.up(host, fan, timeout=args.timeout, dry_run=args.dry_run)

@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
+import sys
+
 from fangen import cli
 
 
 def register(sub) -> None:
     parser = sub.add_parser("validate", help="check the fan.d configuration",
                             description="Check every fan.d file (JSON Schema and semantic "
-                                        "checks) and print OK with the fans found.")
+                                        "checks, and names this host already uses) and "
+                                        "print OK with the fans found.")
     cli.add_root_dir(parser)
+    cli.add_host_interfaces(parser)
     parser.set_defaults(func=run)
 
 
-def load_checked(root: str):
-    """(report, result, loaded) for the configuration under ``root``."""
-    from fangen.config import loader, validate
-    from fangen.errors import Report
+def load_checked(root: str, host_interfaces: bool = False):
+    """(report, result, loaded) for the configuration under ``root``, checked against the
+    names the host already uses (its interfaces too for the real root, or when asked)."""
+    from fangen import hostnames
+    from fangen.config.check import load_checked as check
 
-    report = Report()
-    loaded = loader.load(root, report)
-    result = validate.validate(loaded, report)
-    return report, result, loaded
+    live = hostnames.live_wanted(root, host_interfaces)
+    return check(root, hostnames.collect(root, live))
 
 
 def run(args) -> int:
-    report, result, loaded = load_checked(args.root_dir)
+    report, result, loaded = load_checked(args.root_dir, args.host_interfaces)
     cli.print_diagnostics(report)
+    if result.frozen:
+        print(f"fangen: {', '.join(_files(result.frozen))}: every fan would be frozen "
+              "until this is fixed (see fan.d(5), SAFETY)", file=sys.stderr)
     if report.errors:
         return 1
     if not result.fans:
@@ -38,3 +44,7 @@ def run(args) -> int:
         described.append(f"{fan.name} ({fan.type}, {fan.overlay} over {fan.underlay.spec}{state})")
     print("OK: " + ", ".join(described))
     return 0
+
+
+def _files(diagnostics) -> list[str]:
+    return sorted({d.file for d in diagnostics if d.file}) or ["the configuration"]

@@ -11,6 +11,7 @@ fan, a later file's keys override an earlier one's (mappings merge key by key).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -18,50 +19,21 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from fangen.errors import Diagnostic, Report
+from fangen.config import yamltree
+from fangen.config.positions import Pos, Positions
+from fangen.errors import Diagnostic, Report, shown
 
 LAYERS = ("lib", "etc", "run")
 FAN_DIR = "netplan/fan.d"
 NETPLAN_DIR = "netplan"
 
 MAX_FILE_BYTES = 1 << 20        # a fan.d file is a few hundred bytes; refuse megabytes
-MAX_NODES = 20000               # values after alias expansion (alias bombs stop here)
-MAX_DEPTH = 32                  # nesting depth of collections
+MAX_NODES = yamltree.MAX_NODES
+MAX_DEPTH = yamltree.MAX_DEPTH
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FAN_KEY = re.compile(rb"(^|[\s{,])fan\s*:", re.MULTILINE)
 
-
-@dataclass(frozen=True)
-class Pos:
-    file: str
-    line: int      # 1-based
-    col: int       # 1-based
-
-
-@dataclass
-class Positions:
-    """Where each value (and each mapping key) came from, keyed by path."""
-
-    values: dict = field(default_factory=dict)
-    keys: dict = field(default_factory=dict)
-
-    def of(self, path: tuple, key: bool = False) -> Pos | None:
-        """Position of ``path``'s value (or of its key), else of the nearest ancestor."""
-        table = self.keys if key else self.values
-        if path in table:
-            return table[path]
-        while path:
-            path = path[:-1]
-            if path in self.keys:
-                return self.keys[path]
-            if path in self.values:
-                return self.values[path]
-        return None
-
-    def update(self, other: Positions) -> None:
-        self.values.update(other.values)
-        self.keys.update(other.keys)
+__all__ = ["Document", "Loaded", "Pos", "Positions", "load", "load_file", "parse_bytes"]
 
 
 @dataclass
@@ -73,77 +45,56 @@ class Document:
     positions: Positions
 
 
-def layered_files(root: str, subdir: str) -> list[str]:
-    """``*.yaml`` under root/{lib,etc,run}/subdir, later layers hiding earlier, sorted by name."""
+def layered_files(root: str, subdir: str, report: Report | None = None) -> list[str]:
+    """``*.yaml`` under root/{lib,etc,run}/subdir, later layers hiding earlier, sorted by name.
+
+    A directory that exists but cannot be listed is reported (when ``report`` is given):
+    its files might hide or change others, so what was read is not the whole truth."""
     chosen: dict[str, str] = {}
     for layer in LAYERS:
         directory = os.path.join(root, layer, subdir)
         try:
             names = os.listdir(directory)
-        except OSError:
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if report is not None and exc.errno != errno.ENOENT:
+                report.add(Diagnostic(directory, 0, 0, f"cannot list the directory: "
+                                      f"{exc.strerror}", kind="Error"))
             continue
         for name in names:
             if name.endswith(".yaml"):
-                path = os.path.join(directory, name)
-                if os.path.isfile(path):
-                    chosen[name] = path
+                chosen[name] = os.path.join(directory, name)
     return [chosen[name] for name in sorted(chosen)]
 
 
-class _Converter:
-    """Turns a composed YAML node tree into plain data plus a Positions table."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.positions = Positions()
-        self.count = 0
-        self.constructor = yaml.SafeLoader("")
-
-    def pos(self, node) -> Pos:
-        return Pos(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
-
-    def convert(self, node, path: tuple = (), depth: int = 0):
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise _LoadError(node, f"document too large: more than {MAX_NODES} values "
-                                   "(after expanding aliases)")
-        if depth > MAX_DEPTH:
-            raise _LoadError(node, f"document nested deeper than {MAX_DEPTH} levels")
-        self.positions.values[path] = self.pos(node)
-        if isinstance(node, yaml.MappingNode):
-            result = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise _LoadError(key_node, "mapping keys must be scalars")
-                key = self.constructor.construct_object(key_node)
-                if isinstance(key, bool) or key is None:
-                    key = key_node.value        # 'on:'/'yes:' keys stay the names they look like
-                key = str(key)
-                if key in result:
-                    raise _LoadError(key_node, f"duplicate key '{key}'")
-                self.positions.keys[path + (key,)] = self.pos(key_node)
-                result[key] = self.convert(value_node, path + (key,), depth + 1)
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(item, path + (index,), depth + 1)
-                    for index, item in enumerate(node.value)]
-        return self.constructor.construct_object(node)
-
-
-class _LoadError(Exception):
-    def __init__(self, node, message: str):
-        super().__init__(message)
-        self.node = node
+def read_limited(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Up to ``limit + 1`` bytes of a regular file; OSError otherwise (a FIFO, a device or
+    a directory is refused without blocking or reading it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def load_file(path: str, report: Report, display: str | None = None) -> Document | None:
     """Parse one YAML file; problems go to ``report`` and give None."""
     display = display or path
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+        raw = read_limited(path)
     except OSError as exc:
-        report.add(Diagnostic(display, 0, 0, f"cannot read: {exc.strerror}", kind="Error"))
+        report.add(Diagnostic(display, 0, 0, f"cannot read: {exc.strerror or exc}",
+                              kind="Error"))
         return None
     if len(raw) > MAX_FILE_BYTES:
         report.add(Diagnostic(display, 1, 1, f"file larger than {MAX_FILE_BYTES} bytes; "
@@ -153,8 +104,14 @@ def load_file(path: str, report: Report, display: str | None = None) -> Document
 
 
 def parse_bytes(raw: bytes, display: str, report: Report) -> Document | None:
+    """YAML with positions, every limit checked before it could be exceeded."""
     try:
-        node = yaml.compose(raw, Loader=_Loader)
+        data, positions = yamltree.build(raw, display)
+    except yamltree.TreeError as exc:
+        mark = exc.mark
+        report.add(Diagnostic(display, mark.line + 1, mark.column + 1, str(exc),
+                              kind="Invalid YAML"))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -162,26 +119,23 @@ def parse_bytes(raw: bytes, display: str, report: Report) -> Document | None:
         report.add(Diagnostic(display, line, col, problem, kind="Invalid YAML"))
         return None
     except yaml.YAMLError as exc:
-        report.add(Diagnostic(display, 1, 1, str(exc).splitlines()[0], kind="Invalid YAML"))
+        line, col = _offset_to_line_col(raw, getattr(exc, "position", None))
+        problem = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        if getattr(exc, "character", None) is not None:
+            character = exc.character
+            code = character if isinstance(character, int) else ord(character)
+            problem = f"unacceptable character #x{code:04x}: {problem}"
+        report.add(Diagnostic(display, line, col, problem, kind="Invalid YAML"))
         return None
-    except RecursionError:
-        report.add(Diagnostic(display, 1, 1, f"document nested deeper than {MAX_DEPTH} levels",
-                              kind="Invalid YAML"))
-        return None
-    converter = _Converter(display)
-    if node is None:
-        return Document(display, None, converter.positions)
-    try:
-        data = converter.convert(node)
-    except _LoadError as exc:
-        mark = exc.node.start_mark
-        report.add(Diagnostic(display, mark.line + 1, mark.column + 1, str(exc),
-                              kind="Invalid YAML"))
-        return None
-    except (yaml.YAMLError, ValueError) as exc:
-        report.add(Diagnostic(display, 1, 1, str(exc).splitlines()[0], kind="Invalid YAML"))
-        return None
-    return Document(display, data, converter.positions)
+    return Document(display, data, positions)
+
+
+def _offset_to_line_col(raw: bytes, offset) -> tuple[int, int]:
+    if not isinstance(offset, int) or offset < 0:
+        return 1, 1
+    before = raw[:offset]
+    line = before.count(b"\n") + 1
+    return line, offset - (before.rfind(b"\n") + 1) + 1
 
 
 def check_permissions(path: str, display: str, report: Report) -> None:
@@ -190,7 +144,7 @@ def check_permissions(path: str, display: str, report: Report) -> None:
         mode = os.stat(path).st_mode
     except OSError:
         return
-    if mode & stat.S_IROTH:
+    if stat.S_ISREG(mode) and mode & stat.S_IROTH:
         report.add(Diagnostic(display, 1, 1, "permissions are too open: fan configuration "
                               f"should not be readable by others (chmod 600 {display})",
                               severity="warning"))
@@ -200,10 +154,9 @@ def misplaced_fans(root: str, report: Report) -> None:
     """A plain netplan file holding ``network: fan:`` is an error: netplan rejects it."""
     for path in layered_files(root, NETPLAN_DIR):
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read(MAX_FILE_BYTES + 1)
+            raw = read_limited(path)
         except OSError:
-            continue
+            continue                       # netplan reports what it cannot read
         if len(raw) > MAX_FILE_BYTES or not _FAN_KEY.search(raw):
             continue                       # cheap pre-check: most netplan files never say 'fan:'
         display = path
@@ -230,6 +183,9 @@ class Loaded:
     files: list[str]
     fan_files: dict          # fan name -> list of files that define it
     broken_files: list[str]
+    # the errors of files (or directories) that could not be read or parsed, or whose top
+    # level has the wrong shape: what they meant is unknown, so every fan is frozen
+    freezing: list = field(default_factory=list)
 
 
 def load(root: str = "/", report: Report | None = None) -> Loaded:
@@ -240,20 +196,24 @@ def load(root: str = "/", report: Report | None = None) -> Loaded:
     files: list[str] = []
     fan_files: dict = {}
     broken: list[str] = []
-    for path in layered_files(root, FAN_DIR):
+    listing = Report()
+    paths = layered_files(root, FAN_DIR, listing)
+    freezing = list(listing.errors)
+    report.items.extend(listing.items)
+    for path in paths:
         display = path
         files.append(display)
-        check_permissions(path, display, report)
-        doc = load_file(path, report, display)
-        if doc is None:
+        mine = Report()
+        check_permissions(path, display, mine)
+        doc = load_file(path, mine, display)
+        ok = doc is not None and (doc.data is None or
+                                  _merge_document(doc, merged, positions, fan_files, mine))
+        if not ok:
             broken.append(display)
-            continue
-        if doc.data is None:
-            continue
-        if not _merge_document(doc, merged, positions, fan_files, report):
-            broken.append(display)
+            freezing.extend(mine.errors)
+        report.items.extend(mine.items)
     misplaced_fans(root, report)
-    return Loaded(merged, positions, files, fan_files, broken)
+    return Loaded(merged, positions, files, fan_files, broken, freezing)
 
 
 def _merge_document(doc: Document, merged: dict, positions: Positions, fan_files: dict,
@@ -269,6 +229,11 @@ def _merge_document(doc: Document, merged: dict, positions: Positions, fan_files
                      f"'network' must be a mapping, not {_kind(data['network'])}", report)
         return False
     fans = (data.get("network") or {}).get("fan")
+    if "fan" in (data.get("network") or {}) and not isinstance(fans, dict):
+        # merged, a list or null here would replace every fan of the earlier files
+        _shape_error(doc, ("network", "fan"),
+                     f"'fan' must be a mapping of fans by name, not {_kind(fans)}", report)
+        return False
     if isinstance(fans, dict):
         for name in fans:
             fan_files.setdefault(name, []).append(doc.file)
@@ -281,8 +246,8 @@ def _kind(value) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the text '{value}'"
-    return "nothing (null)" if value is None else f"the value {value}"
+        return f"the text {shown(value)}"
+    return "nothing (null)" if value is None else f"the value {shown(value)}"
 
 
 def _shape_error(doc: Document, path: tuple, message: str, report: Report) -> None:

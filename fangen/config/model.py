@@ -13,9 +13,39 @@ DEFAULT_UNDERLAY_PREFIX = 16          # fanctl's default for 'default' and a bar
 DEFAULT_VXLAN_PORT = 8472
 IPIP_OVERHEAD = 20
 VXLAN_OVERHEAD = 50
-IFNAMSIZ = 15                         # usable characters of a Linux interface name
+IFNAMSIZ = 15                         # usable bytes of a Linux interface name (16 with NUL)
 
-_IFNAME = re.compile(r"^[^/:\s]{1,15}$")
+# Every interface name fangen gives a device or looks up, in one rule that schema.json
+# repeats verbatim (tests/unit/test_names.py holds them equal).  An allow-list: letters,
+# digits, '_', '.', '-', starting with a letter, digit or '_', 1-15 bytes; not all digits
+# (systemd refuses numeric names), not 'lo', 'all' or 'default' (the loopback device and
+# the /proc/sys/net/*/conf/ directories).  So no whitespace, control characters, '/',
+# ':', '%', no networkd or shell pattern characters ('*', '?', '[', ']', '!', '\\'), no
+# ',' (a list in dnsmasq), no quotes (nft), no non-ASCII (systemd refuses it), and
+# never '.' or '..'.  '$(?!\n)' instead of '$': Python's '$' also matches before a final
+# newline, and the two validators must not disagree about 'eth0\n'.
+IFNAME_PATTERN = (r"^(?!(?:lo|all|default|[0-9]+)$(?!\n))"
+                  r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$(?!\n)")
+_IFNAME = re.compile(IFNAME_PATTERN)
+RESERVED_IFNAMES = ("lo", "all", "default")
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an interface name fangen uses, or None when it can."""
+    if not isinstance(name, str) or name == "":
+        return "it is empty"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > IFNAMSIZ:
+        return f"it is longer than {IFNAMSIZ} bytes"
+    if name in RESERVED_IFNAMES:
+        return f"'{name}' is reserved"
+    if name.isascii() and name.isdigit():
+        return "a name of digits only is refused by systemd"
+    if _IFNAME.search(name):
+        return None
+    if name[0] in ".-":
+        return "it must start with a letter, a digit or '_'"
+    return "use only letters, digits, '_', '.' and '-'"
 
 
 class UnderlayError(ValueError):
@@ -42,7 +72,7 @@ class Underlay:
     def parse(cls, spec: str) -> Underlay:
         base, slash, length = spec.partition("/")
         if slash:
-            if not length.isdigit() or not 0 <= int(length) <= 32:
+            if not re.fullmatch(r"[0-9]{1,2}", length) or not 0 <= int(length) <= 32:
                 raise UnderlayError(f"invalid prefix length '/{length}' (expected 0-32)")
             prefixlen = int(length)
         else:
@@ -60,8 +90,10 @@ class Underlay:
             return cls(spec, "host", prefixlen, network=network, host=addr)
         if base == "default":
             return cls(spec, "default", prefixlen)
-        if not _IFNAME.match(base) or base in (".", ".."):
-            raise UnderlayError(f"'{base}' is neither an IPv4 address nor a valid interface name")
+        problem = ifname_problem(base)
+        if problem is not None:
+            raise UnderlayError(f"'{base}' is neither an IPv4 address nor a valid interface "
+                                f"name ({problem})")
         return cls(spec, "interface", prefixlen, interface=base)
 
     def with_host(self, host: IPv4Address | str) -> Underlay:
@@ -73,7 +105,7 @@ class Underlay:
 
 
 def _looks_like_ipv4(text: str) -> bool:
-    return bool(re.fullmatch(r"[0-9.]+", text)) and "." in text
+    return bool(re.fullmatch(r"[0-9.]+", text)) and "." in text      # ASCII digits only
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,13 @@
 Every problem becomes a Diagnostic anchored at the file, line and column of the
 offending key or value (positions come from the loader's side table).  A problem
 inside one fan marks only that fan broken; the others are still built, so one
-broken definition never stops the rest.
+broken definition never stops the rest.  A problem outside any fan (and every file
+the loader could not read or parse) freezes them all: ``Result.frozen``.
+
+Integers are strict in both schema validators: JSON Schema counts 1450.0 as an
+integer, fangen does not (it would reach dnsmasq's configuration as "1450.0").
+Names already used on this host come in as data (``foreign``), collected by the
+shell; nothing here looks at the system.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import os
 from dataclasses import dataclass, field
 
 from fangen.config import model
+from fangen.config.foreign import ForeignNames
 from fangen.config.loader import Loaded, Positions
-from fangen.errors import Diagnostic, Report
+from fangen.errors import Diagnostic, Report, shown
 from fangen.fanmap import MAX_SLICE_PREFIX
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema.json")
@@ -30,11 +37,28 @@ def load_schema() -> dict:
         return json.load(fh)
 
 
+def _strict_integer(_checker, instance) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def reference_validator():
+    """jsonschema's Draft 7 validator with fangen's one change: integers are strict."""
+    import jsonschema
+
+    base = jsonschema.Draft7Validator
+    cls = jsonschema.validators.extend(
+        base, type_checker=base.TYPE_CHECKER.redefine("integer", _strict_integer))
+    return cls(load_schema())
+
+
 @dataclass
 class Result:
     fans: list = field(default_factory=list)          # valid model.Fan, in name order
     broken: set = field(default_factory=set)          # fan names with errors
     global_error: bool = False                        # an error outside any single fan
+    # errors that freeze every fan: unreadable or unparsable files, wrong shapes,
+    # anything outside a single fan.  Nothing may be started, changed or stopped.
+    frozen: list = field(default_factory=list)
 
 
 def _fan_of(path: tuple) -> str | None:
@@ -44,24 +68,28 @@ def _fan_of(path: tuple) -> str | None:
 
 
 class _Checker:
-    def __init__(self, loaded: Loaded, report: Report):
+    def __init__(self, loaded: Loaded, report: Report, foreign: ForeignNames | None = None):
         self.loaded = loaded
         self.positions: Positions = loaded.positions
         self.report = report
+        self.foreign = foreign or ForeignNames()
         self.result = Result()
 
     def error(self, path: tuple, message: str, key: bool = False) -> None:
         pos = self.positions.of(path, key=key)
         name = _fan_of(path)
         if name is not None:
-            message = f"{name}: {message}"
+            message = f"{shown(name)[1:-1]}: {message}"
             self.result.broken.add(name)
         else:
             self.result.global_error = True
         if pos is None:
-            self.report.add(Diagnostic(None, 0, 0, message, path=path))
+            diag = Diagnostic(None, 0, 0, message, path=path)
         else:
-            self.report.add(Diagnostic(pos.file, pos.line, pos.col, message, path=path))
+            diag = Diagnostic(pos.file, pos.line, pos.col, message, path=path)
+        self.report.add(diag)
+        if name is None:
+            self.result.frozen.append(diag)
 
     # -- JSON Schema -------------------------------------------------------------------
     def schema(self) -> None:
@@ -70,15 +98,14 @@ class _Checker:
         try:
             _fastschema.validate(self.loaded.data)
             return                            # valid: jsonschema's import is not paid at boot
-        except _fastschema.JsonSchemaValueException:
-            pass                              # invalid: jsonschema finds and anchors every error
-        import jsonschema
-
-        validator = jsonschema.Draft7Validator(load_schema())
-        errors = sorted(validator.iter_errors(self.loaded.data),
+        except _fastschema.JsonSchemaValueException as exc:
+            fast = exc                        # invalid: jsonschema finds and anchors every error
+        errors = sorted(reference_validator().iter_errors(self.loaded.data),
                         key=lambda e: (list(map(str, e.absolute_path)), e.validator))
         for err in errors:
             self.schema_error(err)
+        if not errors:                        # the validators disagree: trust the stricter
+            self.error((), f"schema check failed: {fast.message}")
 
     def schema_error(self, err) -> None:
         path = tuple(err.absolute_path)
@@ -91,7 +118,7 @@ class _Checker:
             extras = sorted(k for k in value if k not in allowed) if pattern_props is False else []
             for extra in extras:
                 hint = ", ".join(sorted(allowed))
-                self.error(path + (extra,), f"unknown key '{extra}' (expected one of: {hint})",
+                self.error(path + (extra,), f"unknown key {shown(extra)} (expected one of: {hint})",
                            key=True)
         elif kind == "required":
             missing = [r for r in err.validator_value if r not in value]
@@ -99,33 +126,34 @@ class _Checker:
                 self.error(path, f"missing required key '{name}'", key=True)
         elif kind == "type":
             expected = _TYPE_NAMES.get(err.validator_value, err.validator_value)
-            self.error(path, f"'{key}' must be {expected}, not {_show(value)}")
+            self.error(path, f"'{key}' must be {expected}, not {shown(value)}")
         elif kind == "enum":
             choices = ", ".join(map(str, err.validator_value))
-            self.error(path, f"invalid {key} {_show(value)} (expected one of: {choices})")
+            self.error(path, f"invalid {key} {shown(value)} (expected one of: {choices})")
         elif kind == "const":
-            self.error(path, f"'{key}' must be {err.validator_value}, not {_show(value)}")
+            self.error(path, f"'{key}' must be {err.validator_value}, not {shown(value)}")
         elif kind == "pattern" and "propertyNames" in err.schema_path:
-            self.error(path + (value,), f"invalid fan name '{value}': letters, digits, "
-                                        "'.', '-' or '_', at most 64", key=True)
+            self.error(path + (value,), f"invalid fan name {shown(value)}: letters, digits, "
+                                        "'.', '-' or '_', at most 64, not starting with "
+                                        "'.' or '-'", key=True)
         elif kind == "pattern":
             if key in ("overlay",):
-                self.error(path, f"invalid overlay {_show(value)}: expected an IPv4 network "
+                self.error(path, f"invalid overlay {shown(value)}: expected an IPv4 network "
                                  "such as 250.0.0.0/8")
             elif key in ("bridge", "tunnel"):
-                self.error(path, f"invalid {key} name {_show(value)}: 1-15 characters, "
-                                 "no '/', ':' or spaces")
+                self.error(path, f"invalid {key} name {shown(value)}: "
+                                 f"{model.ifname_problem(value)}")
             else:
-                self.error(path, f"invalid {key} {_show(value)}")
+                self.error(path, f"invalid {key} {shown(value)}")
         elif kind in ("minimum", "maximum"):
             low = err.schema.get("minimum")
             high = err.schema.get("maximum")
             if low is not None and high is not None:
-                self.error(path, f"{key} {value} out of range: must be {low}..{high}")
+                self.error(path, f"{key} {shown(value)} out of range: must be {low}..{high}")
             elif low is not None:
-                self.error(path, f"{key} must be at least {low}, not {value}")
+                self.error(path, f"{key} must be at least {low}, not {shown(value)}")
             else:
-                self.error(path, f"{key} must be at most {high}, not {value}")
+                self.error(path, f"{key} must be at most {high}, not {shown(value)}")
         else:
             self.error(path, err.message)
 
@@ -189,7 +217,7 @@ class _Checker:
         usable = slice_size - 2
         if fan.host_reserve >= usable:
             self.error(base + ("host-reserve",),
-                       f"host-reserve {fan.host_reserve} leaves no DHCP range in a "
+                       f"host-reserve {shown(fan.host_reserve)} leaves no DHCP range in a "
                        f"/{slice_prefix} slice ({usable} usable addresses): use at most "
                        f"{usable - 1}")
             ok = False
@@ -199,67 +227,72 @@ class _Checker:
                                             "1..16777215: set vxlan: {vni: N}")
             ok = False
         for key in ("bridge", "tunnel"):
-            device = getattr(fan, key)
-            where = base + (key,) if key in data else base
-            if len(device) > model.IFNAMSIZ:
-                self.error(where, f"{key} name '{device}' is longer than {model.IFNAMSIZ} "
-                                  f"characters; set '{key}:' to a shorter name",
-                           key=key not in data)
-                ok = False
-            elif device in (".", "..") or not model._IFNAME.match(device):
-                self.error(where, f"invalid {key} name '{device}'", key=key not in data)
-                ok = False
+            ok = self.check_device(base, key, getattr(fan, key), key in data) and ok
         if fan.bridge == fan.tunnel:
             self.error(base + ("tunnel",), "tunnel and bridge must have different names",
                        key="tunnel" not in data)
             ok = False
         return fan if ok else None
 
+    def check_device(self, base: tuple, key: str, device: str, explicit: bool) -> bool:
+        """A name fangen gives a device: valid, and not used by anything else on the host."""
+        where = base + (key,) if explicit else base
+        problem = model.ifname_problem(device)
+        if problem is not None and len(device.encode("utf-8", "surrogatepass")) > \
+                model.IFNAMSIZ:
+            self.error(where, f"{key} name {shown(device)} is longer than {model.IFNAMSIZ} "
+                              f"bytes; set '{key}:' to a shorter name", key=not explicit)
+            return False
+        if problem is not None:
+            hint = "" if explicit else f"; set '{key}:' to a valid name"
+            self.error(where, f"invalid {key} name {shown(device)}: {problem}{hint}",
+                       key=not explicit)
+            return False
+        use = self.foreign.use_of(device)
+        if use is not None:
+            hint = f"set '{key}:' to another name" if not explicit else "choose another name"
+            self.error(where, f"{key} name {shown(device)} is already used on this host "
+                              f"({use}): fangen must not configure a device it did not "
+                              f"create; {hint}", key=not explicit)
+            return False
+        return True
+
     def check_between(self, built: dict) -> None:
+        """Overlaps and shared device names between fans.  Both fans of a clash are
+        refused (and so frozen as they were): which one was meant cannot be known, and
+        a new definition must not take a working fan's devices or addresses."""
         names = sorted(built)
-        for i, first in enumerate(names):
-            for second in names[i + 1:]:
-                a, b = built[first], built[second]
-                base = ("network", "fan", second)
+        for first in names:
+            a = built[first]
+            for second in names:
+                if second == first:
+                    continue
+                b = built[second]
+                base = ("network", "fan", first)
                 if a.overlay.overlaps(b.overlay):
-                    self.error(base + ("overlay",), f"overlay {b.overlay} overlaps fan "
-                                                    f"'{first}' ({a.overlay})")
-                devices_a = {a.bridge, a.tunnel}
+                    self.error(base + ("overlay",), f"overlay {a.overlay} overlaps fan "
+                                                    f"'{second}' ({b.overlay})")
                 for key in ("bridge", "tunnel"):
-                    device = getattr(b, key)
-                    if device in devices_a:
-                        self.error(base + (key,) if key in self._data(second) else base,
-                                   f"{key} name '{device}' is already used by fan '{first}'",
-                                   key=key not in self._data(second))
-            for other in names:
-                a = built[first]
-                net = built[other].underlay.network
-                if other != first and net is not None and a.overlay.overlaps(net):
-                    self.error(("network", "fan", first, "overlay"),
-                               f"overlay {a.overlay} overlaps the underlay of fan "
-                               f"'{other}' ({net})")
+                    device = getattr(a, key)
+                    if device in (b.bridge, b.tunnel):
+                        explicit = key in self._data(first)
+                        self.error(base + (key,) if explicit else base,
+                                   f"{key} name '{device}' is also used by fan '{second}'",
+                                   key=not explicit)
+                net = b.underlay.network
+                if net is not None and a.overlay.overlaps(net):
+                    self.error(base + ("overlay",), f"overlay {a.overlay} overlaps the "
+                                                    f"underlay of fan '{second}' ({net})")
 
     def _data(self, name: str) -> dict:
         return self.loaded.data["network"]["fan"][name]
 
 
-def _show(value) -> str:
-    if isinstance(value, str):
-        return f"'{value}'"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return str(value)
-
-
-def validate(loaded: Loaded, report: Report) -> Result:
-    """Schema and semantic checks over the merged data of ``loaded``."""
-    checker = _Checker(loaded, report)
+def validate(loaded: Loaded, report: Report, foreign: ForeignNames | None = None) -> Result:
+    """Schema and semantic checks over the merged data of ``loaded``; ``foreign``: the
+    names this host already uses for something fangen did not make."""
+    checker = _Checker(loaded, report, foreign)
+    checker.result.frozen.extend(loaded.freezing)
     if not loaded.data:
         return checker.result
     checker.schema()

@@ -28,3 +28,8 @@ def dnsmasq_conf(name: str) -> str:
 
 def lease_file(name: str, root_prefix: str = "/") -> str:
     return f"{root_prefix.rstrip('/')}/{LEASE_DIR}/{name}.leases"
+
+
+# which generated file belongs to which fan (a name no fan can have: fan names never
+# start with '.')
+MANIFEST = f"{STATE_DIR}/.generated.json"

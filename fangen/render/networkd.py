@@ -33,16 +33,24 @@ def _bridge_netdev(fan: Fan) -> str:
     return "\n".join(lines)
 
 
-def _common_network(name: str) -> list[str]:
-    return ["[Match]", f"Name={name}", "",
+def _common_network(name: str, kind: str) -> list[str]:
+    # Kind= as well as Name=: a 10-fangen-*.network sorts before the host's own files, so
+    # it must never match a device fangen did not make, even one that appears later
+    # under the same name (Kind= is in [Match] since systemd 251)
+    return ["[Match]", f"Name={name}", f"Kind={kind}", "",
             "[Link]", "RequiredForOnline=no", "",
             "[Network]", "LinkLocalAddressing=no", "IPv6AcceptRA=no",
             "ConfigureWithoutCarrier=yes", "IgnoreCarrierLoss=yes",
             "KeepConfiguration=yes"]
 
 
+def tunnel_kind(fan: Fan) -> str:
+    """The kernel's link kind of the fan's tunnel (IFLA_INFO_KIND)."""
+    return "vxlan" if fan.type == "vxlan" else "ipip"
+
+
 def _bridge_network(fan: Fan) -> str:
-    lines = _common_network(fan.bridge)
+    lines = _common_network(fan.bridge, "bridge")
     static = fan.static_slice
     if static is not None:
         lines += _slice_bridge_lines(fan, static)
@@ -50,7 +58,7 @@ def _bridge_network(fan: Fan) -> str:
 
 
 def _tunnel_network(fan: Fan) -> str:
-    lines = _common_network(fan.tunnel)
+    lines = _common_network(fan.tunnel, tunnel_kind(fan))
     if fan.type == "vxlan":
         lines.append(f"Bridge={fan.bridge}")
     static = fan.static_slice

@@ -117,7 +117,13 @@ class Follower:
 
     def _reload(self) -> bool:
         """SIGHUP: re-read the configuration; False when the fan is gone."""
-        fans, errors, _ = control.load_fans(self.host.root)
+        from fangen.config.check import Frozen
+
+        try:
+            fans, errors, _ = control.load_fans(self.host.root)
+        except Frozen as exc:                  # a broken file: change nothing (fan.d(5))
+            self.log(f"{exc.summary.removeprefix('fangen: ')}; keeping the fan as it is")
+            return True
         fan = fans.get(self.name)
         if fan is None and any(len(d.path) >= 3 and d.path[2] == self.name for d in errors):
             self.log("configuration has errors; keeping the running fan as it is")

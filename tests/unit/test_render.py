@@ -33,10 +33,20 @@ def test_dynamic_underlay_renders_bridge_without_address():
         "run/systemd/network/10-fangen-fan-250.netdev":
             header + "[NetDev]\nName=fan-250\nKind=bridge\n\n[Bridge]\nSTP=no\n",
         "run/systemd/network/10-fangen-fan-250.network":
-            header + "[Match]\nName=fan-250\n\n" + COMMON,
+            header + "[Match]\nName=fan-250\nKind=bridge\n\n" + COMMON,
         "run/systemd/network/10-fangen-fan-250-tun.network":
-            header + "[Match]\nName=fan-250-tun\n\n" + COMMON,
+            header + "[Match]\nName=fan-250-tun\nKind=ipip\n\n" + COMMON,
     }
+
+
+def test_network_files_match_the_kind_as_well_as_the_name():
+    """A .network of ours must never match a device fangen did not make (issue 9)."""
+    for type_, kind in (("ipip", "ipip"), ("vxlan", "vxlan")):
+        files = networkd.render(fan(type=type_), "x")
+        assert "[Match]\nName=fan-250\nKind=bridge\n" in \
+            files["run/systemd/network/10-fangen-fan-250.network"]
+        assert f"[Match]\nName=fan-250-tun\nKind={kind}\n" in \
+            files["run/systemd/network/10-fangen-fan-250-tun.network"]
 
 
 def test_static_ipip_underlay_renders_slice_and_route():

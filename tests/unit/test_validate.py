@@ -69,8 +69,8 @@ def one_error(fanroot, text):
      "F:7:21: Error in fan definition: fan-250: host-reserve 254 leaves no DHCP range in a /24 "
      "slice (254 usable addresses): use at most 253"),
     ("      bridge: a-very-long-bridge\n",
-     "F:7:15: Error in fan definition: fan-250: invalid bridge name 'a-very-long-bridge': 1-15 "
-     "characters, no '/', ':' or spaces"),
+     "F:7:15: Error in fan definition: fan-250: invalid bridge name 'a-very-long-bridge': it "
+     "is longer than 15 bytes"),
     ("      tunnel: fan-250\n",
      "F:7:15: Error in fan definition: fan-250: tunnel and bridge must have different names"),
 ])
@@ -127,11 +127,13 @@ def test_version_must_be_2(fanroot):
 def test_default_device_name_too_long(fanroot):
     line, _ = one_error(fanroot, GOOD.replace("fan-250:", "fan-250-abcdef:"))
     assert line == ("F:4:5: Error in fan definition: fan-250-abcdef: tunnel name "
-                    "'fan-250-abcdef-tun' is longer than 15 characters; set 'tunnel:' to a "
+                    "'fan-250-abcdef-tun' is longer than 15 bytes; set 'tunnel:' to a "
                     "shorter name")
 
 
 def test_two_fans_overlapping_overlays_and_shared_bridge(fanroot):
+    """A clash refuses both fans: which was meant is unknown, and a new definition must
+    not take a working fan's devices (each stays frozen as it was, fan.d(5) SAFETY)."""
     path = fanroot.fan(GOOD + """\
     fan-b:
       overlay: 250.128.0.0/9
@@ -140,12 +142,17 @@ def test_two_fans_overlapping_overlays_and_shared_bridge(fanroot):
 """)
     report, result = check(fanroot)
     assert [line.replace(path, "F") for line in first_lines(report)] == [
-        "F:10:15: Error in fan definition: fan-b: bridge name 'fan-250' is already used by "
+        "F:10:15: Error in fan definition: fan-b: bridge name 'fan-250' is also used by "
         "fan 'fan-250'",
+        "F:4:5: Error in fan definition: fan-250: bridge name 'fan-250' is also used by fan "
+        "'fan-b'",
+        "F:5:16: Error in fan definition: fan-250: overlay 250.0.0.0/8 overlaps fan 'fan-b' "
+        "(250.128.0.0/9)",
         "F:8:16: Error in fan definition: fan-b: overlay 250.128.0.0/9 overlaps fan 'fan-250' "
         "(250.0.0.0/8)",
     ]
-    assert [f.name for f in result.fans] == ["fan-250"]      # the good fan survives
+    assert result.fans == [] and result.broken == {"fan-250", "fan-b"}
+    assert result.frozen == []                       # each fan alone, not every fan
 
 
 def test_one_broken_fan_does_not_stop_another(fanroot):
@@ -194,7 +201,7 @@ def test_alias_bomb_is_refused_quickly(fanroot):
     start = time.monotonic()
     report, _ = check(fanroot)
     assert time.monotonic() - start < 5     # a guard against a hang, not a benchmark
-    assert first_lines(report) == [f"{path}:1:5: Invalid YAML: document too large: more than "
+    assert first_lines(report) == [f"{path}:5:15: Invalid YAML: document too large: more than "
                                    "20000 values (after expanding aliases)"]
 
 

@@ -60,3 +60,71 @@ def test_no_stale_removal_when_asked_not_to(tmp_path):
 def test_no_temporary_files_left(tmp_path):
     writer.write_tree(str(tmp_path), {"run/systemd/network/10-fangen-a.network": "x\n"})
     assert [n for n in os.listdir(tmp_path / "run/systemd/network") if n.startswith(".")] == []
+
+
+def test_keep_is_neither_written_nor_removed(tmp_path):
+    netdir = tmp_path / "run/systemd/network"
+    netdir.mkdir(parents=True)
+    (netdir / "10-fangen-frozen.netdev").write_text("old\n")
+    (netdir / "10-fangen-frozen.network.d").mkdir()
+    (netdir / "10-fangen-gone.netdev").write_text("x\n")
+    keep = {"run/systemd/network/10-fangen-frozen.netdev"}
+    out = writer.write_tree(str(tmp_path), {"run/systemd/network/10-fangen-frozen.netdev": "new\n",
+                                            "run/systemd/network/10-fangen-b.network": "b\n"},
+                            keep=keep)
+    assert out["removed"] == ["run/systemd/network/10-fangen-gone.netdev"]
+    assert (netdir / "10-fangen-frozen.netdev").read_text() == "old\n"
+    assert (netdir / "10-fangen-frozen.network.d").is_dir()     # its device is still live
+
+
+def test_a_failure_half_way_leaves_every_file_as_it_was(tmp_path):
+    """Staged first, renamed last: the second file cannot be written (a file where its
+    directory belongs), so the first, already staged, never replaces the old one."""
+    root = str(tmp_path)
+    writer.write_tree(root, {"run/systemd/network/10-fangen-a.network": "old\n",
+                             "run/systemd/network/10-fangen-old.netdev": "stale\n"})
+    (tmp_path / "run/fangen").write_text("a file in the way\n")
+    try:
+        writer.write_tree(root, {"run/systemd/network/10-fangen-a.network": "new\n",
+                                 "run/fangen/f/dnsmasq.conf": "x\n"})
+    except writer.WriteError as exc:
+        assert str(exc) == f"{root}/run/fangen: Not a directory; nothing was changed"
+    else:
+        raise AssertionError("no WriteError")
+    netdir = tmp_path / "run/systemd/network"
+    assert (netdir / "10-fangen-a.network").read_text() == "old\n"
+    assert (netdir / "10-fangen-old.netdev").read_text() == "stale\n"
+    assert sorted(os.listdir(netdir)) == ["10-fangen-a.network", "10-fangen-old.netdev"]
+
+
+def test_a_failed_rename_is_rolled_back(tmp_path, monkeypatch):
+    """Should a rename fail after others succeeded, those are undone from the backups."""
+    root = str(tmp_path)
+    writer.write_tree(root, {"run/systemd/network/10-fangen-a.network": "old a\n",
+                             "run/systemd/network/10-fangen-b.network": "old b\n",
+                             "run/systemd/network/10-fangen-c.netdev": "stale\n"})
+    real = os.replace
+    calls = []
+
+    def flaky(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if dst.endswith("10-fangen-b.network") and ".fangen-" not in os.path.basename(dst):
+            raise OSError(5, "Input/output error", dst)
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    try:
+        writer.write_tree(root, {"run/systemd/network/10-fangen-a.network": "new a\n",
+                                 "run/systemd/network/10-fangen-b.network": "new b\n",
+                                 "run/systemd/network/10-fangen-d.network": "new d\n"})
+    except writer.WriteError as exc:
+        assert str(exc).endswith("10-fangen-b.network: Input/output error; nothing was changed")
+    else:
+        raise AssertionError("no WriteError")
+    monkeypatch.setattr(os, "replace", real)
+    netdir = tmp_path / "run/systemd/network"
+    assert sorted(os.listdir(netdir)) == ["10-fangen-a.network", "10-fangen-b.network",
+                                          "10-fangen-c.netdev"]
+    assert (netdir / "10-fangen-a.network").read_text() == "old a\n"
+    assert (netdir / "10-fangen-b.network").read_text() == "old b\n"
+    assert (netdir / "10-fangen-c.netdev").read_text() == "stale\n"

@@ -6,8 +6,11 @@
 #         table, dnsmasq, the container's lease; timings (systemd-analyze, generators)
 #   a     pings the containers of guests b and c over the fan, then edits fan.d and
 #         runs `netplan apply`: host-reserve, a second fan, removal of every fan
-#   c     booted with broken fan.d files: still boots, plain networking works, the
-#         good fan is up, the journal holds FILE:LINE:COL
+#   c     booted with broken fan.d files: a file that is not YAML freezes every fan
+#         (fan.d(5), SAFETY), so no fan comes up, yet the system boots, plain networking
+#         works and the journal holds FILE:LINE:COL; once that file is fixed (netplan
+#         apply) the good fan comes up and the fan with its own error stays down; a
+#         drop-in meant to disable the good fan, with a syntax error, changes nothing
 #
 # Reports on /dev/ttyS1 (a file on the host), one line each:
 #   CHECK <name> PASS|FAIL <detail>     INFO <text>     DONE <failures>
@@ -105,6 +108,8 @@ out "INFO underlay $dev: $(ip -4 -o addr show dev "${dev:-lo}" | awk '{print $4}
 check boot.underlay-by-networkd sh -c "networkctl status '$dev' | grep -q 'netplan'"
 check boot.plain-network busybox ping -c 1 -W 3 172.16.0.1
 
+# role c boots with a file that freezes every fan: its own checks are below
+if [ "$role" != c ]; then
 check_wait fan.bridge 180 has_addr fan-250 "$SLICE.1"
 check fan.slice sh -c "fangen show | grep fan-250 | grep -q '$SLICE.0/24'"
 check fan.tunnel ip -d link show fan-250-tun
@@ -117,6 +122,7 @@ check_wait fan.container-lease 300 test "$(lease_ip ct)" = "$SLICE.100"
 check fan.container-unit unit_active fangen-boot-container.service
 check fan.container-pings-bridge ct_ping ct "$SLICE.1"
 check fan.generated-files ls /run/systemd/network/10-fangen-fan-250.netdev
+fi
 systemctl status --no-pager fangen-generate.service fangen.service fangen@fan-250.service \
 	fangen-dnsmasq@fan-250.service 2>&1 | grep -E '●|Active:|Main PID|Status:' | info
 
@@ -200,15 +206,45 @@ if [ "$role" = a ]; then
 fi
 
 # -- role c: broken fan.d files at boot ------------------------------------------------
+no_fan() {  # nothing of any fan: no links, no networkd files, no runtime unit
+	! ip link show fan-250 && ! ip link show fan-251 && ! ip link show fan-252 &&
+		! ls /run/systemd/network/10-fangen-* && ! unit_active fangen@fan-250.service
+}
+mentions() { journalctl -b --no-pager -o cat 2>&1 | grep -c "$1"; }
 if [ "$role" = c ]; then
 	journal=$(journalctl -b --no-pager -o cat 2>&1)
 	check broken.journal-file-line-col grep -qE '/etc/netplan/fan.d/20-broken.yaml:[0-9]+:[0-9]+: ' <<<"$journal"
 	check broken.journal-yaml-syntax grep -qE '/etc/netplan/fan.d/30-syntax.yaml:[0-9]+:[0-9]+: ' <<<"$journal"
-	grep -E 'fan.d/(20-broken|30-syntax).yaml:[0-9]+:[0-9]+' <<<"$journal" | sort -u | head -n 4 | info
-	check broken.good-fan-up has_addr fan-250 "$SLICE.1"
-	check broken.bad-fan-absent sh -c '! ip link show fan-251 && ! ip link show fan-252'
+	check broken.journal-frozen grep -qF '30-syntax.yaml cannot be used: every fan is frozen' <<<"$journal"
+	grep -E 'fan.d/(20-broken|30-syntax).yaml:[0-9]+:[0-9]+|every fan is frozen' <<<"$journal" | sort -u | head -n 6 | info
+	# 30-syntax.yaml is not YAML: every fan frozen, and at boot (no earlier output) none comes up
+	check broken.frozen-no-fan no_fan
 	check broken.netplan-networking has_addr "$dev" "$UNDERLAY"
 	check broken.no-failed-units sh -c '! systemctl --failed --no-legend --plain | grep .'
+
+	# fixed: the good fan comes up; fan-251 (its own error) stays down, frozen alone
+	rm -f /etc/netplan/fan.d/30-syntax.yaml
+	apply
+	check_wait broken.good-fan-up-after-fix 180 has_addr fan-250 "$SLICE.1"
+	check_wait broken.good-fan-unit 60 unit_active fangen@fan-250.service
+	check broken.bad-fan-absent sh -c '! ip link show fan-251 && ! ip link show fan-252'
+
+	# a drop-in meant to disable fan-250, with a syntax error: fan-250 does not change
+	seen=$(mentions '/etc/netplan/fan.d/90-off.yaml:')
+	printf 'network:\n  fan:\n    fan-250:\n      enabled: false\n    oops\n' >/etc/netplan/fan.d/90-off.yaml
+	chmod 600 /etc/netplan/fan.d/90-off.yaml
+	apply
+	if wait_for 120 sh -c "[ \$(journalctl -b --no-pager -o cat | grep -c '/etc/netplan/fan.d/90-off.yaml:') -gt $seen ]"; then
+		if has_addr fan-250 "$SLICE.1" && unit_active fangen@fan-250.service &&
+			ls /run/systemd/network/10-fangen-fan-250.netdev >/dev/null 2>&1; then
+			pass broken.disable-dropin-frozen "fan-250 unchanged"
+		else
+			fail broken.disable-dropin-frozen "fan-250 changed: $(ip -4 -o addr show dev fan-250 2>&1) $(systemctl is-active fangen@fan-250.service)"
+		fi
+	else
+		fail broken.disable-dropin-frozen "fangen apply did not report 90-off.yaml within 120 s"
+	fi
+	rm -f /etc/netplan/fan.d/90-off.yaml
 fi
 
 systemctl --failed --no-legend --plain | sed 's/^/failed unit: /' | info
