@@ -51,12 +51,18 @@ def test_the_same_explicit_port_is_refused_at_that_port(fanroot):
 @pytest.mark.parametrize("front, storage", [
     ("", "\n      vxlan:\n        port: 4789"),                            # distinct ports
     ("\n      datapath: kernel", "\n      datapath: kernel"),              # both kernel fans
-    ("\n      enabled: false", ""),                                         # one is disabled
 ])
 def test_distinct_ports_or_kernel_fans_are_fine(fanroot, front, storage):
     lines, result = errors(fanroot, TWO_VXLAN.format(front=front, storage=storage))
     assert lines == []
     assert len(result.fans) == 2
+
+
+def test_a_disabled_fan_still_counts(fanroot):
+    """As its names and networks do (fan.d(5)): enabling it later must not break."""
+    lines, result = errors(fanroot, TWO_VXLAN.format(front="\n      enabled: false",
+                                                storage=""))
+    assert lines == ["F:12:13: " + MESSAGE.format(port=8472)]
 
 
 def test_a_kernel_fan_and_an_upstream_fan_cannot_share_a_port(fanroot):
