@@ -38,6 +38,8 @@ def observe(host, fan_name: str, bridge: str, tunnel: str, state: State | None) 
     routes = nl.routes(links)
     tc, tc_users = {}, {}
     devs = {tunnel} | (set(state.tc) if state else set())
+    if state is not None:           # a shared tunnel's users decide whether down deletes it
+        devs |= {name for name, link in state.links.items() if link.get("shared")}
     for dev in devs:
         if dev in links:
             tc[dev], tc_users[dev] = _attached(host.ipr, links[dev].index, fan_name)
