@@ -181,3 +181,20 @@ def test_two_vxlan_fans_on_one_port_are_refused_with_one_line(pool, tmp_path):
     fangen(h, root, "up", "front")
     fangen(h, root, "down", "front")
     assert snapshot(h) == before
+
+
+def test_a_foreign_device_on_the_port_is_named_and_nothing_is_made(pool, tmp_path):
+    """Not fangen's collect-metadata VXLAN device on the fan's port (the kernel allows one
+    per port): up says which device, instead of the kernel's EEXIST, and makes nothing."""
+    w = World(pool, tmp_path, example_as_vxlan(storage_port=4789))
+    h, root, _ = w.hosts[0]
+    ip(h, "link", "add", "vx-other", "type", "vxlan", "external", "dstport", "4789")
+    before = snapshot(h)
+    res = fangen(h, root, "up", "storage", check=False)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr == ("fangen: storage: UDP port 4789 is already used by the VXLAN "
+                          "device vx-other: set 'vxlan: {port: N}' to a free port\n")
+    assert snapshot(h) == before
+    fangen(h, root, "up", "front")          # the other port is free
+    fangen(h, root, "down", "front")
+    assert snapshot(h) == before
