@@ -83,8 +83,9 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
     elif isinstance(a, P.ReleaseTunnel):
         from fangen.datapath import upstream
         idx = nl.index(a.name)
-        # checked again now: a fan that came up since the plan keeps the device
+        # the users are read again now: a fan that came up since the plan keeps the device
         if idx is not None and not upstream.users(host.ipr, idx) - {st.name}:
+            host.say(f"  (no other fan uses {a.name}: deleting it)")
             nl.delete_link(a.name)
         st.links.pop(a.name, None)
         st.tc.pop(a.name, None)

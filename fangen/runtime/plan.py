@@ -236,11 +236,15 @@ class DetachPrograms:
 
 @dataclass(frozen=True)
 class ReleaseTunnel:
-    """Delete a shared tunnel device unless another fan's programs are on it by now."""
+    """This fan stops using a shared tunnel device: delete it unless another fan's
+    programs are on it (checked again when it runs)."""
 
     name: str
+    others: tuple = ()             # the other users the plan saw
 
     def __str__(self):
+        if self.others:
+            return f"leave {self.name} to fan {', '.join(self.others)}"
         return f"delete link {self.name} (no other fan uses it)"
 
 
@@ -362,6 +366,15 @@ def _tunnel_matches(spec: CreateTunnel, link: LinkView, previous: dict) -> bool:
     return previous.get("spec") == _spec_key(spec)
 
 
+def _shared_in_use(state: State, obs: Observed) -> list:
+    return [name for name, link in sorted(state.links.items())
+            if link.get("shared") and name in obs.links]
+
+
+def _release(name: str, fan_name: str, obs: Observed) -> ReleaseTunnel:
+    return ReleaseTunnel(name, tuple(sorted(set(obs.tc_users.get(name, ())) - {fan_name})))
+
+
 def _tunnel_conflict(spec: CreateTunnel, obs: Observed, going: set) -> str | None:
     """Why the kernel would refuse the tunnel: another device holds its collect-metadata
     slot (one IPIP device per namespace, one VXLAN device per UDP port)."""
@@ -415,7 +428,12 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
              and name != dev and name in obs.links}
     for name in sorted(stale):
         actions.append(DeleteLink(name))
-    conflict = _tunnel_conflict(spec, obs, stale)
+    # a shared device this fan used and no longer does (its datapath changed); its route
+    # there goes below (the device may stay, for other fans)
+    left = [name for name in _shared_in_use(state, obs) if name != dev]
+    for name in left:
+        actions += [DetachPrograms(name, fan.name), _release(name, fan.name, obs)]
+    conflict = _tunnel_conflict(spec, obs, stale | set(left))
     if conflict:
         raise PlanError(f"{fan.name}: {conflict}")
     tunnel = obs.links.get(dev)
@@ -581,10 +599,8 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
                 name in obs.links and obs.links[name].mtu != before:
             actions.append(SetLink(name, mtu=before))
     # a shared tunnel goes with its last user
-    for name, link in sorted(state.links.items()):
-        if link.get("shared") and name in obs.links and \
-                not set(obs.tc_users.get(name, ())) - {state.name}:
-            actions.append(ReleaseTunnel(name))
+    for name in _shared_in_use(state, obs):
+        actions.append(_release(name, state.name, obs))
     # tunnels before bridges: a port goes before its master
     bridges = orphans | {n for n in created if state.links[n].get("kind") == "bridge"}
     order = sorted(set(created) | orphans, key=lambda n: (n in bridges, n))

@@ -246,6 +246,7 @@ def test_down_of_one_ipip_fan_leaves_the_shared_device_to_the_other():
         "delete nft table ip fangen-f",
         "detach tc programs of fan f from fangen-ipip",
         "delete route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
+        "leave fangen-ipip to fan g",
         "delete link f",
         "remove run/systemd/network/10-fangen-f.network.d/50-slice.conf",
         "reload systemd-networkd (if running)",
@@ -257,6 +258,25 @@ def test_down_of_one_ipip_fan_leaves_the_shared_device_to_the_other():
     assert down_g.index("detach tc programs of fan g from fangen-ipip") < \
         down_g.index("delete link fangen-ipip (no other fan uses it)") < \
         down_g.index("delete link g")
+
+
+def test_a_fan_that_moves_to_the_kernel_datapath_leaves_the_shared_device():
+    f, g = fan(dhcp=False), fan("g", overlay="251.0.0.0/8", dhcp=False)
+    tf, tg = target(f), target(g)
+    state_f = record_state(tf, P.plan_up(tf, P.Observed(), None))
+    both = _merge(converge(tf), converge(tg))
+    actions = lines(P.plan_up(target(f, datapath="kernel"), both, state_f))
+    assert actions[:6] == [
+        "detach tc programs of fan f from fangen-ipip",
+        "leave fangen-ipip to fan g",
+        "create ipip f-tun local 172.16.3.4 fan-map 250.0.0.0/8:172.16.0.0/16 mtu 1480",
+        "set link f-tun up",
+        "delete route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
+        "add route 250.0.0.0/8 dev f-tun src 250.3.4.1",
+    ]
+    alone = _merge(converge(tf), converge(tg), users=frozenset({"f"}))
+    assert "delete link fangen-ipip (no other fan uses it)" in \
+        lines(P.plan_up(target(f, datapath="kernel"), alone, state_f))
 
 
 def test_an_ipip_tunnel_of_an_older_release_makes_way_for_the_shared_one():
