@@ -33,12 +33,15 @@ out=${FANGEN_KERNEL_OUT:-$(mktemp -d /tmp/fangen-kernel-check.XXXXXX)}
 mkdir -p "$out"
 # Each kernel runs the tests that are about it, so nothing is skipped: the fan
 # patch's tests on the patched kernel; on the stock kernel the refusal test and
-# the upstream datapath (its IPIP mode needs the ipip module this host lacks).
+# the upstream datapath (its IPIP mode needs the ipip module this host lacks), with
+# examples/two-fans.yaml (two IPIP fans sharing one device).
 if [ $stock = 1 ]; then
 	tests=(tests/kernel/test_stock.py tests/netns/test_upstream_datapath.py
-		tests/kernel/test_runtime.py::test_fangen_up_upstream_ipip)
+		tests/kernel/test_runtime.py::test_fangen_up_upstream_ipip
+		tests/kernel/test_multifan.py)
 else
-	tests=(tests/kernel --ignore=tests/kernel/test_stock.py)
+	tests=(tests/kernel --ignore=tests/kernel/test_stock.py
+		--ignore=tests/kernel/test_multifan.py)
 fi
 echo "kernel-check: booting the $what, running ${tests[*]}" >&2
 cd "$ROOT"

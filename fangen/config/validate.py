@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from fangen.config import model
 from fangen.config.foreign import ForeignNames
 from fangen.config.loader import Loaded, Positions
+from fangen.datapath import tunnels
 from fangen.errors import Diagnostic, Report, shown
 from fangen.fanmap import MAX_SLICE_PREFIX
 
@@ -170,6 +171,7 @@ class _Checker:
             if fan is not None:
                 built[name] = fan
         self.check_between(built)
+        self.check_tunnel_sharing(built)
         self.result.fans = [fan for name, fan in sorted(built.items())
                             if name not in self.result.broken]
 
@@ -283,6 +285,35 @@ class _Checker:
                 if net is not None and a.overlay.overlaps(net):
                     self.error(base + ("overlay",), f"overlay {a.overlay} overlaps the "
                                                     f"underlay of fan '{second}' ({net})")
+
+    def check_tunnel_sharing(self, built: dict) -> None:
+        """What the kernel's one collect-metadata device per VXLAN port (and per namespace
+        for IPIP) allows (fangen.datapath.tunnels): IPIP fans share fangen's device, whose
+        name no fan may take; VXLAN fans need a port each unless all use the kernel fan."""
+        reserved = tunnels.reserved_names()
+        for name in sorted(built):
+            data = self._data(name)
+            for key in ("bridge", "tunnel"):
+                device = getattr(built[name], key)
+                if device in reserved:
+                    self.error(("network", "fan", name) + ((key,) if key in data else ()),
+                               f"{key} name '{device}' is reserved for the device fangen's "
+                               "IPIP fans share; choose another name", key=key not in data)
+        first_on: dict[int, str] = {}
+        for name in sorted(built):
+            fan = built[name]
+            if fan.type != "vxlan":     # a disabled fan counts, as its names do
+                continue
+            other = first_on.setdefault(fan.port, name)
+            if other == name or (fan.datapath == "kernel" and built[other].datapath == "kernel"):
+                continue
+            base = ("network", "fan", name)
+            where = base + ("vxlan", "port") if "port" in (self._data(name).get("vxlan") or {}) \
+                else base + ("type",)
+            self.error(where, f"vxlan port {fan.port} is also used by fan '{other}': the "
+                              "upstream datapath needs a UDP port of its own for each VXLAN fan; "
+                              "set 'vxlan: {port: N}' to another port (or 'datapath: kernel' on "
+                              "both fans, with the kernel fan patch)")
 
     def _data(self, name: str) -> dict:
         return self.loaded.data["network"]["fan"][name]

@@ -72,7 +72,9 @@ FN_SKB_LOAD_BYTES = 26
 # program types (enum bpf_prog_type)
 PROG_TYPE_SCHED_CLS = 3
 
-# tc verdicts for direct-action programs
+# tc verdicts for direct-action programs; TC_ACT_UNSPEC hands the packet to the next
+# filter on the hook (cls_bpf_classify continues, then tcf_classify tries the next priority)
+TC_ACT_UNSPEC = -1
 TC_ACT_OK = 0
 TC_ACT_SHOT = 2
 

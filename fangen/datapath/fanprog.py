@@ -1,25 +1,32 @@
 """The upstream datapath's tc programs, emitted per fan (pure: no kernel access).
 
 On kernels without Ubuntu's fan patch, a fan is a collect-metadata ("external")
-tunnel device plus two tc programs on it:
+tunnel device plus two tc programs on it.  Several fans can share one device
+(the IPIP fans of a namespace, :mod:`fangen.datapath.tunnels`): each fan's
+programs decide only for packets of that fan's overlay and hand everything else
+to the next filter on the hook (``TC_ACT_UNSPEC``); the last filter,
+:func:`drop_program`, drops what no fan claimed.  Verdicts:
 
 * egress: find the inner destination (VXLAN mode: the IPv4 destination, or the
-  ARP target address; IPIP mode: the IPv4 destination), drop it unless it lies
-  in the overlay outside our own slice, compute the remote underlay host with
-  the fan formula (:meth:`fangen.fanmap.FanMap.host_for_address`) and set the
-  tunnel key (VNI, remote, TTL).  Everything else (IPv6, broadcasts such as
-  DHCP, other ethertypes, short frames) is dropped.
-* ingress: a collect-metadata device accepts every VNI and every sender, so
-  accept only frames whose tunnel key carries our VNI (VXLAN) and a sender
-  inside the underlay network.
+  ARP target address; IPIP mode: the IPv4 destination).  Outside the overlay, or
+  not IPv4/ARP at all (IPv6, VLAN tags, other ethertypes, short frames): not
+  ours, next filter.  In the overlay: drop it if it lies in our own slice or maps
+  to the underlay's network or broadcast address (slices no host can own), else
+  compute the remote underlay host with the fan formula
+  (:meth:`fangen.fanmap.FanMap.host_for_address`), set the tunnel key (VNI,
+  remote, TTL) and pass.
+* ingress: a collect-metadata device accepts every VNI and every sender.  VXLAN:
+  another VNI is not ours (next filter); ours must come from a sender inside the
+  underlay network.  IPIP: an inner destination outside the overlay is not ours;
+  ours must come from a sender inside the underlay and be addressed to our own
+  slice (a fan host is no relay into other hosts' slices).
 
 The fan's constants are inlined as immediates: no maps, nothing pinned, so any
-number of fans and host namespaces coexist.  Remotes that are the underlay's
-network or broadcast address (slices no host can own) are dropped rather than
-sent to an underlay broadcast address.
+number of fans and host namespaces coexist.
 
-``trace_mark=True`` (tests only) also stores the chosen remote in skb->mark, so
-``BPF_PROG_TEST_RUN`` shows what the program decided.
+``trace_mark=True`` (tests only) also stores the chosen remote (egress) or the
+sender (ingress) in skb->mark, so ``BPF_PROG_TEST_RUN`` shows what the program
+decided.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from fangen.datapath.bpf import (
     SKB_VLAN_PRESENT,
     TC_ACT_OK,
     TC_ACT_SHOT,
+    TC_ACT_UNSPEC,
     TK_REMOTE_IPV4,
     TK_SIZE_V4,
     TK_TTL,
@@ -136,26 +144,34 @@ def default_vni(overlay: IPv4Network) -> int:
     return int(overlay.network_address) >> 8
 
 
-def expected_remote(params: FanParams, addr: IPv4Address | str) -> IPv4Address | None:
-    """What the egress program decides for an inner destination: the remote, or None (drop).
+def egress_decision(params: FanParams, addr: IPv4Address | str) -> tuple[str, IPv4Address | None]:
+    """What the egress program does with an inner destination: ("next", None) when it
+    is not this fan's, ("drop", None), or ("pass", remote).
 
     The reference the tests hold the emitted code to; the arithmetic is fanmap's.
     """
     addr = IPv4Address(addr)
-    if addr not in params.overlay or addr in params.own_slice:
-        return None
+    if addr not in params.overlay:
+        return "next", None
+    if addr in params.own_slice:
+        return "drop", None
     remote = params.fanmap.host_for_address(addr)
     if params.underlay.prefixlen <= 30 and remote in (params.underlay.network_address,
                                                       params.underlay.broadcast_address):
-        return None
-    return remote
+        return "drop", None
+    return "pass", remote
+
+
+def expected_remote(params: FanParams, addr: IPv4Address | str) -> IPv4Address | None:
+    """The remote the egress program sends ``addr`` to, or None (not sent)."""
+    return egress_decision(params, addr)[1]
 
 
 # ---------------------------------------------------------------- code pieces
 
 
-def _load_bytes(offset: int, length: int) -> list[Item]:
-    """bpf_skb_load_bytes(skb = r6, offset, fp + _PKT, length); drop on error."""
+def _load_bytes(offset: int, length: int, fail: str) -> list[Item]:
+    """bpf_skb_load_bytes(skb = r6, offset, fp + _PKT, length); jump to ``fail`` on error."""
     return [
         mov64_reg(R1, R6),
         mov64_imm(R2, offset),
@@ -163,7 +179,7 @@ def _load_bytes(offset: int, length: int) -> list[Item]:
         alu64_imm(ADD, R3, _PKT),
         mov64_imm(R4, length),
         call(FN_SKB_LOAD_BYTES),
-        jmp_imm(JNE, R0, 0, "drop"),
+        jmp_imm(JNE, R0, 0, fail),
     ]
 
 
@@ -172,7 +188,7 @@ def _zero_key() -> list[Item]:
             st_mem(DW, FP, _KEY + 16, 0), st_mem(W, FP, _KEY + 24, 0)]
 
 
-def _key_call(helper: int) -> list[Item]:
+def _key_call(helper: int, fail: str) -> list[Item]:
     return [
         mov64_reg(R1, R6),
         mov64_reg(R2, FP),
@@ -180,7 +196,7 @@ def _key_call(helper: int) -> list[Item]:
         mov64_imm(R3, TK_SIZE_V4),
         mov64_imm(R4, 0),
         call(helper),
-        jmp_imm(JNE, R0, 0, "drop"),
+        jmp_imm(JNE, R0, 0, fail),
     ]
 
 
@@ -192,53 +208,60 @@ def _verdicts() -> list[Item]:
         Label("drop"),
         mov64_imm(R0, TC_ACT_SHOT),
         exit_(),
+        Label("next"),
+        mov64_imm(R0, TC_ACT_UNSPEC),
+        exit_(),
     ]
 
 
 def _ipv4_dst(ip_offset: int) -> list[Item]:
-    """r7 = IPv4 destination (host order) of the header at ip_offset; drop if not IPv4."""
+    """r7 = IPv4 destination (host order) of the header at ip_offset; next filter if
+    there is no IPv4 header."""
     return [
-        *_load_bytes(ip_offset, 20),
+        *_load_bytes(ip_offset, 20, "next"),
         ldx_mem(B, R1, FP, _PKT),
         alu32_imm(AND, R1, 0xF0),
-        jmp_imm(JNE, R1, 0x40, "drop"),
+        jmp_imm(JNE, R1, 0x40, "next"),
         ldx_mem(W, R7, FP, _PKT + 16),
         be(R7, 32),
     ]
 
 
 def _arp_target() -> list[Item]:
-    """r7 = ARP target protocol address (host order); drop unless Ethernet/IPv4 ARP."""
+    """r7 = ARP target protocol address (host order); next filter unless Ethernet/IPv4 ARP."""
     return [
-        *_load_bytes(ETH_HLEN, 28),
+        *_load_bytes(ETH_HLEN, 28, "next"),
         ldx_mem(W, R1, FP, _PKT),            # htype, ptype
         be(R1, 32),
-        jmp_imm(JNE, R1, 0x00010800, "drop"),
+        jmp_imm(JNE, R1, 0x00010800, "next"),
         ldx_mem(H, R1, FP, _PKT + 4),        # hlen, plen
         be(R1, 16),
-        jmp_imm(JNE, R1, 0x0604, "drop"),
+        jmp_imm(JNE, R1, 0x0604, "next"),
         ldx_mem(W, R7, FP, _PKT + 24),       # target protocol address
         be(R7, 32),
     ]
 
 
+def _in_net(reg: int, net: IPv4Network, otherwise: str, *, inside: bool = True) -> list[Item]:
+    """Jump to ``otherwise`` unless reg (host order) is in net (``inside=False``: unless
+    it is outside)."""
+    return [
+        mov32_reg(R1, reg),
+        alu32_imm(AND, R1, _mask(net.prefixlen)),
+        *ld_imm64(R2, int(net.network_address)),
+        jmp_reg(JNE if inside else JEQ, R1, R2, otherwise),
+    ]
+
+
 def _map_remote(params: FanParams) -> list[Item]:
-    """r7 = inner destination -> r8 = remote underlay host, or drop."""
+    """r7 = inner destination -> r8 = remote underlay host; next filter outside the
+    overlay, drop for our own slice and unusable remotes."""
     fmap = params.fanmap
     ov_mask = _mask(params.overlay.prefixlen)
-    sl_mask = _mask(params.own_slice.prefixlen)
     ul_mask = _mask(params.underlay.prefixlen)
     code: list[Item] = [
-        # inside the overlay?
-        mov32_reg(R1, R7),
-        alu32_imm(AND, R1, ov_mask),
-        *ld_imm64(R2, int(params.overlay.network_address)),
-        jmp_reg(JNE, R1, R2, "drop"),
-        # not in our own slice?
-        mov32_reg(R1, R7),
-        alu32_imm(AND, R1, sl_mask),
-        *ld_imm64(R2, int(params.own_slice.network_address)),
-        jmp_reg(JEQ, R1, R2, "drop"),
+        *_in_net(R7, params.overlay, "next"),                      # this fan's at all?
+        *_in_net(R7, params.own_slice, "drop", inside=False),      # stays home
         # remote = underlay | ((dst & ~overlay_mask) >> shift)
         mov32_reg(R8, R7),
         alu32_imm(AND, R8, ~ov_mask & 0xFFFFFFFF),
@@ -258,18 +281,18 @@ def _map_remote(params: FanParams) -> list[Item]:
 
 
 def egress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
-    """The egress program on the tunnel device."""
+    """The fan's egress program on the tunnel device."""
     code: list[Item] = [mov64_reg(R6, R1)]
     if params.mode == "vxlan":
         code += [
             ldx_mem(W, R1, R6, SKB_VLAN_PRESENT),     # the fan is untagged
-            jmp_imm(JNE, R1, 0, "drop"),
-            *_load_bytes(12, 2),
+            jmp_imm(JNE, R1, 0, "next"),
+            *_load_bytes(12, 2, "next"),
             ldx_mem(H, R1, FP, _PKT),
             be(R1, 16),
             jmp_imm(JEQ, R1, ETH_P_IP, "ipv4"),
             jmp_imm(JEQ, R1, ETH_P_ARP, "arp"),
-            ja("drop"),
+            ja("next"),
             Label("ipv4"),
             *_ipv4_dst(ETH_HLEN),
             ja("map"),
@@ -287,7 +310,7 @@ def egress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
         st_mem(W, FP, _KEY + TK_TUNNEL_ID, params.vni if params.mode == "vxlan" else 0),
         stx_mem(W, FP, R8, _KEY + TK_REMOTE_IPV4),
         st_mem(B, FP, _KEY + TK_TTL, params.ttl),
-        *_key_call(FN_SKB_SET_TUNNEL_KEY),
+        *_key_call(FN_SKB_SET_TUNNEL_KEY, "drop"),
         ja("pass"),
         *_verdicts(),
     ]
@@ -295,28 +318,43 @@ def egress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
 
 
 def ingress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
-    """The ingress program on the tunnel device: our VNI, a sender inside the underlay."""
+    """The fan's ingress program on the tunnel device.
+
+    VXLAN: our VNI (else next filter), from a sender inside the underlay.  IPIP: an
+    inner destination in the overlay (else next filter), from a sender inside the
+    underlay, to our own slice.
+    """
     code: list[Item] = [
         mov64_reg(R6, R1),
         *_zero_key(),
-        *_key_call(FN_SKB_GET_TUNNEL_KEY),
+        *_key_call(FN_SKB_GET_TUNNEL_KEY, "next"),
+        ldx_mem(W, R8, FP, _KEY + TK_REMOTE_IPV4),
     ]
     if params.mode == "vxlan":
         code += [
             ldx_mem(W, R1, FP, _KEY + TK_TUNNEL_ID),
-            jmp_imm(JNE, R1, params.vni, "drop"),
+            jmp_imm(JNE, R1, params.vni, "next"),
+            *_in_net(R8, params.underlay, "drop"),
         ]
-    code += [
-        ldx_mem(W, R8, FP, _KEY + TK_REMOTE_IPV4),
-        mov32_reg(R1, R8),
-        alu32_imm(AND, R1, _mask(params.underlay.prefixlen)),
-        *ld_imm64(R2, int(params.underlay.network_address)),
-        jmp_reg(JNE, R1, R2, "drop"),
-    ]
+    else:   # ipip: the inner IPv4 header is the packet
+        code += [
+            *_ipv4_dst(0),
+            *_in_net(R7, params.overlay, "next"),
+            *_in_net(R8, params.underlay, "drop"),
+            *_in_net(R7, params.own_slice, "drop"),
+        ]
     if trace_mark:
         code.append(stx_mem(W, R6, R8, SKB_MARK))
     code += [ja("pass"), *_verdicts()]
     return code
+
+
+def drop_program() -> list[Item]:
+    """The last filter on each hook of a fan device: drop what no fan's program claimed."""
+    return [mov64_imm(R0, TC_ACT_SHOT), exit_()]
+
+
+DROP_PROGRAM_NAME = "fan_drop"
 
 
 def program_name(params: FanParams, direction: str) -> str:

@@ -50,7 +50,7 @@ class UpResult:
 def plan_for(host, fan: Fan, resolved: underlay_mod.Resolved) -> tuple[P.Target, list]:
     state = state_mod.load(host.root, fan.name)
     target = P.Target(fan, resolved, choose_datapath(fan, host.proc), host.root, host.systemd)
-    obs = observe_mod.observe(host, fan.name, fan.bridge, fan.tunnel, state)
+    obs = observe_mod.observe(host, fan.name, fan.bridge, target.tunnel, state)
     return target, P.plan_up(target, obs, state)
 
 
@@ -79,17 +79,17 @@ def verify(host, t: P.Target) -> None:
     """The fan carries traffic: devices up and addressed, datapath, nft, dnsmasq."""
     fan = t.fan
     state = state_mod.load(host.root, fan.name)
-    obs = observe_mod.observe(host, fan.name, fan.bridge, fan.tunnel, state)
+    obs = observe_mod.observe(host, fan.name, fan.bridge, t.tunnel, state)
     problems = []
-    bridge, tunnel = obs.links.get(fan.bridge), obs.links.get(fan.tunnel)
+    bridge, tunnel = obs.links.get(fan.bridge), obs.links.get(t.tunnel)
     if bridge is None or not bridge.up or t.bridge_address not in bridge.addresses:
         problems.append(f"bridge {fan.bridge} is not up with {t.bridge_address}")
     if tunnel is None or not tunnel.up:
-        problems.append(f"tunnel {fan.tunnel} is not up")
+        problems.append(f"tunnel {t.tunnel} is not up")
     elif fan.type == "vxlan" and tunnel.master != fan.bridge:
         problems.append(f"tunnel {fan.tunnel} is not a port of {fan.bridge}")
-    if t.external and set(obs.tc.get(fan.tunnel, {})) != {"ingress", "egress"}:
-        problems.append(f"the fan programs are not attached to {fan.tunnel}")
+    if t.external and set(obs.tc.get(t.tunnel, {})) != {"ingress", "egress"}:
+        problems.append(f"the fan programs are not attached to {t.tunnel}")
     from fangen.render import nft as render_nft
     if render_nft.table_name(fan.name) not in obs.nft_tables:
         problems.append("the nft table is missing")

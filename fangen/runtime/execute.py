@@ -38,7 +38,9 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
     elif isinstance(a, P.CreateTunnel):
         existed = nl.index(a.name) is not None
         _create_tunnel(a, host, nl)
-        if not existed:
+        if a.shared:            # every user's; the last one to go deletes it
+            st.links[a.name] = {"kind": a.type, "created": False, "shared": True}
+        elif not existed:
             st.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a)}
     elif isinstance(a, P.DeleteLink):
         nl.delete_link(a.name)
@@ -64,14 +66,30 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         nl.del_route(a.dst, a.dev, a.src)
         st.drop_route(a.dst, a.dev, a.src)
     elif isinstance(a, P.AttachPrograms):
+        if a.shared:
+            st.links.setdefault(a.dev, {"kind": a.mode, "created": False})["shared"] = True
         _attach(a, host, nl)
         st.tc[a.dev] = {"params": a.params()}
     elif isinstance(a, P.DetachPrograms):
         from fangen.datapath import upstream
         idx = nl.index(a.dev)
         if idx is not None:
-            upstream.detach(host.ipr, idx)
+            try:
+                upstream.detach(host.ipr, idx, a.fan or None)
+            except OSError as exc:
+                raise FangenError(f"detach the fan programs from {a.dev}: "
+                                  f"{exc.strerror or exc}") from None
         st.tc.pop(a.dev, None)
+    elif isinstance(a, P.ReleaseTunnel):
+        from fangen.datapath import upstream
+        idx = nl.index(a.name)
+        # the users are read again now: a fan that came up since the plan keeps the device
+        if idx is not None and not upstream.users(host.ipr, idx) - {st.name}:
+            host.say(f"  (no other fan uses {a.name}: deleting it)")
+            nl.delete_link(a.name)
+        st.links.pop(a.name, None)
+        st.tc.pop(a.name, None)
+        st.routes = [r for r in st.routes if r["dev"] != a.name]
     elif isinstance(a, P.NftReplace):
         host.nft.apply(a.script, f"nft table {a.table}")
         st.nft_tables[a.table] = a.text
@@ -122,6 +140,8 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         info = dict(a.info)
         st.datapath, st.type, st.overlay = info["datapath"], info["type"], info["overlay"]
         st.bridge, st.tunnel = info["bridge"], info["tunnel"]
+        if info.get("shared_tunnel"):
+            st.links.setdefault(st.tunnel, {"kind": st.type, "created": False})["shared"] = True
         st.underlay = dict(info["underlay"])
         st.slice, st.gateway, st.mtu = info["slice"], info["gateway"], info["mtu"]
         if st.links.get(st.tunnel, {}).get("created"):
@@ -141,6 +161,10 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
 def _create_tunnel(a: P.CreateTunnel, host, nl: Netlink) -> None:
     if a.datapath == "upstream":
         nl.create_external_tunnel(a.name, a.type, a.mtu, a.port)
+        if nl.index(a.name) is None:        # EEXIST for another device's collect-md slot
+            where = f"UDP port {a.port}" if a.type == "vxlan" else "this namespace"
+            raise FangenError(f"create {a.type} {a.name}: the kernel refused it (another "
+                              f"collect-metadata {a.type} device already serves {where})")
         return
     from fangen.datapath import kernelfan
 
@@ -168,7 +192,7 @@ def _attach(a: P.AttachPrograms, host, nl: Netlink) -> None:
     params = FanParams(IPv4Network(a.overlay), IPv4Network(a.underlay), IPv4Network(a.slice),
                        a.vni, a.mode)
     try:
-        found = upstream.attach(host.ipr, idx, params)
+        found = upstream.attach(host.ipr, idx, params, a.fan or None)
     except OSError as exc:
         raise FangenError(f"attach the fan programs to {a.dev}: {exc.strerror or exc}") \
             from None

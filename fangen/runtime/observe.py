@@ -37,23 +37,26 @@ def observe(host, fan_name: str, bridge: str, tunnel: str, state: State | None) 
     nl = Netlink(host.ipr)
     links = nl.links()
     routes = nl.routes(links)
-    tc = {}
+    tc, tc_users = {}, {}
     devs = {tunnel} | (set(state.tc) if state else set())
+    if state is not None:           # a shared tunnel's users decide whether down deletes it
+        devs |= {name for name, link in state.links.items() if link.get("shared")}
     for dev in devs:
         if dev in links:
-            tc[dev] = _attached(host.ipr, links[dev].index)
+            tc[dev], tc_users[dev] = _attached(host.ipr, links[dev].index, fan_name)
     dnsmasq_running = bool(state and state.dnsmasq and
                            host.dnsmasq(fan_name).running(state.dnsmasq))
     return Observed(
-        links=links, routes=routes, nft_tables=host.nft.tables(), tc=tc,
+        links=links, routes=routes, nft_tables=host.nft.tables(), tc=tc, tc_users=tc_users,
         sysctls={FORWARD_SYSCTL: host.read_sysctl(FORWARD_SYSCTL)},
         files=read_files(host.root, candidate_files(fan_name, bridge, tunnel, state)),
         dnsmasq_running=dnsmasq_running)
 
 
-def _attached(ipr, ifindex: int) -> dict:
+def _attached(ipr, ifindex: int, fan: str) -> tuple[dict, frozenset]:
+    """(the fan's filters by direction, the fans with programs on the device)."""
     try:
         from fangen.datapath import upstream
-        return upstream.attached(ipr, ifindex)
+        return upstream.attached(ipr, ifindex, fan), frozenset(upstream.users(ipr, ifindex))
     except Exception:            # noqa: BLE001 - no clsact support, odd device: nothing ours
-        return {}
+        return {}, frozenset()

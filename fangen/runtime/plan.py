@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.config.model import Fan
+from fangen.datapath import tunnels
 from fangen.engines import cni
 from fangen.errors import FangenError
 from fangen.fanmap import FanMap, Slice
@@ -58,6 +59,7 @@ class Observed:
     routes: frozenset = frozenset()                    # RouteView (main table)
     nft_tables: frozenset = frozenset()                # table names in family ip
     tc: dict = field(default_factory=dict)             # dev -> {direction: filter name}
+    tc_users: dict = field(default_factory=dict)       # dev -> fans with programs on it
     sysctls: dict = field(default_factory=dict)        # key -> value
     files: dict = field(default_factory=dict)          # relpath -> text (files we may write)
     dnsmasq_running: bool = False
@@ -93,6 +95,15 @@ class Target:
     def external(self) -> bool:
         return self.datapath == "upstream"
 
+    @property
+    def tunnel(self) -> str:
+        """The device that carries the fan: its own, or the shared upstream IPIP one."""
+        return tunnels.device_for(self.fan.type, self.datapath, self.fan.tunnel)
+
+    @property
+    def shared_tunnel(self) -> bool:
+        return tunnels.is_shared(self.fan.type, self.datapath)
+
 
 # -- actions -----------------------------------------------------------------------------
 
@@ -117,11 +128,13 @@ class CreateTunnel:
     underlay_dev: str = ""         # kernel vxlan only
     overlay: str = ""              # kernel fan map
     underlay: str = ""
+    shared: bool = False           # the namespace's upstream IPIP device, for every fan
 
     def __str__(self):
         if self.datapath == "upstream":
             extra = f" dstport {self.port}" if self.type == "vxlan" else ""
-            return f"create {self.type} {self.name} external{extra} mtu {self.mtu}"
+            shared = " (shared by the IPIP fans)" if self.shared else ""
+            return f"create {self.type} {self.name} external{extra} mtu {self.mtu}{shared}"
         extra = f" id {self.vni} dev {self.underlay_dev} dstport {self.port}" \
             if self.type == "vxlan" else ""
         return (f"create {self.type} {self.name}{extra} local {self.local} "
@@ -200,6 +213,8 @@ class AttachPrograms:
     underlay: str
     slice: str
     vni: int
+    fan: str = ""                  # whose programs (several fans may share the device)
+    shared: bool = False
 
     def params(self) -> dict:
         return {"mode": self.mode, "overlay": self.overlay, "underlay": self.underlay,
@@ -213,9 +228,25 @@ class AttachPrograms:
 @dataclass(frozen=True)
 class DetachPrograms:
     dev: str
+    fan: str = ""                  # only this fan's programs ("": all of fangen's)
 
     def __str__(self):
-        return f"detach tc programs from {self.dev}"
+        whose = f" of fan {self.fan}" if self.fan else ""
+        return f"detach tc programs{whose} from {self.dev}"
+
+
+@dataclass(frozen=True)
+class ReleaseTunnel:
+    """This fan stops using a shared tunnel device: delete it unless another fan's
+    programs are on it (checked again when it runs)."""
+
+    name: str
+    others: tuple = ()             # the other users the plan saw
+
+    def __str__(self):
+        if self.others:
+            return f"leave {self.name} to fan {', '.join(self.others)}"
+        return f"delete link {self.name} (no other fan uses it)"
 
 
 @dataclass(frozen=True)
@@ -311,8 +342,9 @@ def _indent(text: str) -> str:
 def tunnel_spec(t: Target) -> CreateTunnel:
     fan = t.fan
     if t.datapath == "upstream":
-        return CreateTunnel(fan.tunnel, fan.type, "upstream", t.mtu,
-                            port=fan.port if fan.type == "vxlan" else 0)
+        return CreateTunnel(t.tunnel, fan.type, "upstream", t.mtu,
+                            port=fan.port if fan.type == "vxlan" else 0,
+                            shared=t.shared_tunnel)
     return CreateTunnel(fan.tunnel, fan.type, "kernel", t.mtu,
                         port=fan.port if fan.type == "vxlan" else 0,
                         vni=fan.vni if fan.type == "vxlan" else 0,
@@ -333,6 +365,32 @@ def _tunnel_matches(spec: CreateTunnel, link: LinkView, previous: dict) -> bool:
     # a kernel fan tunnel is made for one local address and one fan map: compare with
     # what we recorded when we made it
     return previous.get("spec") == _spec_key(spec)
+
+
+def _shared_in_use(state: State, obs: Observed) -> list:
+    return [name for name, link in sorted(state.links.items())
+            if link.get("shared") and name in obs.links]
+
+
+def _release(name: str, fan_name: str, obs: Observed) -> ReleaseTunnel:
+    return ReleaseTunnel(name, tuple(sorted(set(obs.tc_users.get(name, ())) - {fan_name})))
+
+
+def _tunnel_conflict(spec: CreateTunnel, obs: Observed, going: set) -> str | None:
+    """Why the kernel would refuse the tunnel: another device holds its collect-metadata
+    slot (one IPIP device per namespace, one VXLAN device per UDP port)."""
+    for name, link in sorted(obs.links.items()):
+        if name == spec.name or name in going or link.kind != spec.type:
+            continue
+        if spec.type == "ipip" and spec.datapath == "upstream" and link.get("external"):
+            return (f"{name} is already this namespace's collect-metadata IPIP device "
+                    f"(the kernel allows one), and fangen's IPIP fans share {spec.name}: "
+                    f"delete {name}, or use 'datapath: kernel'")
+        if spec.type == "vxlan" and link.get("port") == spec.port and \
+                (spec.datapath == "upstream" or link.get("external")):
+            return (f"UDP port {spec.port} is already used by the VXLAN device {name}: "
+                    "set 'vxlan: {port: N}' to a free port")
+    return None
 
 
 def _spec_key(spec: CreateTunnel) -> list:
@@ -361,25 +419,47 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             actions.append(SetLink(fan.bridge, mtu=t.mtu if changed else None,
                                    mtu_before=bridge.mtu if changed else None))
 
-    # tunnel
+    # tunnel (upstream IPIP: the namespace's shared device, see fangen.datapath.tunnels)
     spec = tunnel_spec(t)
-    tunnel = obs.links.get(fan.tunnel)
+    dev = spec.name
+    # a tunnel this fan made under another name (its datapath changed, or an older
+    # release made it) goes first: it may hold the kernel's one collect-metadata slot
+    stale = {name for name, link in state.links.items()
+             if link.get("created") and link.get("kind") in ("ipip", "vxlan")
+             and name != dev and name in obs.links}
+    for name in sorted(stale):
+        actions.append(DeleteLink(name))
+    # a shared device this fan used and no longer does (its datapath changed); its route
+    # there goes below (the device may stay, for other fans)
+    left = [name for name in _shared_in_use(state, obs) if name != dev]
+    for name in left:
+        actions += [DetachPrograms(name, fan.name), _release(name, fan.name, obs)]
+    conflict = _tunnel_conflict(spec, obs, stale | set(left))
+    if conflict:
+        raise PlanError(f"{fan.name}: {conflict}")
+    tunnel = obs.links.get(dev)
     recreate = False
-    if tunnel is not None and not _tunnel_matches(spec, tunnel,
-                                                  state.links.get(fan.tunnel, {})):
-        if not state.created(fan.tunnel):
-            raise PlanError(f"{fan.name}: {fan.tunnel} exists and was not made by fangen "
+    if tunnel is not None and not _tunnel_matches(spec, tunnel, state.links.get(dev, {})):
+        if spec.shared:
+            raise PlanError(f"{fan.name}: {dev} exists and is not the collect-metadata IPIP "
+                            "device fangen's IPIP fans share: rename or delete it")
+        if not state.created(dev):
+            raise PlanError(f"{fan.name}: {dev} exists and was not made by fangen "
                             f"(want {spec})")
-        actions.append(DeleteLink(fan.tunnel))
+        actions.append(DeleteLink(dev))
         recreate = True
     master = fan.bridge if fan.type == "vxlan" else None
     if tunnel is None or recreate:
         actions.append(spec)
-        actions.append(SetLink(fan.tunnel, master=master, up=True))
+        actions.append(SetLink(dev, master=master, up=True))
+    elif spec.shared:
+        # other fans use it too: its MTU only grows (each bridge has its fan's own MTU)
+        if tunnel.mtu < t.mtu or not tunnel.up:
+            actions.append(SetLink(dev, mtu=t.mtu if tunnel.mtu < t.mtu else None))
     elif (tunnel.mtu != t.mtu or not tunnel.up or
           (master is not None and tunnel.master != master)):
         changed = tunnel.mtu != t.mtu
-        actions.append(SetLink(fan.tunnel, mtu=t.mtu if changed else None,
+        actions.append(SetLink(dev, mtu=t.mtu if changed else None,
                                master=master if tunnel.master != master else None,
                                mtu_before=tunnel.mtu if changed else None))
 
@@ -397,10 +477,11 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     # routes (IPIP routes the whole overlay via the tunnel; VXLAN bridges it)
     want_routes = []
     if fan.type == "ipip":
-        want_routes.append(RouteView(str(fan.overlay), fan.tunnel, gateway))
+        want_routes.append(RouteView(str(fan.overlay), dev, gateway))
     for entry in state.routes:
         route = RouteView(entry["dst"], entry["dev"], entry["src"])
-        if route not in want_routes and route in obs.routes and not recreate:
+        if route not in want_routes and route in obs.routes and not recreate and \
+                route.dev not in stale:
             actions.append(DelRoute(route.dst, route.dev, route.src))
     for route in want_routes:
         if route not in obs.routes or recreate or tunnel is None:
@@ -408,11 +489,11 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
 
     # upstream datapath programs
     if t.external:
-        attach = AttachPrograms(fan.tunnel, fan.type, str(fan.overlay),
+        attach = AttachPrograms(dev, fan.type, str(fan.overlay),
                                 str(t.underlay.network), str(sl.network),
-                                fan.vni if fan.type == "vxlan" else 0)
-        recorded = state.tc.get(fan.tunnel, {}).get("params")
-        attached = obs.tc.get(fan.tunnel, {})
+                                fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared)
+        recorded = state.tc.get(dev, {}).get("params")
+        attached = obs.tc.get(dev, {})
         if tunnel is None or recreate or recorded != attach.params() or \
                 set(attached) != {"ingress", "egress"}:
             actions.append(attach)
@@ -432,6 +513,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     files: dict[str, str] = {}
     if fan.underlay.kind != "host":
         files.update(networkd.slice_dropins(fan, sl))
+        if spec.shared:     # the drop-in names the kernel datapath's own tunnel
+            files.pop(f"{names.dropin_dir(fan.tunnel)}/50-slice.conf", None)
     conf = None
     if fan.dhcp:
         conf = names.dnsmasq_conf(fan.name)
@@ -459,7 +542,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
         actions.append(StopDnsmasq())
 
     info = (("datapath", t.datapath), ("type", fan.type), ("overlay", str(fan.overlay)),
-            ("bridge", fan.bridge), ("tunnel", fan.tunnel),
+            ("bridge", fan.bridge), ("tunnel", dev),
+            ("shared_tunnel", dev if spec.shared else ""),
             ("underlay", tuple(sorted(t.underlay.as_dict().items()))),
             ("slice", str(sl.network)), ("gateway", gateway), ("mtu", t.mtu),
             ("tunnel_spec", tuple(_spec_key(spec))),
@@ -494,8 +578,9 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
         if table in obs.nft_tables:
             actions.append(NftDelete(table))
     for dev in sorted(state.tc):
-        if dev in obs.links and not state.created(dev) and obs.tc.get(dev):
-            actions.append(DetachPrograms(dev))
+        if dev in obs.links and not state.created(dev) and \
+                (obs.tc.get(dev) or state.name in obs.tc_users.get(dev, ())):
+            actions.append(DetachPrograms(dev, state.name))
     created = [name for name, link in state.links.items() if link.get("created")]
     for entry in state.routes:
         route = RouteView(entry["dst"], entry["dev"], entry["src"])
@@ -517,6 +602,9 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
         if not link.get("created") and name not in orphans and before is not None and \
                 name in obs.links and obs.links[name].mtu != before:
             actions.append(SetLink(name, mtu=before))
+    # a shared tunnel goes with its last user
+    for name in _shared_in_use(state, obs):
+        actions.append(_release(name, state.name, obs))
     # tunnels before bridges: a port goes before its master
     bridges = orphans | {n for n in created if state.links[n].get("kind") == "bridge"}
     order = sorted(set(created) | orphans, key=lambda n: (n in bridges, n))

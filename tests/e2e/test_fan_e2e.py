@@ -191,7 +191,8 @@ def test_up_twice_duplicates_nothing(lab):
     assert snapshot.diff(first, second) == {}
     tables = [line for line in second["nft"] if line.startswith("table ")]
     assert len(tables) == len(set(tables))
-    assert len([d for d in second["tc"] if d[1] != "qdisc"]) == 2      # ingress + egress
+    # per hook (ingress, egress): the fan's filter and the final drop filter
+    assert len([d for d in second["tc"] if d[1] != "qdisc"]) == 4
     assert len([p for p in pids_in(host.ns)
                 if "dnsmasq" in _cmdline(p) and host.root in _cmdline(p)]) == 1
 

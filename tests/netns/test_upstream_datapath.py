@@ -310,11 +310,13 @@ def test_attach_twice_leaves_one_filter_and_detach_leaves_nothing(fan):
         assert upstream.attached(h.ipr, index) == {}
         first = upstream.attach(h.ipr, index, h.params)
         second = upstream.attach(h.ipr, index, h.params)
-        assert first == second == {"ingress": "fangen:fan_vx_in", "egress": "fangen:fan_vx_eg"}
+        assert first == second == {"ingress": "fangen:fan:250.0.0.0/8",
+                                   "egress": "fangen:fan:250.0.0.0/8"}
         for hook in ("ingress", "egress"):
             lines = _tc_filters(h.ns, "vx9", hook)
-            assert len(lines) == 1, lines
-            assert "direct-action" in lines[0] and "fangen:" in lines[0]
+            assert len(lines) == 2, lines            # the fan's, then the final drop
+            assert all("direct-action" in line for line in lines)
+            assert "fangen:fan:250.0.0.0/8" in lines[0] and "fangen:drop" in lines[1]
         assert _qdisc_kinds(h.ipr, index).count("clsact") == 1
         upstream.detach(h.ipr, index)
         assert upstream.attached(h.ipr, index) == {}
@@ -346,6 +348,113 @@ def test_detach_keeps_a_clsact_that_others_use(fan):
         ip(h.ns, "link", "del", "vx8", check=False)
 
 
+def _bpf_filter(ipr, index: int, hook: str, name: str, prio: int, verdict: int) -> None:
+    fd = bpf.prog_load(bpf.assemble([bpf.mov64_imm(bpf.R0, verdict), bpf.exit_()]))
+    try:
+        ipr.tc("add-filter", "bpf", index, 1, fd=fd, name=name, parent=upstream.PARENT[hook],
+               prio=prio, protocol=upstream.ETH_P_ALL, direct_action=True)
+    finally:
+        os.close(fd)
+
+
+def test_several_fans_on_one_device_and_the_last_takes_the_drop_filter(fan):
+    """The shared-device bookkeeping: one filter per fan and hook in front of one drop
+    filter; attaching again replaces in place; the fans are the device's users."""
+    h = fan.hosts[1]
+    other = FanParams.for_host(FanMap.parse("251.0.0.0/8", "172.16.0.0/16"), h.addr, "vxlan")
+    ip(h.ns, "link", "add", "vx7", "type", "vxlan", "external", "dstport", "4792")
+    try:
+        index = h.ipr.link_lookup(ifname="vx7")[0]
+        # a filter of the previous release (one fan per device) is replaced, not kept
+        h.ipr.tc("add", "clsact", index)
+        _bpf_filter(h.ipr, index, "ingress", "fangen:fan_vx_in", upstream.PRIO, 0)
+        assert upstream.attach(h.ipr, index, h.params, "a") == \
+            {"ingress": "fangen:fan:a", "egress": "fangen:fan:a"}
+        assert upstream.attach(h.ipr, index, other, "b") == \
+            {"ingress": "fangen:fan:b", "egress": "fangen:fan:b"}
+        handles = {line.split(" handle ")[1].split()[0]
+                   for line in _tc_filters(h.ns, "vx7", "egress")}
+        upstream.attach(h.ipr, index, h.params, "a")          # again: in place
+        assert {line.split(" handle ")[1].split()[0]
+                for line in _tc_filters(h.ns, "vx7", "egress")} == handles
+        assert upstream.users(h.ipr, index) == {"a", "b"}
+        for hook in ("ingress", "egress"):
+            names = _tc_filters(h.ns, "vx7", hook)
+            assert len(names) == 3, names
+            assert sum("fangen:drop" in n for n in names) == 1
+            assert "fangen:drop" in names[-1]                 # last: highest priority number
+            assert not any("fangen:fan_vx" in n for n in names)      # the legacy one went
+        assert upstream.detach(h.ipr, index, "a") == {"b"}
+        assert upstream.attached(h.ipr, index, "a") == {}
+        assert upstream.attached(h.ipr, index, "b") == \
+            {"ingress": "fangen:fan:b", "egress": "fangen:fan:b"}
+        assert len(_tc_filters(h.ns, "vx7", "ingress")) == 2
+        assert upstream.detach(h.ipr, index, "b") == set()
+        assert _tc_filters(h.ns, "vx7", "ingress") == _tc_filters(h.ns, "vx7", "egress") == []
+        assert "clsact" not in _qdisc_kinds(h.ipr, index)
+        # a fan's filter without the drop behind it does not count as attached
+        upstream.attach(h.ipr, index, h.params, "a")
+        drop = [m for m in upstream._filters(h.ipr, index, "ingress")
+                if upstream._name(m) == upstream.DROP_NAME]
+        upstream._delete(h.ipr, index, "ingress", drop[0])
+        assert upstream.attached(h.ipr, index, "a") == {"egress": "fangen:fan:a"}
+        assert upstream.attach(h.ipr, index, h.params, "a") == \
+            {"ingress": "fangen:fan:a", "egress": "fangen:fan:a"}
+    finally:
+        ip(h.ns, "link", "del", "vx7", check=False)
+
+
+def test_two_fans_chained_on_one_device_each_carry_their_own_overlay():
+    """Dispatch on real traffic (VXLAN here, the IPIP fans' shared device works the same
+    way; tests/kernel runs that in the VM): two fans' programs on one collect-metadata
+    device per host, overlays 250/8 (VNI A) and 251/8 (VNI B) on one bridge.  Each
+    fan's egress program claims its overlay and passes the rest on; ingress dispatches by
+    VNI; detaching one fan stops only its traffic."""
+    pool = nsutil.NsPool("m")
+    try:
+        fmaps = [FanMap.parse("250.0.0.0/8", "172.16.0.0/16"),
+                 FanMap.parse("251.0.0.0/8", "172.16.0.0/16")]
+        sw = pool.add("sw")
+        ip(sw, "link", "add", "br0", "type", "bridge")
+        ip(sw, "link", "set", "br0", "up")
+        hosts = []
+        for i, addr in enumerate(["172.16.1.2", "172.16.2.3"], 1):
+            h = pool.add(f"h{i}")
+            nsutil.veth(h, "ul0", sw, f"p{i}")
+            ip(sw, "link", "set", f"p{i}", "master", "br0")
+            ip(h, "addr", "add", f"{addr}/16", "dev", "ul0")
+            ip(h, "link", "add", "fan0", "type", "bridge")
+            ip(h, "link", "add", "vx0", "mtu", str(VX_MTU), "type", "vxlan", "external",
+               "dstport", "8472", "nolearning")
+            ip(h, "link", "set", "vx0", "master", "fan0")
+            ip(h, "link", "set", "vx0", "up")
+            ip(h, "link", "set", "fan0", "up")
+            ipr = pool.ipr(h)
+            index = ipr.link_lookup(ifname="vx0")[0]
+            containers = []
+            for k, fmap in enumerate(fmaps):
+                params = FanParams.for_host(fmap, addr, "vxlan")
+                upstream.attach(ipr, index, params, f"fan{k}")
+                c = pool.add(f"h{i}c{k}")
+                nsutil.veth(h, f"c{k}", c, "eth0", mtu=VX_MTU)
+                ip(h, "link", "set", f"c{k}", "master", "fan0")
+                caddr = params.own_slice.network_address + 10
+                ip(c, "addr", "add", f"{caddr}/8", "dev", "eth0")
+                containers.append((c, caddr))
+            hosts.append((h, ipr, index, containers))
+        (_, ipr1, idx1, c1), (_, _, _, c2) = hosts
+        assert upstream.users(ipr1, idx1) == {"fan0", "fan1"}
+        for k in (0, 1):
+            assert nsutil.ping(c1[k][0], str(c2[k][1]), count=2), f"fan{k}"
+            assert nsutil.ping(c2[k][0], str(c1[k][1])), f"fan{k} back"
+        # host 1 without fan0's programs: fan0 stops (the final drop), fan1 carries on
+        assert upstream.detach(ipr1, idx1, "fan0") == {"fan1"}
+        assert not nsutil.ping(c1[0][0], str(c2[0][1]), count=2)
+        assert nsutil.ping(c1[1][0], str(c2[1][1]), count=2)
+    finally:
+        pool.cleanup()
+
+
 # ---------------------------------------------------------------- state size
 
 
@@ -366,7 +475,7 @@ def test_host_state_does_not_depend_on_the_underlay_prefix():
             pool.cleanup()
     small, large = counts["172.16.5.0/24"], counts["172.16.0.0/16"]
     assert small == large, counts
-    assert large["filters"] == 2
+    assert large["filters"] == 4        # per hook: the fan's filter and the final drop
 
 
 # ---------------------------------------------------------------- IPIP mode (L3, as fanctl)
@@ -409,7 +518,7 @@ def test_ipip_mode_routes_the_overlay_through_an_external_tunnel():
             ipr = pool.ipr(h)
             index = ipr.link_lookup(ifname="tun0")[0]
             assert upstream.attach(ipr, index, params) == {
-                "ingress": "fangen:fan_ip_in", "egress": "fangen:fan_ip_eg"}
+                "ingress": "fangen:fan:250.0.0.0/8", "egress": "fangen:fan:250.0.0.0/8"}
             c = pool.add(f"h{i}c0")
             nsutil.veth(h, "c0", c, "eth0", mtu=1480)
             ip(h, "link", "set", "c0", "master", "fan0")

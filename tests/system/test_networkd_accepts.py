@@ -29,7 +29,8 @@ from tests.harness.switch import Switch  # noqa: E402
 FANS = {
     "fanv": {"overlay": "250.0.0.0/8", "underlay": "172.16.0.0/16", "type": "vxlan"},
     "fans": {"overlay": "240.0.0.0/8", "underlay": "10.9.3.4/16", "mtu": 1400},
-    "fanx": {"overlay": "241.0.0.0/8", "underlay": "10.9.3.4/16", "type": "vxlan"},
+    "fanx": {"overlay": "241.0.0.0/8", "underlay": "10.9.3.4/16", "type": "vxlan",
+             "vxlan": {"port": 4789}},        # one UDP port per VXLAN fan (fan.d(5))
 }
 
 

@@ -6,7 +6,10 @@ not run as root; CI runs these as root.
 
 The programs are emitted with ``trace_mark=True``, which stores the chosen remote
 underlay address in skb->mark; property-style checks (random prefix pairs and
-addresses, fixed seed) compare verdict and mark with fangen.fanmap.
+addresses, fixed seed) compare verdict and mark with fangen.fanmap.  Verdicts: pass
+(TC_ACT_OK), drop (TC_ACT_SHOT), and next (TC_ACT_UNSPEC, -1 as the u32 the test run
+returns): not this fan's packet, for the next filter on the hook (another fan's on a
+shared device, else the final drop filter).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from fangen.datapath import bpf, fanprog
-from fangen.datapath.fanprog import FanParams, expected_remote
+from fangen.datapath.fanprog import FanParams, egress_decision, expected_remote
 from fangen.fanmap import FanMap, FanMapError
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
@@ -31,6 +34,7 @@ SEED = 20240611
 SENTINEL = 0xFEEDF00D       # skb->mark going in; a drop must leave it alone
 MAC_A = bytes.fromhex("02fa00000001")
 MAC_B = bytes.fromhex("02fa00000002")
+NEXT = bpf.TC_ACT_UNSPEC & 0xFFFFFFFF     # the test run reports the verdict as a u32
 
 
 # ---------------------------------------------------------------- frames
@@ -127,10 +131,11 @@ def check(prog: Loaded, addr: IPv4Address, use_arp: bool = False) -> str:
     """Run one frame to addr; assert the verdict and mark; return what happened."""
     params = prog.params
     verdict, mark = prog.run(frame_for(params.mode, addr, use_arp))
-    want = expected_remote(params, addr)
-    if want is None:
-        assert (verdict, mark) == (bpf.TC_ACT_SHOT, SENTINEL), (params, addr, use_arp)
-        return "drop"
+    decision, want = egress_decision(params, addr)
+    if decision != "pass":
+        code = NEXT if decision == "next" else bpf.TC_ACT_SHOT
+        assert (verdict, mark) == (code, SENTINEL), (params, addr, use_arp, decision)
+        return decision
     # the reference is fanmap's own formula
     assert want == params.fanmap.host_for_address(addr)
     assert verdict == bpf.TC_ACT_OK, (params, addr, use_arp)
@@ -144,7 +149,7 @@ def check(prog: Loaded, addr: IPv4Address, use_arp: bool = False) -> str:
 @pytest.mark.parametrize("mode", ["vxlan", "ipip"])
 def test_random_fans_match_fanmap(loaded, mode):
     rng = random.Random(SEED if mode == "vxlan" else SEED + 1)
-    outcomes = {"pass": 0, "drop": 0}
+    outcomes = {"pass": 0, "drop": 0, "next": 0}
     for _ in range(60):
         fmap, host = random_fan(rng)
         params = FanParams.for_host(fmap, host, mode)
@@ -154,11 +159,11 @@ def test_random_fans_match_fanmap(loaded, mode):
         for _ in range(3):    # own slice: always dropped
             addr = random_in(rng, params.own_slice)
             assert check(prog, addr, rng.random() < 0.5) == "drop"
-        for _ in range(3):    # outside the overlay: always dropped
+        for _ in range(3):    # outside the overlay: never this fan's
             addr = IPv4Address(rng.getrandbits(32))
             if addr in fmap.overlay:
                 continue
-            assert check(prog, addr, rng.random() < 0.5) == "drop"
+            assert check(prog, addr, rng.random() < 0.5) == "next"
         prog.close()
     assert outcomes["pass"] > 500
 
@@ -189,15 +194,29 @@ def test_ipv4_to_a_remote_slice(vx):
         0, int(IPv4Address("172.16.3.4")))
 
 
-def test_own_slice_and_non_overlay_are_dropped(vx):
-    for dst in ("250.1.2.1", "250.1.2.77", "10.0.0.1", "172.16.3.4", "255.255.255.255",
-                "224.0.0.251"):
+def test_own_slice_is_dropped_and_non_overlay_left_to_the_next_filter(vx):
+    for dst in ("250.1.2.1", "250.1.2.77"):
         assert vx.run(eth(0x0800, ipv4("250.1.2.10", dst))) == (2, SENTINEL), dst
+    for dst in ("10.0.0.1", "172.16.3.4", "255.255.255.255", "224.0.0.251", "251.3.4.5"):
+        assert vx.run(eth(0x0800, ipv4("250.1.2.10", dst))) == (NEXT, SENTINEL), dst
 
 
-def test_dhcp_broadcast_is_dropped(vx):
+def test_dhcp_broadcast_is_not_the_fans(vx):
     discover = eth(0x0800, ipv4("0.0.0.0", "255.255.255.255", payload=bytes(300)))
-    assert vx.run(discover) == (2, SENTINEL)
+    assert vx.run(discover) == (NEXT, SENTINEL)
+
+
+def test_the_final_filter_drops_everything(loaded):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: programs are loaded with bpf(2)")
+    fd = bpf.prog_load(bpf.assemble(fanprog.drop_program()), name=fanprog.DROP_PROGRAM_NAME)
+    try:
+        for frame in (eth(0x0800, ipv4("250.1.2.10", "250.3.4.5")), ipv6_frame(),
+                      arp("250.1.2.10", "250.7.8.9")):
+            res = bpf.prog_test_run(fd, frame, mark=SENTINEL)
+            assert (res.retval, res.mark) == (2, SENTINEL)
+    finally:
+        os.close(fd)
 
 
 def test_remote_that_is_the_underlay_network_or_broadcast_address_is_dropped(vx):
@@ -218,37 +237,39 @@ def test_arp_uses_the_target_address(vx):
     assert vx.run(arp("250.1.2.10", "250.1.2.10")) == (2, SENTINEL)
 
 
-def test_odd_arp_is_dropped(vx):
-    assert vx.run(arp("250.1.2.10", "250.7.8.9", ptype=0x86DD)) == (2, SENTINEL)
-    assert vx.run(arp("250.1.2.10", "250.7.8.9", htype=6)) == (2, SENTINEL)
-    assert vx.run(arp("250.1.2.10", "250.7.8.9", hlen=8)) == (2, SENTINEL)
-    assert vx.run(arp("250.1.2.10", "250.7.8.9")[:14 + 20]) == (2, SENTINEL)   # truncated
+def test_odd_arp_is_not_the_fans(vx):
+    assert vx.run(arp("250.1.2.10", "250.7.8.9", ptype=0x86DD)) == (NEXT, SENTINEL)
+    assert vx.run(arp("250.1.2.10", "250.7.8.9", htype=6)) == (NEXT, SENTINEL)
+    assert vx.run(arp("250.1.2.10", "250.7.8.9", hlen=8)) == (NEXT, SENTINEL)
+    assert vx.run(arp("250.1.2.10", "250.7.8.9")[:14 + 20]) == (NEXT, SENTINEL)  # truncated
 
 
-def test_other_frames_are_dropped(vx):
-    assert vx.run(ipv6_frame()) == (2, SENTINEL)
+def test_other_frames_are_not_the_fans(vx):
+    assert vx.run(ipv6_frame()) == (NEXT, SENTINEL)
     vlan = eth(0x8100, struct.pack("!HH", 5, 0x0800) + ipv4("250.1.2.10", "250.3.4.5"))
-    assert vx.run(vlan) == (2, SENTINEL)
-    assert vx.run(eth(0x88CC, bytes(46))) == (2, SENTINEL)                    # LLDP
-    assert vx.run(eth(0x0800, ipv4("250.1.2.10", "250.3.4.5", version=6))) == (2, SENTINEL)
+    assert vx.run(vlan) == (NEXT, SENTINEL)
+    assert vx.run(eth(0x88CC, bytes(46))) == (NEXT, SENTINEL)                 # LLDP
+    assert vx.run(eth(0x0800, ipv4("250.1.2.10", "250.3.4.5", version=6))) == (NEXT, SENTINEL)
     # (truncated IPv4/IPv6 frames cannot be test-run: the kernel's test harness itself
     # refuses them with EINVAL before the program runs; truncated ARP is checked above)
 
 
-def test_ingress_without_tunnel_metadata_is_dropped(vx):
-    # BPF_PROG_TEST_RUN has no tunnel info: bpf_skb_get_tunnel_key fails -> drop.
-    # (the VNI and sender checks run on real devices: tests/netns)
-    assert vx.run(eth(0x0800, ipv4("250.3.4.5", "250.1.2.10")), "ingress") == (2, SENTINEL)
+def test_ingress_without_tunnel_metadata_is_not_the_fans(vx):
+    # BPF_PROG_TEST_RUN has no tunnel info: bpf_skb_get_tunnel_key fails -> next filter
+    # (on a real device: the final drop).  The VNI, sender and slice checks run on real
+    # devices: tests/netns, tests/kernel.
+    assert vx.run(eth(0x0800, ipv4("250.3.4.5", "250.1.2.10")), "ingress") == (NEXT, SENTINEL)
 
 
 def test_ipip_egress(loaded):
     prog = loaded(FanParams.for_host(FMAP, "172.16.1.2", "ipip"))
     assert prog.run(ipv4("250.1.2.1", "250.3.4.5")) == (0, int(IPv4Address("172.16.3.4")))
     assert prog.run(ipv4("250.1.2.1", "250.1.2.9")) == (2, SENTINEL)
-    assert prog.run(ipv4("250.1.2.1", "192.0.2.1")) == (2, SENTINEL)
-    assert prog.run(ipv4("250.1.2.1", "250.3.4.5", version=6)) == (2, SENTINEL)
-    assert prog.run(ipv4("250.1.2.1", "250.3.4.5")[:19] + bytes(0)) == (2, SENTINEL)
-    assert prog.run(ipv4("250.1.2.1", "250.3.4.5"), "ingress") == (2, SENTINEL)
+    assert prog.run(ipv4("250.1.2.1", "192.0.2.1")) == (NEXT, SENTINEL)
+    assert prog.run(ipv4("250.1.2.1", "251.3.4.5")) == (NEXT, SENTINEL)     # another fan's
+    assert prog.run(ipv4("250.1.2.1", "250.3.4.5", version=6)) == (NEXT, SENTINEL)
+    assert prog.run(ipv4("250.1.2.1", "250.3.4.5")[:19] + bytes(0)) == (NEXT, SENTINEL)
+    assert prog.run(ipv4("250.1.2.1", "250.3.4.5"), "ingress") == (NEXT, SENTINEL)
 
 
 # ---------------------------------------------------------------- the verifier
@@ -288,3 +309,6 @@ def test_params_checks():
     assert len(fanprog.program_name(FanParams.for_host(FMAP, "172.16.1.2", "ipip"),
                                     "ingress")) < bpf.BPF_OBJ_NAME_LEN
     assert ipaddress.IPv4Address(expected_remote(p, "250.9.9.9")) == IPv4Address("172.16.9.9")
+    assert egress_decision(p, "250.1.2.3") == ("drop", None)
+    assert egress_decision(p, "251.9.9.9") == ("next", None)
+    assert egress_decision(p, "250.9.9.9") == ("pass", IPv4Address("172.16.9.9"))

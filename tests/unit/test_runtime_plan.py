@@ -16,10 +16,10 @@ UL = Resolved("ul0", 2, IPv4Address("172.16.3.4"), IPv4Network("172.16.0.0/16"),
 UL_MOVED = Resolved("ul0", 2, IPv4Address("172.16.5.6"), IPv4Network("172.16.0.0/16"), 1500)
 
 
-def fan(**extra):
+def fan(name="f", **extra):
     data = {"overlay": "250.0.0.0/8", "underlay": "172.16.0.0/16"}
     data.update(extra)
-    return build("f", data)
+    return build(name, data)
 
 
 def target(f, ul=UL, datapath="upstream"):
@@ -29,29 +29,34 @@ def target(f, ul=UL, datapath="upstream"):
 def converge(t, state=None):
     """Observed after applying the plan on an empty host (what the kernel would hold)."""
     f = t.fan
+    info = (("external", True),) + ((("port", f.port),) if f.type == "vxlan" else ())
     links = {
         f.bridge: P.LinkView(f.bridge, 10, "bridge", t.mtu, True, None,
                              frozenset({t.bridge_address})),
-        f.tunnel: P.LinkView(f.tunnel, 11, f.type, t.mtu, True,
-                             f.bridge if f.type == "vxlan" else None, frozenset(),
-                             (("external", True), ("port", f.port))),
+        t.tunnel: P.LinkView(t.tunnel, 11, f.type, t.mtu, True,
+                             f.bridge if f.type == "vxlan" else None, frozenset(), info),
     }
-    routes = frozenset({P.RouteView(str(f.overlay), f.tunnel, str(t.slice.gateway))}) \
+    routes = frozenset({P.RouteView(str(f.overlay), t.tunnel, str(t.slice.gateway))}) \
         if f.type == "ipip" else frozenset()
     files = dict(networkd.slice_dropins(f, t.slice))
+    if t.shared_tunnel:
+        files.pop(f"{names.dropin_dir(f.tunnel)}/50-slice.conf")
     files[names.dnsmasq_conf(f.name)] = dnsmasq.render(f, t.slice, t.mtu, ROOT)
     files[cni.path(f.name)] = cni.render(f, t.slice, t.mtu)
-    return P.Observed(links=links, routes=routes, nft_tables=frozenset({"fangen-f"}),
-                      tc={f.tunnel: {"ingress": "fangen:i", "egress": "fangen:e"}},
+    return P.Observed(links=links, routes=routes, nft_tables=frozenset({f"fangen-{f.name}"}),
+                      tc={t.tunnel: {"ingress": "fangen:fan:f", "egress": "fangen:fan:f"}},
+                      tc_users={t.tunnel: frozenset({f.name})},
                       sysctls={P.FORWARD_SYSCTL: "1"}, files=files, dnsmasq_running=True)
 
 
 def record_state(t, actions):
     """What the executor would record (enough for the plan's comparisons)."""
-    s = State("f")
+    s = State(t.fan.name)
     for a in actions:
         if isinstance(a, P.CreateBridge):
             s.links[a.name] = {"kind": "bridge", "created": True}
+        elif isinstance(a, P.CreateTunnel) and a.shared:
+            s.links[a.name] = {"kind": a.type, "created": False, "shared": True}
         elif isinstance(a, P.CreateTunnel):
             s.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a)}
         elif isinstance(a, P.AddAddress):
@@ -60,6 +65,8 @@ def record_state(t, actions):
             s.add_route(a.dst, a.dev, a.src)
         elif isinstance(a, P.AttachPrograms):
             s.tc[a.dev] = {"params": a.params()}
+            if a.shared:
+                s.links.setdefault(a.dev, {"created": False})["shared"] = True
         elif isinstance(a, P.NftReplace):
             s.nft_tables[a.table] = a.text
         elif isinstance(a, P.WriteFile):
@@ -145,7 +152,157 @@ def test_foreign_device_in_the_way_is_an_error():
         P.plan_up(t, obs, None)
     obs = P.Observed(links={"f-tun": P.LinkView("f-tun", 6, "vxlan", 1500, True)})
     with pytest.raises(P.PlanError, match="f-tun exists and was not made by fangen"):
+        P.plan_up(target(fan(type="vxlan")), obs, None)
+    # upstream IPIP uses the shared device, which must be what fangen makes
+    obs = P.Observed(links={"fangen-ipip": P.LinkView("fangen-ipip", 6, "dummy", 1500, True)})
+    with pytest.raises(P.PlanError) as exc:
         P.plan_up(t, obs, None)
+    assert str(exc.value) == ("f: fangen-ipip exists and is not the collect-metadata IPIP "
+                              "device fangen's IPIP fans share: rename or delete it")
+
+
+def test_another_collect_metadata_device_in_the_way_is_named():
+    """The kernel's one-per-namespace (IPIP) and one-per-port (VXLAN) rules: the plan says
+    which device holds the slot, instead of a kernel EEXIST later."""
+    ext = (("external", True),)
+    obs = P.Observed(links={"tun9": P.LinkView("tun9", 6, "ipip", 1480, True, info=ext)})
+    with pytest.raises(P.PlanError) as exc:
+        P.plan_up(target(fan()), obs, None)
+    assert str(exc.value) == (
+        "f: tun9 is already this namespace's collect-metadata IPIP device (the kernel "
+        "allows one), and fangen's IPIP fans share fangen-ipip: delete tun9, or use "
+        "'datapath: kernel'")
+    # the kernel datapath has its own device, no collect-metadata slot needed
+    assert "create ipip f-tun local 172.16.3.4 fan-map 250.0.0.0/8:172.16.0.0/16 mtu 1480" in \
+        lines(P.plan_up(target(fan(), datapath="kernel"), obs, None))
+    for info in (ext + (("port", 8472),), (("port", 8472),)):
+        obs = P.Observed(links={"vx9": P.LinkView("vx9", 6, "vxlan", 1450, True, info=info)})
+        with pytest.raises(P.PlanError) as exc:
+            P.plan_up(target(fan(type="vxlan")), obs, None)
+        assert str(exc.value) == ("f: UDP port 8472 is already used by the VXLAN device vx9: "
+                                  "set 'vxlan: {port: N}' to a free port")
+    # another port is fine; a kernel fan device shares a port with other plain VXLANs
+    assert "create vxlan f-tun external dstport 4789 mtu 1450" in \
+        lines(P.plan_up(target(fan(type="vxlan", vxlan={"port": 4789})), obs, None))
+    assert "set link f-tun master f up" in \
+        lines(P.plan_up(target(fan(type="vxlan"), datapath="kernel"), obs, None))
+
+
+# -- several IPIP fans on the upstream datapath share one device ----------------------------
+
+def _merge(a: P.Observed, b: P.Observed, users=frozenset({"f", "g"})) -> P.Observed:
+    """What the host holds with both fans up (b seen from b's side)."""
+    links = {**a.links, **b.links}
+    return P.Observed(links=links, routes=a.routes | b.routes,
+                      nft_tables=a.nft_tables | b.nft_tables, tc=b.tc,
+                      tc_users={"fangen-ipip": users}, sysctls=b.sysctls,
+                      files={**a.files, **b.files},
+                      dnsmasq_running=True)
+
+
+def test_a_second_ipip_fan_shares_the_device():
+    f, g = fan(dhcp=False), fan("g", overlay="251.0.0.0/8", dhcp=False, mtu=1400)
+    tf, tg = target(f), target(g)
+    assert (tf.tunnel, tf.shared_tunnel) == ("fangen-ipip", True)
+    first = P.plan_up(tf, P.Observed(sysctls={P.FORWARD_SYSCTL: "1"}), None)
+    assert lines(first)[2:6] == [
+        "create ipip fangen-ipip external mtu 1480 (shared by the IPIP fans)",
+        "set link fangen-ipip up",
+        "add address 250.3.4.1/24 dev f",
+        "add route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
+    ]
+    assert [a.shared for a in first if isinstance(a, P.AttachPrograms)] == [True]
+    # g finds f's device (f's programs on it): no second device, its own programs and route
+    obs = converge(tf)
+    obs = P.Observed(links=obs.links, routes=obs.routes, nft_tables=obs.nft_tables,
+                     tc={}, tc_users={"fangen-ipip": frozenset({"f"})},
+                     sysctls=obs.sysctls, files={})
+    second = P.plan_up(tg, obs, None)
+    assert lines(second)[:5] == [
+        "create bridge g mtu 1400",
+        "set link g up",
+        "add address 251.3.4.1/24 dev g",
+        "add route 251.0.0.0/8 dev fangen-ipip src 251.3.4.1",
+        "attach tc programs to fangen-ipip (ipip, overlay 251.0.0.0/8, underlay "
+        "172.16.0.0/16, own slice 251.3.4.0/24, vni 0)",
+    ]
+    [attach] = [a for a in second if isinstance(a, P.AttachPrograms)]
+    assert (attach.fan, attach.shared) == ("g", True)
+    assert dict([a for a in second if isinstance(a, P.Record)][0].info)["shared_tunnel"] == \
+        "fangen-ipip"
+    # a fan with a larger MTU raises the shared device's; a smaller one leaves it
+    big = target(fan("g", overlay="251.0.0.0/8", dhcp=False, mtu=9000))
+    assert "set link fangen-ipip mtu 9000 up" in lines(P.plan_up(big, obs, None))
+    # both up: nothing to do for either
+    both = _merge(converge(tf), converge(tg))
+    assert P.plan_up(tg, both, record_state(tg, second)) == []
+
+
+def test_down_of_one_ipip_fan_leaves_the_shared_device_to_the_other():
+    f, g = fan(dhcp=False), fan("g", overlay="251.0.0.0/8", dhcp=False)
+    tf, tg = target(f), target(g)
+    state_f = record_state(tf, P.plan_up(tf, P.Observed(), None))
+    state_g = record_state(tg, P.plan_up(tg, converge(tf), None))
+    assert state_f.links["fangen-ipip"]["shared"] and state_g.links["fangen-ipip"]["shared"]
+    both = _merge(converge(tf), converge(tg))
+    down_f = lines(P.plan_down(state_f, both, last_fan=False))
+    assert down_f == [
+        "delete nft table ip fangen-f",
+        "detach tc programs of fan f from fangen-ipip",
+        "delete route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
+        "leave fangen-ipip to fan g",
+        "delete link f",
+        "remove run/systemd/network/10-fangen-f.network.d/50-slice.conf",
+        "reload systemd-networkd (if running)",
+        "remove state",
+    ]
+    # the last user takes the device with it
+    alone = _merge(converge(tf), converge(tg), users=frozenset({"g"}))
+    down_g = lines(P.plan_down(state_g, alone))
+    assert down_g.index("detach tc programs of fan g from fangen-ipip") < \
+        down_g.index("delete link fangen-ipip (no other fan uses it)") < \
+        down_g.index("delete link g")
+
+
+def test_a_fan_that_moves_to_the_kernel_datapath_leaves_the_shared_device():
+    f, g = fan(dhcp=False), fan("g", overlay="251.0.0.0/8", dhcp=False)
+    tf, tg = target(f), target(g)
+    state_f = record_state(tf, P.plan_up(tf, P.Observed(), None))
+    both = _merge(converge(tf), converge(tg))
+    actions = lines(P.plan_up(target(f, datapath="kernel"), both, state_f))
+    assert actions[:6] == [
+        "detach tc programs of fan f from fangen-ipip",
+        "leave fangen-ipip to fan g",
+        "create ipip f-tun local 172.16.3.4 fan-map 250.0.0.0/8:172.16.0.0/16 mtu 1480",
+        "set link f-tun up",
+        "delete route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
+        "add route 250.0.0.0/8 dev f-tun src 250.3.4.1",
+    ]
+    alone = _merge(converge(tf), converge(tg), users=frozenset({"f"}))
+    assert "delete link fangen-ipip (no other fan uses it)" in \
+        lines(P.plan_up(target(f, datapath="kernel"), alone, state_f))
+
+
+def test_an_ipip_tunnel_of_an_older_release_makes_way_for_the_shared_one():
+    """A fan brought up by the previous release (its own external device f-tun, which
+    holds the namespace's one collect-metadata IPIP slot) moves to fangen-ipip."""
+    t = target(fan(dhcp=False))
+    old = State("f")
+    old.links = {"f": {"kind": "bridge", "created": True},
+                 "f-tun": {"kind": "ipip", "created": True, "spec": []}}
+    old.routes = [{"dst": "250.0.0.0/8", "dev": "f-tun", "src": "250.3.4.1"}]
+    old.tc = {"f-tun": {"params": {}}}
+    ext = (("external", True),)
+    obs = P.Observed(links={"f": P.LinkView("f", 5, "bridge", 1480, True, None,
+                                            frozenset({"250.3.4.1/24"})),
+                            "f-tun": P.LinkView("f-tun", 6, "ipip", 1480, True, info=ext)},
+                     routes=frozenset({P.RouteView("250.0.0.0/8", "f-tun", "250.3.4.1")}))
+    assert lines(P.plan_up(t, obs, old))[:4] == [
+        "delete link f-tun",
+        "create ipip fangen-ipip external mtu 1480 (shared by the IPIP fans)",
+        "set link fangen-ipip up",
+        "add route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
+    ]
 
 
 def test_underlay_move_replaces_the_slice_everywhere():
@@ -157,13 +314,12 @@ def test_underlay_move_replaces_the_slice_everywhere():
     assert lines(actions) == [
         "delete address 250.3.4.1/24 dev f",
         "add address 250.5.6.1/24 dev f",
-        "delete route 250.0.0.0/8 dev f-tun src 250.3.4.1",
-        "add route 250.0.0.0/8 dev f-tun src 250.5.6.1",
-        "attach tc programs to f-tun (ipip, overlay 250.0.0.0/8, underlay 172.16.0.0/16, "
-        "own slice 250.5.6.0/24, vni 0)",
+        "delete route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
+        "add route 250.0.0.0/8 dev fangen-ipip src 250.5.6.1",
+        "attach tc programs to fangen-ipip (ipip, overlay 250.0.0.0/8, underlay "
+        "172.16.0.0/16, own slice 250.5.6.0/24, vni 0)",
         "replace nft table ip fangen-f:",
         "write run/fangen/f/dnsmasq.conf",
-        "write run/systemd/network/10-fangen-f-tun.network.d/50-slice.conf",
         "write run/systemd/network/10-fangen-f.network.d/50-slice.conf",
         "reload systemd-networkd (if running)",
         "(re)start dnsmasq (process) with run/fangen/f/dnsmasq.conf",

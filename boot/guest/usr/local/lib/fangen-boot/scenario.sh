@@ -185,6 +185,8 @@ if [ "$role" = a ]; then
 	check_wait apply.second-fan-unit 60 unit_active fangen@fan-251.service
 	check_wait apply.second-fan-dnsmasq 60 unit_active fangen-dnsmasq@fan-251.service
 	check apply.second-fan-nft nft list table ip fangen-fan-251
+	# upstream IPIP fans share one collect-metadata device (fan.d(5), tunnel)
+	check apply.second-fan-shared-tunnel sh -c "ip -d link show fangen-ipip | grep -q external"
 	check apply.first-fan-untouched ct_ping ct "$SLICE.1"
 
 	# 3. remove every fan, netplan apply: all gone
@@ -197,7 +199,7 @@ if [ "$role" = a ]; then
 	check_wait apply.removed-fan-251 120 fan_left fan-251
 	check apply.no-dnsmasq sh -c '! pgrep -a dnsmasq'
 	check apply.no-fangen-nft sh -c '! nft list tables | grep fangen'
-	check apply.no-fangen-links sh -c '! ip -o link show | grep -E "fan-25|fan-.*-tun"'
+	check apply.no-fangen-links sh -c '! ip -o link show | grep -E "fan-25|fan-.*-tun|fangen-ipip"'
 	check apply.no-fangen-units sh -c '! systemctl list-units --no-legend --plain "fangen@*" "fangen-dnsmasq@*" | grep -v inactive | grep .'
 	check apply.underlay-still-up has_addr "$dev" "$UNDERLAY"
 	out "INFO after removal: links $(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')"
