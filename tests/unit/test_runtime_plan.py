@@ -252,6 +252,7 @@ def test_down_of_one_ipip_fan_leaves_the_shared_device_to_the_other():
         "delete route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
         "leave fangen-ipip to fan g",
         "delete link f",
+        "remove run/fangen/f/cni/f.conflist",
         "remove run/systemd/network/10-fangen-f.network.d/50-slice.conf",
         "reload systemd-networkd (if running)",
         "remove state",
