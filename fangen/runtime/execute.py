@@ -34,11 +34,13 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         existed = nl.index(a.name) is not None
         nl.create_bridge(a.name, a.mtu)
         if not existed:
+            nl.set_alias(a.name, state_mod.mark(st.name))
             st.links[a.name] = {"kind": "bridge", "created": True}
     elif isinstance(a, P.CreateTunnel):
         existed = nl.index(a.name) is not None
         _create_tunnel(a, host, nl)
         if not existed:
+            nl.set_alias(a.name, state_mod.mark(st.name))
             st.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a)}
     elif isinstance(a, P.DeleteLink):
         nl.delete_link(a.name)
@@ -128,6 +130,7 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
             st.links[st.tunnel]["spec"] = list(info["tunnel_spec"])
         if info.get("networkd_bridge"):
             st.links.setdefault(st.bridge, {"created": False})["networkd"] = True
+            nl.set_alias(st.bridge, state_mod.mark(st.name))      # adopted: ours too
         for dev, address in info["own_addresses"]:
             st.add_address(dev, address)
         for dst, dev, src in info["own_routes"]:
@@ -151,6 +154,9 @@ def _create_tunnel(a: P.CreateTunnel, host, nl: Netlink) -> None:
         else:
             kernelfan.create_vxlan_fan(host.ipr, a.name, a.vni, a.local, maps,
                                        dev=a.underlay_dev, dstport=a.port, mtu=a.mtu)
+    except kernelfan.NotFanKernel as exc:        # deleted again: fall back (control.up)
+        from fangen.runtime.host import KernelFanRefused
+        raise KernelFanRefused(a.type, exc.strerror or str(exc)) from None
     except OSError as exc:
         raise FangenError(f"create {a.type} fan tunnel {a.name}: "
                           f"{exc.strerror or exc}") from None
