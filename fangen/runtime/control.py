@@ -155,7 +155,29 @@ def _plan_down(host, name: str, notes: list | None) -> tuple[list, object]:
                          + "; ".join(keep))
     obs = observe_mod.observe(host, name, state.bridge or name, state.tunnel or f"{name}-tun",
                               state)
-    return P.plan_down(state, obs, last_fan=not others and not keep), state
+    actions = P.plan_down(state, obs, last_fan=not others and not keep)
+    return _only_marked(host, state, actions, notes), state
+
+
+def _only_marked(host, state, actions: list, notes: list | None) -> list:
+    """A link is deleted only while it carries the mark fangen gave it: one replaced
+    by someone else under the same name stays (a state from before marks: no alias)."""
+    from fangen.runtime.netlink import Netlink
+
+    if not any(isinstance(a, P.DeleteLink) for a in actions):
+        return actions
+    aliases = Netlink(host.ipr).aliases()
+    kept = []
+    for a in actions:
+        if isinstance(a, P.DeleteLink):
+            want = state.links.get(a.name, {}).get("mark")
+            if aliases.get(a.name) != want:
+                if notes is not None:
+                    notes.append(f"{state.name}: left {a.name} alone: it does not carry "
+                                 f"fangen's mark {want or 'fangen:' + state.name}")
+                continue
+        kept.append(a)
+    return kept
 
 
 def force_down(host, name: str, dry_run: bool = False, notes: list | None = None) -> list:

@@ -35,13 +35,15 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         nl.create_bridge(a.name, a.mtu)
         if not existed:
             nl.set_alias(a.name, state_mod.mark(st.name))
-            st.links[a.name] = {"kind": "bridge", "created": True}
+            st.links[a.name] = {"kind": "bridge", "created": True,
+                                "mark": state_mod.mark(st.name)}
     elif isinstance(a, P.CreateTunnel):
         existed = nl.index(a.name) is not None
         _create_tunnel(a, host, nl)
         if not existed:
             nl.set_alias(a.name, state_mod.mark(st.name))
-            st.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a)}
+            st.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a),
+                                "mark": state_mod.mark(st.name)}
     elif isinstance(a, P.DeleteLink):
         nl.delete_link(a.name)
         st.links.pop(a.name, None)
@@ -129,8 +131,10 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         if st.links.get(st.tunnel, {}).get("created"):
             st.links[st.tunnel]["spec"] = list(info["tunnel_spec"])
         if info.get("networkd_bridge"):
-            st.links.setdefault(st.bridge, {"created": False})["networkd"] = True
+            link = st.links.setdefault(st.bridge, {"created": False})
+            link["networkd"] = True
             nl.set_alias(st.bridge, state_mod.mark(st.name))      # adopted: ours too
+            link["mark"] = state_mod.mark(st.name)
         for dev, address in info["own_addresses"]:
             st.add_address(dev, address)
         for dst, dev, src in info["own_routes"]:
