@@ -132,13 +132,26 @@ def down(host, name: str, dry_run: bool = False, notes: list | None = None) -> l
             return []
         others = [n for n in state_mod.names_with_state(host.root) if n != name]
         if others and state.sysctls:
-            heir = state_mod.load(host.root, others[0])
+            heir = _heir(host.root, others)
             if heir is not None:            # the last fan down puts the sysctls back
                 for key, value in state.sysctls.items():
                     heir.sysctls.setdefault(key, value)
                 state_mod.save(host.root, heir)
         execute(actions, host, state)
         return actions
+
+
+def _heir(root: str, others: list):
+    """The first other fan whose state can be read (a corrupt one is not this fan's
+    problem: its down goes on)."""
+    for other in others:
+        try:
+            found = state_mod.load(root, other)
+        except state_mod.StateError:
+            continue
+        if found is not None:
+            return found
+    return None
 
 
 def _plan_down(host, name: str, notes: list | None) -> tuple[list, object]:

@@ -7,7 +7,9 @@ command waits at most for one reconciliation.  One lock per root, not per fan:
 fans share the ``net.ipv4.ip_forward`` decision and the generated file tree, so
 two fans changing at once could each decide wrongly about the other.
 
-The lock is ``flock(2)`` on ``ROOT/run/lock/fangen.lock``: the kernel drops it
+The lock is ``flock(2)`` on ``ROOT/run/fangen/.lock`` (fangen's own directory, not
+the world-writable /run/lock, where any user could make the file and hold it; no
+fan name starts with a dot): the kernel drops it
 when the holder exits, however it exits, so a killed command never leaves a
 stale lock.  The holder writes "PID what" into the file, which the message of a
 waiter that gives up quotes.  The holder removes the file when it is done, and a
@@ -30,7 +32,7 @@ import time
 
 from fangen.errors import FangenError
 
-LOCK_FILE = "run/lock/fangen.lock"
+LOCK_FILE = "run/fangen/.lock"
 TIMEOUT_ENV = "FANGEN_LOCK_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
 _POLL = (0.01, 0.2)        # first and longest sleep between attempts

@@ -167,7 +167,7 @@ def test_concurrent_up_and_down_leak_nothing(world):
 
 def test_a_second_command_waits_for_the_lock_and_gives_up_clearly(world):
     w = world
-    lock_file = os.path.join(w.root, "run/lock/fangen.lock")
+    lock_file = os.path.join(w.root, "run/fangen/.lock")
     # an `up` that cannot finish (no underlay yet) waits outside the lock ...
     ip(w.h, "addr", "del", "172.16.3.4/16", "dev", "ul0")
     waiting = subprocess.Popen(w.argv("up", "fan250", "--timeout", "30"), cwd=REPO,
@@ -209,7 +209,7 @@ def test_run_holds_the_lock_only_while_it_changes_the_fan(world):
         wait_for(lambda: os.path.exists(w.state_path()) and
                  json.load(open(w.state_path())).get("dnsmasq"), 20, "fangen run's up")
         time.sleep(0.5)
-        assert not os.path.exists(os.path.join(w.root, "run/lock/fangen.lock"))
+        assert not os.path.exists(os.path.join(w.root, "run/fangen/.lock"))
         res = w.fangen("up", "fan250", FANGEN_LOCK_TIMEOUT="5")
         assert "already up, nothing changed" in res.stdout
     finally:
