@@ -1,6 +1,8 @@
-"""fangen down: remove what fangen made for a fan, from its state file alone."""
+"""fangen down: remove what fangen made for a fan, from its state file (or its marks)."""
 
 from __future__ import annotations
+
+import sys
 
 from fangen import cli
 from fangen.cli.up import add_selection, check_selection
@@ -12,11 +14,18 @@ def register(sub) -> None:
         description="Remove every link, address, route, nft table, tc filter, file and "
                     "process that 'fangen up' recorded in DIR/run/fangen/NAME/state.json, "
                     "and nothing else; works after the fan left the configuration.  Taking "
-                    "down a fan that is not up is not an error.")
+                    "down a fan that is not up is not an error.  With --force, also find "
+                    "the fan's objects by fangen's marks, for a state file that is missing "
+                    "or corrupt.")
     add_selection(parser, every="every fan that is up (configured or not)")
     cli.add_root_dir(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the actions without changing anything")
+    parser.add_argument("--force", action="store_true",
+                        help="also remove what carries the fan's marks (links with the alias "
+                             "fangen:NAME, nft table fangen-NAME, fangen's dnsmasq for NAME, "
+                             "its drop-ins and run directory), with or without a readable "
+                             "state file")
     parser.set_defaults(func=run)
 
 
@@ -27,9 +36,20 @@ def run(args) -> int:
 
     check_selection(args)
     host = make_host(args.root_dir, no_systemd=False)
-    chosen = state_mod.names_with_state(args.root_dir) if args.all else [args.name]
+    if not args.all:
+        chosen = [args.name]
+    elif args.force:
+        chosen = _marked_names(host)
+    else:
+        chosen = state_mod.names_with_state(args.root_dir)
     for name in chosen:
-        actions = control.down(host, name, dry_run=args.dry_run)
+        notes: list[str] = []
+        if args.force:
+            actions = control.force_down(host, name, dry_run=args.dry_run, notes=notes)
+        else:
+            actions = control.down(host, name, dry_run=args.dry_run, notes=notes)
+        for note in notes:
+            print(f"fangen: {note}", file=sys.stderr)
         if args.dry_run:
             print(f"# {name}")
             for action in actions:
@@ -39,3 +59,23 @@ def run(args) -> int:
         elif not args.all:
             print(f"{name}: not up")
     return 0
+
+
+def _marked_names(host) -> list[str]:
+    """--all --force: every fan with a run directory, a marked link or an nft table."""
+    import os
+
+    from fangen.render import names
+    from fangen.render.nft import TABLE_PREFIX
+    from fangen.runtime.netlink import Netlink
+    from fangen.runtime.state import FAN_NAME, MARK_PREFIX
+
+    found = set()
+    try:
+        found.update(os.listdir(os.path.join(host.root, names.STATE_DIR)))
+    except OSError:
+        pass
+    found.update(alias[len(MARK_PREFIX):] for alias in Netlink(host.ipr).aliases().values()
+                 if alias.startswith(MARK_PREFIX))
+    found.update(t[len(TABLE_PREFIX):] for t in host.nft.tables() if t.startswith(TABLE_PREFIX))
+    return sorted(n for n in found if FAN_NAME.fullmatch(n))

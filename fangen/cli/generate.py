@@ -24,6 +24,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from fangen.runtime import lock
+
+    # one writer at a time (stale removal races otherwise); best effort where the
+    # lock file cannot be made: nothing can be written there either
+    with lock.held(args.root_dir, "generate", required=False):
+        return _generate(args)
+
+
+def _generate(args) -> int:
     from fangen import plan, writer
     from fangen.cli.validate import load_checked
     from fangen.config.check import require_unfrozen

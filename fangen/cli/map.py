@@ -33,6 +33,9 @@ def run(args) -> int:
     except ValueError:
         raise FangenError(f"'{args.address}' is not an IPv4 address") from None
     if args.fan:
+        from fangen.cli.up import check_name
+
+        check_name(args.fan)
         if args.overlay or args.underlay:
             raise FangenError("give either --fan or --overlay and --underlay, not both")
         fmap = _fan_map(args.fan, args.root_dir, address)

@@ -28,15 +28,18 @@ EX_CONFIG = 78      # sysexits.h; fangen@.service has RestartPreventExitStatus=7
 
 
 def run(args) -> int:
+    from fangen.cli.up import check_name
     from fangen.errors import FangenError
     from fangen.runtime import control
     from fangen.runtime.follow import Follower
     from fangen.runtime.host import make_host
 
     try:
+        check_name(args.name)
         control.fan_named(args.root_dir, args.name)
     except FangenError as exc:
-        # not configured (removed, or broken): a restart would fail the same way
+        # not a fan name, not configured (removed), or broken: a restart would fail the
+        # same way
         exc.exit_code = EX_CONFIG
         raise
     host = make_host(args.root_dir, args.no_systemd)

@@ -41,6 +41,15 @@ def add_no_systemd(parser) -> None:
 def check_selection(args) -> None:
     if bool(args.name) == bool(args.all):
         raise FangenError("give a fan NAME or --all")
+    if args.name:
+        check_name(args.name)
+
+
+def check_name(name: str) -> str:
+    """A NAME argument must be a fan name before it is used anywhere (a path)."""
+    from fangen.runtime.state import check_name as check
+
+    return check(name)
 
 
 def run(args) -> int:
@@ -68,6 +77,8 @@ def run(args) -> int:
             status = 1
             continue
         t = result.target
+        for note in result.notes:
+            print(f"fangen: {note}", file=sys.stderr)
         if args.dry_run:
             print(f"# {fan.name}: underlay {t.underlay.ifname} {t.underlay.address} "
                   f"({t.underlay.network}), slice {t.slice.network}, {t.datapath} datapath")

@@ -23,6 +23,15 @@ underlay 0 deletes that overlay's map, and overlay 0 with underlay 0 deletes
 all maps.  ``/proc/sys/net/fan/version`` reads 3 when the IPIP fan is there,
 ``/proc/sys/net/fan/vxlan`` reads 4 for the VXLAN fan.
 
+Attribute 33 is the fan map only where the kernel says so: upstream Linux 6.14
+gave VXLAN's attribute 33 to IFLA_VXLAN_RESERVED_BITS (8 bytes, always in a
+dump).  So the runtime sends it only when ``/proc/sys/net/fan`` announces the
+fan (:func:`present`), and after every creation or change the attribute is read
+back and must decode, strictly, as fan maps holding what was asked for
+(:func:`fan_attr_meaning`); otherwise the link just made is deleted again and
+:class:`NotFanKernel` is raised, which the runtime answers by falling back to
+the upstream datapath.
+
 The first half of this module is pure (bytes in, bytes out).  The second half
 talks to the kernel through a small rtnetlink socket of its own, opened in the
 network namespace of a pyroute2 handle, of a named namespace, or of the
@@ -124,6 +133,11 @@ class KernelFanError(OSError):
             text = f"{request}: {text}"
         super().__init__(err, text)
         self.extack = message
+
+
+class NotFanKernel(KernelFanError):
+    """The kernel does not take attribute 33 as fan maps (ignored, or it means
+    something else there): no kernel fan datapath on this kernel."""
 
 
 # --- pure encoding ----------------------------------------------------------
@@ -229,6 +243,28 @@ def encode_vxlan_fan_map(maps: Iterable) -> bytes:
 def decode_fan_map(payload: bytes) -> list[FanMapping]:
     """Maps from the payload of a fan map nest (children of other types skipped)."""
     return [unpack_fan_map(p) for t, p in parse_nlas(payload) if t == IFLA_FAN_MAPPING]
+
+
+def decode_fan_map_strict(payload: bytes) -> list[FanMapping]:
+    """Maps from an attribute that must be a fan map nest and nothing else: every byte
+    belongs to an IFLA_FAN_MAPPING child of exactly 12 bytes with prefixes <= 32.
+    ValueError otherwise (e.g. the 8 bytes of IFLA_VXLAN_RESERVED_BITS)."""
+    maps = []
+    off = 0
+    while off < len(payload):
+        if off + _RTATTR.size > len(payload):
+            raise ValueError(f"{len(payload) - off} stray bytes at offset {off}")
+        length, attr_type = _RTATTR.unpack_from(payload, off)
+        if attr_type & NLA_TYPE_MASK != IFLA_FAN_MAPPING or \
+                length != _RTATTR.size + FAN_MAP_STRUCT.size:
+            raise ValueError(f"child type {attr_type & NLA_TYPE_MASK} length {length} at "
+                             f"offset {off} is not an IFLA_FAN_MAPPING")
+        m = unpack_fan_map(bytes(payload[off + _RTATTR.size:off + length]))
+        if m.overlay_prefix > 32 or m.underlay_prefix > 32:
+            raise ValueError(f"prefix length out of range in {m}")
+        maps.append(m)
+        off += _align(length)
+    return maps
 
 
 def _u8(v: int) -> bytes:
@@ -353,14 +389,21 @@ class LinkInfo:
     info_data: list[tuple[int, bytes]]
 
     @property
-    def fan_maps(self) -> list[FanMapping]:
-        fan_attr = IFLA_VXLAN_FAN_MAP if self.kind == "vxlan" else IFLA_IPTUN_FAN_MAP
+    def fan_attr(self) -> bytes | None:
+        """The payload of attribute 33 (IFLA_IPTUN_FAN_MAP / IFLA_VXLAN_FAN_MAP)."""
         if self.kind not in ("ipip", "vxlan"):
+            return None
+        return self.data_attr(IFLA_VXLAN_FAN_MAP if self.kind == "vxlan"
+                              else IFLA_IPTUN_FAN_MAP)
+
+    @property
+    def fan_maps(self) -> list[FanMapping]:
+        """The maps, or [] when attribute 33 is absent or is not a fan map nest."""
+        payload = self.fan_attr
+        try:
+            return decode_fan_map_strict(payload) if payload is not None else []
+        except ValueError:
             return []
-        for t, p in self.info_data:
-            if t == fan_attr:
-                return decode_fan_map(p)
-        return []
 
     def data_attr(self, attr_type: int) -> bytes | None:
         for t, p in self.info_data:
@@ -580,13 +623,37 @@ def get_maps(handle, dev) -> list[FanMapping]:
     return get_link(handle, dev).fan_maps
 
 
+def fan_attr_meaning(info: LinkInfo) -> str:
+    """What attribute 33 of ``info`` is: "absent", "fan" (decodes strictly as fan
+    maps) or "foreign" (something else, e.g. IFLA_VXLAN_RESERVED_BITS on 6.14+)."""
+    payload = info.fan_attr
+    if payload is None:
+        return "absent"
+    try:
+        decode_fan_map_strict(payload)
+    except ValueError:
+        return "foreign"
+    return "fan"
+
+
 def _check_kept(info: LinkInfo, maps: Sequence[FanMapping], what: str) -> None:
-    """A kernel without the fan patch ignores the unknown attribute: notice it."""
+    """The kernel took the maps as fan maps: attribute 33 reads back as a fan map nest
+    holding them.  A kernel without the fan patch ignores the attribute; one where 33
+    means something else reports that instead.  Either: NotFanKernel.  Nothing to
+    check when no map was asked for (a plain device)."""
+    maps = [m for m in maps if int(m.overlay) and int(m.underlay)]
+    if not maps:
+        return
+    if fan_attr_meaning(info) == "foreign":
+        raise NotFanKernel(_errno.EOPNOTSUPP,
+                           f"attribute 33 of a {info.kind} link reads back as something "
+                           "other than fan maps (upstream Linux 6.14 and later: "
+                           "IFLA_VXLAN_RESERVED_BITS); this kernel has no fan", what)
     kept = {(m.overlay, m.overlay_prefix) for m in info.fan_maps}
     for m in maps:
-        if int(m.overlay) and int(m.underlay) and (m.overlay, m.overlay_prefix) not in kept:
-            raise KernelFanError(_errno.EOPNOTSUPP,
-                                 f"the kernel ignored the fan map {m} (no fan support?)", what)
+        if (m.overlay, m.overlay_prefix) not in kept:
+            raise NotFanKernel(_errno.EOPNOTSUPP,
+                               f"the kernel ignored the fan map {m} (no fan support?)", what)
 
 
 def create_ipip_fan(handle, name: str, local, maps: Iterable = (), *,

@@ -1,4 +1,11 @@
-"""dnsmasq configuration for one fan's slice: DHCP (and DNS) on the bridge only."""
+"""dnsmasq configuration for one fan's slice: DHCP (and DNS) on the bridge only.
+
+``bind-dynamic`` (the mode dnsmasq recommends; with ``bind-interfaces`` it warns
+that it "may accept requests via interfaces other than" the bridge): sockets
+bound to the bridge's addresses only.  A bound address still receives packets
+that arrive on another interface, so the fan's nft table drops packets for the
+bridge address unless they come in on the bridge, the tunnel or ``lo``.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ def render(fan: Fan, sl: Slice, mtu: int, root: str = "/") -> str | None:
         names.HEADER.format(sources=f"fan {fan.name}").rstrip("\n"),
         f"interface={fan.bridge}",
         "except-interface=lo",
-        "bind-interfaces",
+        "bind-dynamic",
         f"listen-address={sl.gateway}",
         "strict-order",
         "dhcp-authoritative",

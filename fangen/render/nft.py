@@ -9,6 +9,15 @@ rules and ``fangen down NAME`` deletes exactly one table:
   or UDP to the fan's VXLAN port, addressed to this host's underlay address -- is
   dropped unless it comes from the underlay network.  Matching the local address
   keeps two fans over different underlays from dropping each other's traffic.
+  Packets for the fan's own address (the bridge address: DNS, DHCP) are dropped
+  unless they arrive on the bridge, the tunnel or ``lo``;
+* ``forward`` (filter): the host is not a router into the overlay.  A packet
+  forwarded to the bridge or the tunnel passes when it belongs to a known
+  connection, comes from the bridge, comes from the fan's tunnel into the bridge,
+  or was translated by the host on purpose (``ct status dnat``: a container
+  engine's published port); anything else routed there (a neighbour that routes
+  the overlay to this host) is dropped.  Forwarding out of the fan (to the
+  overlay, to the world with NAT) is untouched.
 
 The text is one atomic nft transaction that also replaces an older version of
 the table (``table`` + ``delete table`` + the new definition), so applying it
@@ -29,8 +38,14 @@ def table_name(fan_name: str) -> str:
 
 
 def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
-            local: IPv4Address) -> str:
-    """The table definition (what ``nft list table ip fangen-NAME`` would show)."""
+            local: IPv4Address, tunnel: str | None = None) -> str:
+    """The table definition (what ``nft list table ip fangen-NAME`` would show).
+
+    ``tunnel``: the device the fan's traffic arrives on (default: the fan's tunnel).
+    """
+    tunnel = tunnel or fan.tunnel
+    gateway = slice_net.network_address + 1
+    fan_devs = f'{{ "{fan.bridge}", "{tunnel}" }}'
     lines = [f"table ip {table_name(fan.name)} {{"]
     if fan.nat:
         lines += [
@@ -49,6 +64,16 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
         f"\t\t{match} ip daddr {local} ip saddr != {underlay} drop",
+        f'\t\tip daddr {gateway} iifname != {{ "{fan.bridge}", "{tunnel}", "lo" }} drop',
+        "\t}",
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy accept;",
+        f"\t\toifname != {fan_devs} accept",
+        "\t\tct state established,related accept",
+        f'\t\tiifname "{fan.bridge}" accept',
+        f'\t\tiifname "{tunnel}" oifname "{fan.bridge}" accept',
+        "\t\tct status dnat accept",
+        "\t\tdrop",
         "\t}",
         "}",
     ]
@@ -56,12 +81,12 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
 
 
 def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
-                   local: IPv4Address) -> str:
+                   local: IPv4Address, tunnel: str | None = None) -> str:
     """An nft script that atomically replaces (or creates) the fan's table."""
     name = table_name(fan.name)
     return (f"table ip {name}\n"
             f"delete table ip {name}\n"
-            + ruleset(fan, slice_net, underlay, local))
+            + ruleset(fan, slice_net, underlay, local, tunnel))
 
 
 def delete_script(table: str) -> str:

@@ -1,17 +1,23 @@
-"""up, down and show for one host: load state, observe, plan, execute, verify."""
+"""up, down and show for one host: load state, observe, plan, execute, verify.
+
+Every change happens under the root's lock (:mod:`fangen.runtime.lock`): the
+plan is made from what is observed while the lock is held, so two commands
+never act on the same picture.  Waiting for the underlay happens before the lock.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fangen.config.model import Fan
 from fangen.errors import ConfigError, FangenError
+from fangen.runtime import lock
 from fangen.runtime import observe as observe_mod
 from fangen.runtime import plan as P
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
 from fangen.runtime.execute import execute
-from fangen.runtime.host import choose_datapath
+from fangen.runtime.host import KernelFanRefused, choose_datapath
 
 
 class NotCarrying(FangenError):
@@ -45,11 +51,13 @@ class UpResult:
     fan: Fan
     target: P.Target
     actions: list
+    notes: list = field(default_factory=list)     # said once, to stderr (a fallback)
 
 
 def plan_for(host, fan: Fan, resolved: underlay_mod.Resolved) -> tuple[P.Target, list]:
     state = state_mod.load(host.root, fan.name)
-    target = P.Target(fan, resolved, choose_datapath(fan, host.proc), host.root, host.systemd)
+    target = P.Target(fan, resolved, choose_datapath(fan, host.proc, host.kernel_refused),
+                      host.root, host.systemd)
     obs = observe_mod.observe(host, fan.name, fan.bridge, target.tunnel, state)
     return target, P.plan_up(target, obs, state)
 
@@ -67,12 +75,28 @@ def up(host, fan: Fan, timeout: float | None = 30.0, dry_run: bool = False,
     finally:
         if own_events:
             events.close()
+    if dry_run:
+        return UpResult(fan, *plan_for(host, fan, resolved))
+    with lock.held(host.root, f"up {fan.name}"):
+        return apply_up(host, fan, resolved)
+
+
+def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved) -> UpResult:
+    """Plan and execute (the caller holds the lock); a kernel that does not read the
+    fan map attribute back as fan maps makes an ``auto`` fan fall back to upstream."""
+    notes = []
     target, actions = plan_for(host, fan, resolved)
-    if not dry_run:
-        state = state_mod.load(host.root, fan.name) or state_mod.State(fan.name)
-        execute(actions, host, state)
-        verify(host, target)
-    return UpResult(fan, target, actions)
+    try:
+        execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
+    except KernelFanRefused as exc:
+        host.kernel_refused[exc.kind] = f"the kernel refused the fan map ({exc})"
+        target, actions = plan_for(host, fan, resolved)     # DatapathError for "kernel"
+        notes.append(f"{fan.name}: kernel fan datapath not usable here ({exc}); using the "
+                     "upstream datapath")
+        host.say(notes[-1])
+        execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
+    verify(host, target)
+    return UpResult(fan, target, actions, notes)
 
 
 def verify(host, t: P.Target) -> None:
@@ -99,25 +123,98 @@ def verify(host, t: P.Target) -> None:
         raise NotCarrying(f"{fan.name}: not ready: " + "; ".join(problems))
 
 
-def down(host, name: str, dry_run: bool = False) -> list:
-    """Remove what fangen made for ``name``; [] when it was not up."""
+def down(host, name: str, dry_run: bool = False, notes: list | None = None) -> list:
+    """Remove what fangen made for ``name``; [] when it was not up.  ``notes`` gets a
+    line when forwarding stays on because something else needs it."""
+    state_mod.check_name(name)
+    if dry_run:
+        return _plan_down(host, name, notes)[0]
+    with lock.held(host.root, f"down {name}"):
+        actions, state = _plan_down(host, name, notes)
+        if state is None:
+            return []
+        others = [n for n in state_mod.names_with_state(host.root) if n != name]
+        if others and state.sysctls:
+            heir = _heir(host.root, others)
+            if heir is not None:            # the last fan down puts the sysctls back
+                for key, value in state.sysctls.items():
+                    heir.sysctls.setdefault(key, value)
+                state_mod.save(host.root, heir)
+        execute(actions, host, state)
+        return actions
+
+
+def _heir(root: str, others: list):
+    """The first other fan whose state can be read (a corrupt one is not this fan's
+    problem: its down goes on)."""
+    for other in others:
+        try:
+            found = state_mod.load(root, other)
+        except state_mod.StateError:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _plan_down(host, name: str, notes: list | None) -> tuple[list, object]:
     state = state_mod.load(host.root, name)
     if state is None:
-        return []
+        return [], None
     others = [n for n in state_mod.names_with_state(host.root) if n != name]
+    keep = []
+    if not others and P.FORWARD_SYSCTL in state.sysctls:
+        from fangen.runtime import forwarding
+        keep = forwarding.users(host)
+        if keep and notes is not None:
+            notes.append(f"{name}: net.ipv4.ip_forward stays on: needed by "
+                         + "; ".join(keep))
     obs = observe_mod.observe(host, name, state.bridge or name, state.tunnel or f"{name}-tun",
                               state)
-    actions = P.plan_down(state, obs, last_fan=not others)
-    if dry_run:
+    actions = P.plan_down(state, obs, last_fan=not others and not keep)
+    return _only_marked(host, state, actions, notes), state
+
+
+def _only_marked(host, state, actions: list, notes: list | None) -> list:
+    """A link is deleted only while it carries the mark fangen gave it: one replaced
+    by someone else under the same name stays (a state from before marks: no alias)."""
+    from fangen.runtime.netlink import Netlink
+
+    if not any(isinstance(a, P.DeleteLink) for a in actions):
         return actions
-    if others and state.sysctls:
-        heir = state_mod.load(host.root, others[0])
-        if heir is not None:            # the last fan down puts the sysctls back
-            for key, value in state.sysctls.items():
-                heir.sysctls.setdefault(key, value)
-            state_mod.save(host.root, heir)
-    execute(actions, host, state)
-    return actions
+    aliases = Netlink(host.ipr).aliases()
+    kept = []
+    for a in actions:
+        if isinstance(a, P.DeleteLink):
+            want = state.links.get(a.name, {}).get("mark")
+            if aliases.get(a.name) != want:
+                if notes is not None:
+                    notes.append(f"{state.name}: left {a.name} alone: it does not carry "
+                                 f"fangen's mark {want or 'fangen:' + state.name}")
+                continue
+        kept.append(a)
+    return kept
+
+
+def force_down(host, name: str, dry_run: bool = False, notes: list | None = None) -> list:
+    """``down --force``: down from the state file when it can be read, then remove
+    whatever still carries the fan's marks (see fangen.runtime.recover)."""
+    from fangen.runtime import recover
+
+    state_mod.check_name(name)
+    with lock.held(host.root, f"down --force {name}"):
+        done: list = []
+        try:
+            done = down(host, name, dry_run=dry_run, notes=notes)
+        except state_mod.StateError as exc:
+            if notes is not None:
+                notes.append(f"{name}: state file not used: {exc}".split(";")[0])
+                notes.append(f"{name}: net.ipv4.ip_forward left as it is (its earlier "
+                             "value was recorded in the state file)")
+        steps = recover.plan(host, name)
+        if not dry_run:
+            recover.apply(host, name, steps)
+        return done + steps
 
 
 def status(host, fans: dict) -> list[dict]:
@@ -135,7 +232,10 @@ def status(host, fans: dict) -> list[dict]:
     rows = []
     for name in sorted(set(fans) | set(state_mod.names_with_state(host.root))):
         fan = fans.get(name)
-        st = state_mod.load(host.root, name)
+        try:
+            st, corrupt = state_mod.load(host.root, name), False
+        except state_mod.StateError:          # `fangen down --force NAME` clears it
+            st, corrupt = None, True
         bridge = (fan.bridge if fan else "") or (st.bridge if st else name)
         underlay = (st.underlay.get("network") if st and st.underlay else None)
         up = bool(st and st.slice)
@@ -156,7 +256,7 @@ def status(host, fans: dict) -> list[dict]:
             "type": fan.type if fan else (st.type if st else ""),
             "datapath": (st.datapath if st and st.datapath else
                          (choose_datapath(fan, host.proc) if fan else "")),
-            "state": _state_word(fan, st, problems),
+            "state": "corrupt" if corrupt else _state_word(fan, st, problems),
             "problems": problems,
         }
         rows.append(row)

@@ -10,7 +10,7 @@
   is never killed.
 
 The config is rendered by :mod:`fangen.render.dnsmasq` (bridge only,
-bind-interfaces, except-interface=lo).
+bind-dynamic, except-interface=lo).
 """
 
 from __future__ import annotations

@@ -34,14 +34,18 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         existed = nl.index(a.name) is not None
         nl.create_bridge(a.name, a.mtu)
         if not existed:
-            st.links[a.name] = {"kind": "bridge", "created": True}
+            nl.set_alias(a.name, state_mod.mark(st.name))
+            st.links[a.name] = {"kind": "bridge", "created": True,
+                                "mark": state_mod.mark(st.name)}
     elif isinstance(a, P.CreateTunnel):
         existed = nl.index(a.name) is not None
         _create_tunnel(a, host, nl)
-        if a.shared:            # every user's; the last one to go deletes it
+        if a.shared:            # every user's; the last one to go deletes it (no one fan's mark)
             st.links[a.name] = {"kind": a.type, "created": False, "shared": True}
         elif not existed:
-            st.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a)}
+            nl.set_alias(a.name, state_mod.mark(st.name))
+            st.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a),
+                                "mark": state_mod.mark(st.name)}
     elif isinstance(a, P.DeleteLink):
         nl.delete_link(a.name)
         st.links.pop(a.name, None)
@@ -147,7 +151,10 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         if st.links.get(st.tunnel, {}).get("created"):
             st.links[st.tunnel]["spec"] = list(info["tunnel_spec"])
         if info.get("networkd_bridge"):
-            st.links.setdefault(st.bridge, {"created": False})["networkd"] = True
+            link = st.links.setdefault(st.bridge, {"created": False})
+            link["networkd"] = True
+            nl.set_alias(st.bridge, state_mod.mark(st.name))      # adopted: ours too
+            link["mark"] = state_mod.mark(st.name)
         for dev, address in info["own_addresses"]:
             st.add_address(dev, address)
         for dst, dev, src in info["own_routes"]:
@@ -175,6 +182,9 @@ def _create_tunnel(a: P.CreateTunnel, host, nl: Netlink) -> None:
         else:
             kernelfan.create_vxlan_fan(host.ipr, a.name, a.vni, a.local, maps,
                                        dev=a.underlay_dev, dstport=a.port, mtu=a.mtu)
+    except kernelfan.NotFanKernel as exc:        # deleted again: fall back (control.up)
+        from fangen.runtime.host import KernelFanRefused
+        raise KernelFanRefused(a.type, exc.strerror or str(exc)) from None
     except OSError as exc:
         raise FangenError(f"create {a.type} fan tunnel {a.name}: "
                           f"{exc.strerror or exc}") from None

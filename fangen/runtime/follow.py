@@ -14,6 +14,10 @@ One select() loop over three kinds of wake-up, no polling:
 
 While the underlay is missing (a lease lost, the link down) the fan is left as
 it is; when an address comes back the slice follows it.
+
+The root's lock (:mod:`fangen.runtime.lock`) is held only while something
+changes (the first ``up``, a reconciliation with actions, a ``down``), never
+while waiting, so ``fangen up``/``down`` by hand wait at most for one change.
 """
 
 from __future__ import annotations
@@ -25,10 +29,9 @@ import sys
 import time
 
 from fangen.errors import FangenError
-from fangen.runtime import control
+from fangen.runtime import control, lock
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
-from fangen.runtime.execute import execute
 from fangen.runtime.sdnotify import notify
 
 SETTLE = 0.05          # let a burst of netlink events finish before reconciling
@@ -152,13 +155,16 @@ class Follower:
             if resolved != self.last_underlay:
                 self.log(f"underlay now {resolved.ifname} {resolved.address} "
                          f"({resolved.network}, mtu {resolved.mtu})")
-            target, actions = control.plan_for(self.host, self.fan, resolved)
+            _, actions = control.plan_for(self.host, self.fan, resolved)
             self.last_underlay = resolved
             if not actions:
-                return
-            state = state_mod.load(self.host.root, self.name) or state_mod.State(self.name)
-            execute(actions, self.host, state)
-            control.verify(self.host, target)
+                return              # nothing to change: no lock taken
+            # the lock only while changing, and a fresh plan under it
+            with lock.held(self.host.root, f"run {self.name}"):
+                result = control.apply_up(self.host, self.fan, resolved)
+            for note in result.notes:
+                self.log(note)
+            target, actions = result.target, result.actions
             self.log(f"reconciled: slice {target.slice.network} ({len(actions)} actions)")
             notify(f"STATUS=slice {target.slice.network} on {resolved.ifname} "
                    f"{resolved.address} ({target.datapath} datapath)")

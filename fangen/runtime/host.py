@@ -20,6 +20,14 @@ class DatapathError(FangenError):
     """The chosen datapath cannot run here."""
 
 
+class KernelFanRefused(DatapathError):
+    """The kernel did not take the fan map attribute as fan maps (read back)."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
 @dataclass
 class Host:
     ipr: object
@@ -30,6 +38,9 @@ class Host:
     proc: str = "/proc"
     log: object = field(default=None, repr=False)   # callable(str) or None
     new_ipr: object = field(default=None, repr=False)   # () -> IPRoute in this namespace
+    # kind -> why: the kernel fan datapath failed its read-back check here (see
+    # choose_datapath); kept for the life of this process
+    kernel_refused: dict = field(default_factory=dict, repr=False)
 
     def say(self, text: str) -> None:
         if self.log is not None:
@@ -84,18 +95,30 @@ def make_host(root: str = "/", no_systemd: bool = False, log=None) -> Host:
                 new_ipr=IPRoute)
 
 
-def choose_datapath(fan, proc: str = "/proc") -> str:
-    """kernel when the Ubuntu fan patch is there (for ``auto``), else upstream."""
+def choose_datapath(fan, proc: str = "/proc", refused: dict | None = None) -> str:
+    """The datapath ``fan`` gets on this kernel.
+
+    kernel only where the kernel announces the Ubuntu fan for the fan's type
+    (``/proc/sys/net/fan/version`` reads 3 for IPIP, ``/proc/sys/net/fan/vxlan``
+    reads 4 for VXLAN) and the fan map attribute has not failed its read-back here
+    (``refused``: kind -> why, from :class:`KernelFanRefused`): attribute 33 is sent
+    to no other kernel.  ``auto`` falls back to upstream; ``datapath: kernel``
+    where the kernel fan is not there is an error that says why.
+    """
     from fangen.datapath import kernelfan
 
-    have = kernelfan.present(proc).get(fan.type, False)
+    where = "/proc/sys/net/fan/version" if fan.type == "ipip" else "/proc/sys/net/fan/vxlan"
+    if not kernelfan.present(proc).get(fan.type, False):
+        why = f"this kernel has no {fan.type} fan ({where} is missing)"
+    elif refused and fan.type in refused:
+        why = refused[fan.type]
+    else:
+        why = ""
     if fan.datapath == "kernel":
-        if not have:
-            where = "/proc/sys/net/fan/version" if fan.type == "ipip" else \
-                "/proc/sys/net/fan/vxlan"
-            raise DatapathError(f"{fan.name}: datapath: kernel, but this kernel has no "
-                                f"{fan.type} fan ({where} is missing)")
+        if why:
+            raise DatapathError(f"{fan.name}: datapath: kernel, but {why}; use datapath: "
+                                "auto or upstream")
         return "kernel"
-    if fan.datapath == "upstream":
+    if fan.datapath == "upstream" or why:
         return "upstream"
-    return "kernel" if have else "upstream"
+    return "kernel"

@@ -87,6 +87,15 @@ class Netlink:
                               msg.get_attr("RTA_PREFSRC")))
         return frozenset(out)
 
+    def aliases(self) -> dict:
+        """name -> IFLA_IFALIAS of every link that has one (fangen marks its links)."""
+        out = {}
+        for msg in self._do("list links", self.ipr.get_links):
+            alias = msg.get_attr("IFLA_IFALIAS")
+            if alias:
+                out[msg.get_attr("IFLA_IFNAME")] = alias
+        return out
+
     def index(self, name: str) -> int | None:
         found = self._do(f"look up {name}", self.ipr.link_lookup, ifname=name)
         return found[0] if found else None
@@ -114,6 +123,13 @@ class Netlink:
         else:
             self._do(f"create ipip {name}", self.ipr.link, "add", ifname=name, kind="ipip",
                      mtu=mtu, ipip_collect_metadata=True, tolerate=(errno.EEXIST,))
+
+    def set_alias(self, name: str, alias: str) -> None:
+        """Set IFLA_IFALIAS (the kernel takes it on a change, not at creation)."""
+        idx = self.index(name)
+        if idx is not None:
+            self._do(f"mark {name}", self.ipr.link, "set", index=idx, ifalias=alias,
+                     tolerate=(errno.ENODEV,))
 
     def delete_link(self, name: str) -> None:
         idx = self.index(name)

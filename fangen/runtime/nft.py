@@ -46,6 +46,10 @@ class Nft:
     def apply(self, script: str, what: str = "nft") -> None:
         self._run(script, what)
 
+    def chains(self) -> str:
+        """``nft list chains`` (every family): what fangen.runtime.forwarding reads."""
+        return self._run("list chains\n", "list nft chains")
+
     def tables(self) -> frozenset:
         """Names of the tables in family ip."""
         out = self._run("list tables ip\n", "list nft tables")

@@ -500,7 +500,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
 
     # nftables
     table = render_nft.table_name(fan.name)
-    nft_args = (fan, sl.network, t.underlay.network, t.underlay.address)
+    # the device the fan's traffic arrives on: the shared one for upstream IPIP
+    nft_args = (fan, sl.network, t.underlay.network, t.underlay.address, t.tunnel)
     text = render_nft.ruleset(*nft_args)
     if table not in obs.nft_tables or state.nft_tables.get(table) != text:
         actions.append(NftReplace(table, render_nft.replace_script(*nft_args), text))

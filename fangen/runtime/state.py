@@ -4,12 +4,19 @@
 links fangen created (and links it only used, such as a bridge networkd made),
 addresses, routes, nft tables, tc filters, files, the dnsmasq process or unit,
 and a sysctl's earlier value.  Written atomically after every change.
+
+A fan name becomes a path here (``run/fangen/NAME``), so every name is checked
+first (:func:`check_name`, the pattern fan.d uses): ``../x`` never reaches the
+file system.  A state file that cannot be read, or does not have the shape
+fangen writes, is an error that names the file and points to ``fangen down
+--force NAME``, which finds the fan's objects by their marks instead.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 
@@ -19,10 +26,34 @@ from fangen.render import names
 
 STATE_FILE = "state.json"
 VERSION = 1
+# the pattern of fan names in fan.d (schema.json's propertyNames), matched whole
+FAN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 class StateError(FangenError):
     """state.json exists but cannot be read."""
+
+
+class BadName(FangenError):
+    """A NAME argument that is not a fan name."""
+
+
+MARK_PREFIX = "fangen:"
+
+
+def mark(name: str) -> str:
+    """The IFLA_IFALIAS fangen gives the links it makes or adopts for fan ``name``, so
+    ``fangen down --force`` finds them without this file."""
+    return f"{MARK_PREFIX}{name}"
+
+
+def check_name(name) -> str:
+    """``name`` when it is a valid fan name, else BadName (one line, nothing touched)."""
+    if isinstance(name, str) and FAN_NAME.fullmatch(name) and name not in (".", ".."):
+        return name
+    shown = repr(name) if isinstance(name, str) else type(name).__name__
+    raise BadName(f"invalid fan name {shown}: a fan name is 1 to 64 letters, digits, "
+                  "'_', '.' or '-', and does not start with '.' or '-'")
 
 
 @dataclass
@@ -78,7 +109,7 @@ class State:
 
 
 def state_dir(root: str, name: str) -> str:
-    return os.path.join(root, names.fan_dir(name))
+    return os.path.join(root, names.fan_dir(check_name(name)))
 
 
 def state_path(root: str, name: str) -> str:
@@ -93,14 +124,63 @@ def load(root: str, name: str) -> State | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise StateError(f"cannot read {path}: {exc}") from None
+        raise StateError(_corrupt(path, name, getattr(exc, "strerror", None) or exc)) \
+            from None
     if not isinstance(data, dict) or data.get("name") != name:
-        raise StateError(f"{path} does not describe fan '{name}'")
+        raise StateError(_corrupt(path, name, f"it does not describe fan '{name}'"))
+    problem = _shape_problem(data)
+    if problem:
+        raise StateError(_corrupt(path, name, problem))
     return State.from_dict(data)
 
 
+def _corrupt(path: str, name: str, why) -> str:
+    return (f"{path}: unusable state file ({why}); 'fangen down --force {name}' removes "
+            "the fan's objects without it")
+
+
+_ENTRY_KEYS = {"addresses": ("dev", "address"), "routes": ("dst", "dev")}
+
+
+def _shape_problem(data: dict) -> str | None:
+    """What makes ``data`` unlike a state fangen wrote, or None (types, not values)."""
+    defaults = State("x")
+    for key, default in vars(defaults).items():
+        if key not in data:
+            continue
+        value = data[key]
+        want = type(default)
+        if want is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, want)
+        if not ok:
+            return f"'{key}' is not {want.__name__}"
+    for key in ("links", "tc"):
+        if any(not isinstance(v, dict) for v in data.get(key, {}).values()):
+            return f"'{key}' has an entry that is not an object"
+    for key in ("nft_tables", "files", "sysctls"):
+        if any(not isinstance(v, str) for v in data.get(key, {}).values()):
+            return f"'{key}' has an entry that is not a string"
+    for key, fields in _ENTRY_KEYS.items():
+        for entry in data.get(key, []):
+            if not isinstance(entry, dict) or \
+                    any(not isinstance(entry.get(f), str) for f in fields):
+                return f"'{key}' has an entry without {' and '.join(fields)}"
+    dnsmasq = data.get("dnsmasq", {})
+    pid, cmdline = dnsmasq.get("pid", 0), dnsmasq.get("cmdline", [])
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(cmdline, list) or \
+            any(not isinstance(part, str) for part in cmdline):
+        return "'dnsmasq' has a bad pid or command line"
+    return None
+
+
 def save(root: str, state: State) -> None:
-    writer.write_file(state_path(root, state.name), state.to_json(), 0o644)
+    path = state_path(root, state.name)
+    try:
+        writer.write_file(path, state.to_json(), 0o644)
+    except OSError as exc:
+        raise StateError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def remove(root: str, name: str) -> None:
@@ -116,4 +196,5 @@ def names_with_state(root: str) -> list[str]:
         entries = os.listdir(base)
     except OSError:
         return []
-    return sorted(e for e in entries if os.path.isfile(os.path.join(base, e, STATE_FILE)))
+    return sorted(e for e in entries if FAN_NAME.fullmatch(e)
+                  and os.path.isfile(os.path.join(base, e, STATE_FILE)))

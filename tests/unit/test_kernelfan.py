@@ -215,3 +215,147 @@ def test_change_maps_ipip_keeps_params_and_mtu():
     assert sent.mtu == 1480
     assert [t for t, _ in sent.info_data] == [kf.IFLA_IPTUN_LOCAL, kf.IFLA_IPTUN_TTL,
                                               kf.IFLA_IPTUN_FAN_MAP]
+
+
+# --- attribute 33 where it means something else -------------------------------------------
+# IFLA_INFO_DATA of a plain VXLAN device as Linux 6.18 dumps it (read on this project's
+# machines: `ip link add vx0 type vxlan id 42 dstport 4789`).  Since 6.14 attribute 33 is
+# IFLA_VXLAN_RESERVED_BITS: 8 bytes, always dumped, never a fan map nest.
+VXLAN_6_14_DATA = [(t, bytes.fromhex(p)) for t, p in [
+    (1, "2a000000"), (5, "00"), (28, "00"), (6, "00"), (29, "00"), (26, "00000000"),
+    (32, "00000000"), (7, "01"), (11, "00"), (12, "00"), (13, "00"), (14, "00"), (25, "00"),
+    (8, "2c010000"), (9, "00000000"), (15, "12b5"), (18, "01"), (19, "00"), (20, "00"),
+    (21, "00"), (22, "00"), (31, "01"), (10, "00000000"), (33, "f7ffffff000000ff")]]
+FAN_MAP = "250.0.0.0/8:172.16.0.0/16"
+
+
+def _link_msg(name: str, kind: str, data: list) -> bytes:
+    attrs = kf.nla(kf.IFLA_IFNAME, name.encode() + b"\0") + \
+        kf.linkinfo(kind, [kf.nla(t, p) for t, p in data])
+    return kf.nlmsg(kf.RTM_NEWLINK, 0, 1, kf.ifinfomsg(7) + attrs)
+
+
+def test_reserved_bits_are_not_fan_maps():
+    link = kf.parse_link(_link_msg("vx0", "vxlan", VXLAN_6_14_DATA)[16:])
+    assert link.data_attr(kf.IFLA_VXLAN_FAN_MAP) == bytes.fromhex("f7ffffff000000ff")
+    assert kf.fan_attr_meaning(link) == "foreign"
+    assert link.fan_maps == []                      # and no ValueError out of a dump
+    with pytest.raises(ValueError):
+        kf.decode_fan_map_strict(link.fan_attr)
+    with pytest.raises(kf.NotFanKernel) as exc:
+        kf._check_kept(link, [kf.FanMapping.of(*FAN_MAP.split(":"))], "create vxlan fan vx0")
+    assert exc.value.errno == 95
+    assert "IFLA_VXLAN_RESERVED_BITS" in str(exc.value)
+
+
+def test_a_fan_kernel_reads_back_as_fan_maps():
+    msg = kf.newlink_vxlan_fan("fan-vx", 0xFA0000, "172.16.3.4", [FAN_MAP], dev=2)
+    link = kf.parse_link(msg[16:])
+    assert kf.fan_attr_meaning(link) == "fan"
+    kf._check_kept(link, [kf.FanMapping.of(*FAN_MAP.split(":"))], "create")   # no error
+    plain = kf.parse_link(kf.newlink_vxlan_fan("vx", 1, "172.16.3.4")[16:])
+    assert kf.fan_attr_meaning(plain) == "absent"
+
+
+@pytest.mark.parametrize("payload", [
+    bytes.fromhex("f7ffffff000000ff"),                       # RESERVED_BITS (default)
+    bytes(8),                                                # RESERVED_BITS (all clear)
+    kf.nla(kf.IFLA_FAN_UNSPEC, bytes(12)),                   # a child of another type
+    kf.nla(kf.IFLA_FAN_MAPPING, bytes(8)),                   # a short map
+    kf.nla(kf.IFLA_FAN_MAPPING, kf.pack_fan_map(FAN_MAP)) + b"\1\2",   # stray bytes
+    kf.nla(kf.IFLA_FAN_MAPPING, struct.pack("=4s4sHH", bytes(4), bytes(4), 40, 8)),
+])
+def test_strict_decode_refuses_anything_but_fan_maps(payload):
+    with pytest.raises(ValueError):
+        kf.decode_fan_map_strict(payload)
+
+
+def test_strict_decode_of_maps():
+    nest = kf.encode_fan_map([FAN_MAP, "100.64.0.0/10:10.224.220.0/24"])
+    assert [str(m) for m in kf.decode_fan_map_strict(nest[4:])] == [
+        FAN_MAP, "100.64.0.0/10:10.224.220.0/24"]
+    assert kf.decode_fan_map_strict(b"") == []
+
+
+def test_creation_on_a_6_14_kernel_deletes_the_link_and_refuses():
+    """The kernel kept attribute 33 as something else: the new link goes again."""
+    nl = _FakeRtnl(_link_msg("fan-vx", "vxlan", VXLAN_6_14_DATA))
+    with pytest.raises(kf.NotFanKernel):
+        kf.create_vxlan_fan(nl, "fan-vx", 0xFA0000, "172.16.3.4", [FAN_MAP], dev=2)
+    kinds = [struct.unpack_from("=IH", m)[1] for m in nl.sent]
+    assert kinds == [kf.RTM_NEWLINK, kf.RTM_DELLINK]
+    assert struct.unpack_from("=i", nl.sent[1], 16 + 4)[0] == 7      # the link it made
+
+
+def test_a_kernel_that_ignores_the_attribute_is_no_fan_kernel():
+    nl = _FakeRtnl(_link_msg("fant", "ipip", [(kf.IFLA_IPTUN_LOCAL, bytes([172, 16, 3, 4]))]))
+    with pytest.raises(kf.NotFanKernel) as exc:
+        kf.create_ipip_fan(nl, "fant", "172.16.3.4", [FAN_MAP])
+    assert exc.value.errno == 95 and "ignored the fan map" in str(exc.value)
+    assert [struct.unpack_from("=IH", m)[1] for m in nl.sent] == [kf.RTM_NEWLINK,
+                                                                  kf.RTM_DELLINK]
+
+
+# --- the runtime's decision ------------------------------------------------------------------
+
+def _proc(tmp_path, ipip=None, vxlan=None) -> str:
+    base = tmp_path / "proc"
+    if ipip is not None or vxlan is not None:
+        (base / "sys/net/fan").mkdir(parents=True)
+        if ipip is not None:
+            (base / "sys/net/fan/version").write_text(f"{ipip}\n")
+        if vxlan is not None:
+            (base / "sys/net/fan/vxlan").write_text(f"{vxlan}\n")
+    else:
+        base.mkdir()
+    return str(base)
+
+
+def _fan(kind="vxlan", datapath="auto"):
+    from fangen.config.model import build
+    return build("f", {"overlay": "250.0.0.0/8", "underlay": "172.16.0.0/16", "type": kind,
+                       "datapath": datapath})
+
+
+def test_datapath_on_a_kernel_without_the_fan(tmp_path):
+    """6.14+ upstream: no /proc/sys/net/fan, attribute 33 is RESERVED_BITS: never kernel."""
+    from fangen.runtime.host import DatapathError, choose_datapath
+    proc = _proc(tmp_path)
+    assert choose_datapath(_fan("vxlan"), proc) == "upstream"
+    assert choose_datapath(_fan("ipip"), proc) == "upstream"
+    assert choose_datapath(_fan("vxlan", "upstream"), proc) == "upstream"
+    with pytest.raises(DatapathError) as exc:
+        choose_datapath(_fan("vxlan", "kernel"), proc)
+    assert str(exc.value) == ("f: datapath: kernel, but this kernel has no vxlan fan "
+                              "(/proc/sys/net/fan/vxlan is missing); use datapath: auto or "
+                              "upstream")
+
+
+def test_datapath_on_a_fan_kernel(tmp_path):
+    from fangen.runtime.host import DatapathError, choose_datapath
+    proc = _proc(tmp_path, ipip=3, vxlan=4)
+    assert choose_datapath(_fan("vxlan"), proc) == "kernel"
+    assert choose_datapath(_fan("ipip", "kernel"), proc) == "kernel"
+    assert choose_datapath(_fan("vxlan", "upstream"), proc) == "upstream"
+    # IPIP fan only (an older Ubuntu kernel): VXLAN is upstream
+    proc = _proc(tmp_path / "old", ipip=3)
+    assert choose_datapath(_fan("ipip"), proc) == "kernel"
+    assert choose_datapath(_fan("vxlan"), proc) == "upstream"
+    # a version this code does not know is not the uAPI it speaks
+    proc = _proc(tmp_path / "new", ipip=5, vxlan=5)
+    assert choose_datapath(_fan("vxlan"), proc) == "upstream"
+    with pytest.raises(DatapathError):
+        choose_datapath(_fan("ipip", "kernel"), proc)
+
+
+def test_datapath_after_a_failed_read_back(tmp_path):
+    """/proc says fan, but attribute 33 read back as something else: auto falls back,
+    kernel is an error that says why."""
+    from fangen.runtime.host import DatapathError, choose_datapath
+    proc = _proc(tmp_path, ipip=3, vxlan=4)
+    refused = {"vxlan": "the kernel refused the fan map (attribute 33 ...)"}
+    assert choose_datapath(_fan("vxlan"), proc, refused) == "upstream"
+    assert choose_datapath(_fan("ipip"), proc, refused) == "kernel"
+    with pytest.raises(DatapathError, match=r"^f: datapath: kernel, but the kernel refused "
+                                            r"the fan map \(attribute 33 \.\.\.\); use"):
+        choose_datapath(_fan("vxlan", "kernel"), proc, refused)

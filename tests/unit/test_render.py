@@ -72,7 +72,7 @@ def test_dnsmasq_config():
     sl = Slice(ipaddress.IPv4Network("250.3.4.0/24"), 4)
     text = dnsmasq.render(f, sl, 1430, "/srv/h1")
     assert text.splitlines()[1:] == [
-        "interface=fan-250", "except-interface=lo", "bind-interfaces",
+        "interface=fan-250", "except-interface=lo", "bind-dynamic",
         "listen-address=250.3.4.1", "strict-order", "dhcp-authoritative", "dhcp-no-override",
         "no-ping",
         "dhcp-range=250.3.4.5,250.3.4.254,255.255.255.0,600s",

@@ -15,6 +15,18 @@ def fan(**extra):
 SLICE = IPv4Network("250.3.4.0/24")
 UNDERLAY = IPv4Network("172.16.0.0/16")
 LOCAL = IPv4Address("172.16.3.4")
+# new connections into the bridge (or tunnel) only from the bridge, the fan's own tunnel
+# or a DNAT the host made on purpose; replies always
+FORWARD = (
+    "\tchain forward {\n"
+    "\t\ttype filter hook forward priority filter; policy accept;\n"
+    '\t\toifname != { "fan250", "fan250-tun" } accept\n'
+    "\t\tct state established,related accept\n"
+    '\t\tiifname "fan250" accept\n'
+    '\t\tiifname "fan250-tun" oifname "fan250" accept\n'
+    "\t\tct status dnat accept\n"
+    "\t\tdrop\n"
+    "\t}\n")
 
 
 def test_ipip_with_nat():
@@ -27,7 +39,9 @@ def test_ipip_with_nat():
         "\tchain input {\n"
         "\t\ttype filter hook input priority filter; policy accept;\n"
         "\t\tip protocol 4 ip daddr 172.16.3.4 ip saddr != 172.16.0.0/16 drop\n"
+        '\t\tip daddr 250.3.4.1 iifname != { "fan250", "fan250-tun", "lo" } drop\n'
         "\t}\n"
+        + FORWARD +
         "}\n")
 
 
@@ -38,8 +52,18 @@ def test_vxlan_port_without_nat():
         "\tchain input {\n"
         "\t\ttype filter hook input priority filter; policy accept;\n"
         "\t\tudp dport 4789 ip daddr 172.16.3.4 ip saddr != 172.16.0.0/16 drop\n"
+        '\t\tip daddr 250.3.4.1 iifname != { "fan250", "fan250-tun", "lo" } drop\n'
         "\t}\n"
+        + FORWARD +
         "}\n")
+
+
+def test_forward_policy_names_the_device_the_fan_arrives_on():
+    """A shared collect-metadata device (several fans) is passed in as ``tunnel``."""
+    text = nft.ruleset(fan(type="vxlan", bridge="br-a"), SLICE, UNDERLAY, LOCAL, tunnel="fan-vx0")
+    assert '\t\tip daddr 250.3.4.1 iifname != { "br-a", "fan-vx0", "lo" } drop\n' in text
+    assert '\t\toifname != { "br-a", "fan-vx0" } accept\n' in text
+    assert '\t\tiifname "fan-vx0" oifname "br-a" accept\n' in text
 
 
 def test_replace_script_is_one_transaction_that_tolerates_absence():

@@ -1,0 +1,161 @@
+"""IP forwarding's rule, dnsmasq's bind mode and links fangen no longer owns, on real objects.
+
+Needs root.  Harness namespaces (tests.harness.ns.Run): a "host" with a veth underlay
+172.16.3.4/16; fangen runs there with ``--root-dir`` under the run's work directory.
+
+* ``down`` turns ``net.ipv4.ip_forward`` off again only when fangen turned it on and
+  nothing else needs it: another fan that is up, or someone else's ruleset that
+  forwards or translates (here a table with a nat hook, as a container engine makes);
+* the rendered dnsmasq config passes ``dnsmasq --test`` and dnsmasq starts on it
+  without its warning about the bind mode;
+* a link fangen made but someone replaced under the same name is left alone by down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.harness import snapshot
+from tests.harness.host import wait_for
+from tests.harness.ns import Run, ip, nsexec
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, nft, dnsmasq"),
+]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = "/usr/bin/python3"
+FANS = """network:
+  version: 2
+  fan:
+    fan250:
+      overlay: 250.0.0.0/8
+      underlay: 172.16.0.0/16
+      type: vxlan
+    fan251:
+      overlay: 251.0.0.0/8
+      underlay: 172.16.0.0/16
+      type: vxlan
+      vxlan: {port: 4789}
+"""
+
+
+@pytest.fixture
+def host():
+    run = Run("sf")
+    try:
+        h = run.netns("h")
+        sw = run.netns("sw")
+        ip(h, "link", "add", "ul0", "type", "veth", "peer", "name", "p1", "netns", sw)
+        ip(h, "addr", "add", "172.16.3.4/16", "dev", "ul0")
+        ip(h, "link", "set", "ul0", "up")
+        root = os.path.join(run.workdir, "root")
+        os.makedirs(os.path.join(root, "etc/netplan/fan.d"))
+        path = os.path.join(root, "etc/netplan/fan.d/fans.yaml")
+        with open(path, "w") as fh:
+            fh.write(FANS)
+        os.chmod(path, 0o600)
+        yield run, h, root
+    finally:
+        run.close()
+
+
+def fangen(h: str, root: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+    env.update(PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
+    res = subprocess.run(["ip", "netns", "exec", h, PYTHON, "-m", "fangen", *args,
+                          "--root-dir", root], capture_output=True, text=True, cwd=REPO,
+                         env=env, timeout=120)
+    assert res.returncode == 0, f"fangen {' '.join(args)}: {res.stdout}{res.stderr}"
+    assert "Traceback" not in res.stderr
+    return res
+
+
+def forwarding(h: str) -> str:
+    return nsexec(h, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip()
+
+
+def test_the_last_fan_down_restores_forwarding(host):
+    _, h, root = host
+    fangen(h, root, "up", "fan250")
+    fangen(h, root, "up", "fan251")
+    assert forwarding(h) == "1"
+    fangen(h, root, "down", "fan250")
+    assert forwarding(h) == "1"                   # fan251 is still up
+    fangen(h, root, "down", "fan251")
+    assert forwarding(h) == "0"                   # fangen turned it on; nothing else uses it
+
+
+def test_forwarding_stays_on_for_someone_elses_nat(host):
+    _, h, root = host
+    fangen(h, root, "up", "fan250")
+    # what a container engine adds after the fan came up (iptables-nft makes such a table)
+    nsexec(h, "nft", "add table ip nat; add chain ip nat POSTROUTING "
+           "{ type nat hook postrouting priority srcnat; }")
+    res = fangen(h, root, "down", "fan250")
+    assert res.stderr == ("fangen: fan250: net.ipv4.ip_forward stays on: needed by nft table "
+                          "ip nat, chain POSTROUTING (nat hook postrouting)\n")
+    assert forwarding(h) == "1"
+    # the state that recorded the earlier value went with the fan: fangen no longer
+    # claims forwarding, so nothing turns it off later either
+    nsexec(h, "nft", "delete table ip nat")
+    fangen(h, root, "up", "fan250")
+    fangen(h, root, "down", "fan250")
+    assert forwarding(h) == "1"
+    # forwarding that was on before up is never turned off
+    nsexec(h, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+    fangen(h, root, "up", "fan250")
+    fangen(h, root, "down", "fan250")
+    assert forwarding(h) == "0"
+
+
+def test_dnsmasq_config_is_accepted_and_binds_the_bridge_only(host):
+    run, h, root = host
+    fangen(h, root, "up", "fan250")
+    conf = os.path.join(root, "run/fangen/fan250/dnsmasq.conf")
+    text = open(conf).read()
+    assert "bind-dynamic\n" in text and "bind-interfaces" not in text
+    res = nsexec(h, "dnsmasq", "--test", f"--conf-file={conf}", check=False)
+    assert (res.returncode, res.stderr.strip()) == (0, "dnsmasq: syntax check OK.")
+    # the same config in a foreground dnsmasq logging to stdout (after down, on a bridge
+    # made by hand): no warning about the bind mode, DNS bound to the bridge address only
+    copy = os.path.join(run.workdir, "dnsmasq.conf")
+    pidfile = os.path.join(run.workdir, "dnsmasq.pid")
+    with open(copy, "w") as fh:           # the fan's directory goes with down
+        fh.write(text.replace(f"pid-file={root}/run/fangen/fan250/dnsmasq.pid",
+                              f"pid-file={pidfile}"))
+    conf = copy
+    fangen(h, root, "down", "fan250")
+    nsexec(h, "ip", "link", "add", "fan250", "type", "bridge")
+    nsexec(h, "ip", "addr", "add", "250.3.4.1/8", "dev", "fan250")
+    nsexec(h, "ip", "link", "set", "fan250", "up")
+    log = os.path.join(run.workdir, "dnsmasq.log")
+    proc = run.spawn(h, ["dnsmasq", "--keep-in-foreground", "--log-facility=-",
+                         f"--conf-file={conf}"], log=log)
+    try:
+        wait_for(lambda: "sockets bound exclusively to interface fan250" in open(log).read(),
+                 10, "dnsmasq to start")
+        sockets = nsexec(h, "ss", "-lnup").stdout
+    finally:
+        run.stop(proc)
+    assert "LOUD WARNING" not in open(log).read()
+    assert "250.3.4.1:53 " in sockets and "0.0.0.0:53 " not in sockets
+
+
+def test_down_leaves_a_link_that_lost_fangens_mark(host):
+    """fangen made fan250-tun; someone deleted it and made their own under that name."""
+    _, h, root = host
+    before = snapshot.snapshot(h)
+    fangen(h, root, "up", "fan250")
+    ip(h, "link", "del", "fan250-tun")
+    ip(h, "link", "add", "fan250-tun", "type", "bridge")
+    res = fangen(h, root, "down", "fan250")
+    assert res.stderr == ("fangen: fan250: left fan250-tun alone: it does not carry fangen's "
+                          "mark fangen:fan250\n")
+    assert ip(h, "link", "show", "dev", "fan250-tun", check=False).returncode == 0
+    ip(h, "link", "del", "fan250-tun")
+    assert snapshot.snapshot(h) == before
