@@ -28,6 +28,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if getattr(args, "name", None) is not None:
+        from fangen.cli.up import check_name
+
+        check_name(args.name)          # before it is used anywhere
     from fangen.engines import docker
     from fangen.engines.common import EngineNetwork
     from fangen.runtime import control

@@ -31,6 +31,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if getattr(args, "name", None) is not None:
+        from fangen.cli.up import check_name
+
+        check_name(args.name)          # before it is used anywhere
     from fangen.doctor import checks, probe
     from fangen.runtime import control
     from fangen.runtime import state as state_mod

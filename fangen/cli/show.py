@@ -36,6 +36,10 @@ def table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
+    if getattr(args, "name", None) is not None:
+        from fangen.cli.up import check_name
+
+        check_name(args.name)          # before it is used anywhere
     from pyroute2 import IPRoute
 
     from fangen.config.check import Frozen
