@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""Scale, simulated: N fan hosts in namespaces on one /24 underlay, each with `fangen up`.
+
+Topology: one switch namespace holding a bridge, one veth port per host (``up0`` in
+the host, 172.16.0.<i>/24, set statically: no DHCP on the underlay, no networkd and
+no D-Bus per host, so a host costs one namespace and the processes fangen starts).
+Each host gets a fan.d file (VXLAN fan 250.0.0.0/8 over 172.16.0.0/24: host i owns
+250.i.0.0/16; upstream datapath) under a private root, and the real CLI brings it
+up: ``ip netns exec HOST python3 -m fangen up fan250 --root-dir ROOT --no-systemd``
+(fangen creates the bridge and the tunnel itself, attaches its tc programs, installs
+its nft table and starts dnsmasq as a plain process).  Each host then gets one
+container: a namespace with a veth on the fan bridge, addressed by DHCP from that
+host's dnsmasq (busybox ``udhcpc -q``, one-shot, broadcast replies).
+
+Hosts are added in steps (10, then up to 50, then up to 200, ...), and after each
+step it prints for that N:
+
+* kernel objects per host that fangen made (``up`` minus before, on up to 3 sampled
+  hosts: links, addresses, routes, neighbours, FDB entries, tc filters, nft rules),
+  and what the reachability sample then added (learned, not made);
+* the wall time of one host's ``fangen up`` (hosts of this step, one at a time):
+  median, min..max, IQR;
+* memory per host: dnsmasq's RSS and PSS (PSS divides shared pages among the N
+  dnsmasq processes: the honest marginal cost), and the machine-wide kernel memory
+  delta across the step's ``fangen up`` calls (meminfo SUnreclaim + SReclaimable +
+  Percpu + VmallocUsed + KernelStack + PageTables) divided by the hosts brought up:
+  other work on this shared machine adds noise to that one;
+* reachability: a random sample of container pairs on different hosts (``ping``,
+  up to 3 tries each); all must answer.
+
+It writes a PNG of those figures against N (``--plot``, default docs/scale.png).
+Everything is removed at the end, also on Ctrl-C, SIGTERM and failure (the harness's
+Run owns a unique namespace prefix and kills by PID).  Asserts nothing about time;
+exits non-zero when a sampled pair does not answer.
+
+Run as root: /usr/bin/python3 bench/scale.py [--sizes 10,50,200,250] [--pairs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import cycles, scaleplot  # noqa: E402
+from bench.stats import parse_sizes, summary  # noqa: E402
+from tests.harness import HarnessError, snapshot  # noqa: E402
+from tests.harness.container import SCRIPT  # noqa: E402
+from tests.harness.ns import Run, ip, nsexec  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAN = "fan250"
+MTU = 1500
+DEFAULT_PLOT = os.path.join(REPO, "docs", "scale.png")
+
+
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
+def meminfo() -> dict[str, int]:
+    return scaleplot.parse_meminfo(_read("/proc/meminfo"))
+
+
+class Sim:
+    """The switch, the hosts and their containers of one run."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.sw = run.netns("sw")
+        ip(self.sw, "link", "add", "br0", "mtu", str(MTU), "type", "bridge", "forward_delay",
+           "0", "stp_state", "0")
+        ip(self.sw, "link", "set", "br0", "up")
+        self.hosts: dict[int, str] = {}          # index -> namespace
+        self.containers: dict[int, str] = {}     # host index -> namespace
+        self.addresses: dict[int, str] = {}      # host index -> container address
+        self.up_times: dict[int, float] = {}
+
+    def root(self, i: int) -> str:
+        return os.path.join(self.run.workdir, f"h{i}")
+
+    def env(self, i: int) -> dict:
+        env = dict(os.environ)
+        # no D-Bus: a socket that does not exist, so fangen never talks to this machine's
+        # real networkd or systemd
+        env.update({"PYTHONPATH": REPO, "PYTHONDONTWRITEBYTECODE": "1",
+                    "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={self.root(i)}/no-bus"})
+        return env
+
+    def add_host(self, i: int) -> None:
+        ns = self.run.netns(f"h{i}")
+        self.hosts[i] = ns
+        ip(self.sw, "link", "add", f"p{i}", "mtu", str(MTU), "type", "veth", "peer", "name",
+           "up0", "netns", ns)
+        ip(self.sw, "link", "set", f"p{i}", "master", "br0", "up")
+        ip(ns, "addr", "add", f"{scaleplot.host_address(i)}/24", "dev", "up0")
+        ip(ns, "link", "set", "up0", "up")
+        root = self.root(i)
+        for sub in ("etc/netplan/fan.d", "run", "var/lib"):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+        path = os.path.join(root, "etc/netplan/fan.d/50-scale.yaml")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write("network:\n  version: 2\n  fan:\n"
+                     f"    {FAN}:\n      overlay: {scaleplot.OVERLAY}\n"
+                     f"      underlay: {scaleplot.UNDERLAY}\n"
+                     "      type: vxlan\n      datapath: upstream\n")
+
+    def up(self, i: int) -> float:
+        """``fangen up`` in host i; returns its wall time in seconds."""
+        start = time.monotonic()
+        res = nsexec(self.hosts[i], "/usr/bin/python3", "-m", "fangen", "up", FAN,
+                     "--root-dir", self.root(i), "--no-systemd", "--timeout", "10",
+                     check=False, timeout=120, env=self.env(i))
+        took = time.monotonic() - start
+        if res.returncode != 0:
+            raise HarnessError(f"h{i}: fangen up -> {res.returncode}: "
+                               f"{(res.stderr or res.stdout).strip()}")
+        self.up_times[i] = took
+        return took
+
+    def add_container(self, i: int) -> None:
+        ns = self.run.netns(f"c{i}")
+        self.containers[i] = ns
+        ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"vc{i}", "netns",
+           self.hosts[i])
+        mtu = json.loads(ip(self.hosts[i], "-j", "link", "show", "dev", FAN).stdout)[0]["mtu"]
+        ip(self.hosts[i], "link", "set", f"vc{i}", "mtu", str(mtu), "master", FAN, "up")
+        ip(ns, "link", "set", "eth0", "up")
+
+    def lease(self, i: int) -> str:
+        """One DHCP exchange with host i's dnsmasq (udhcpc -q: quit once bound)."""
+        lease_file = os.path.join(self.root(i), "container-lease.env")
+        env = dict(os.environ, LEASE_FILE=lease_file)
+        res = nsexec(self.containers[i], "busybox", "udhcpc", "-f", "-q", "-n", "-B", "-i",
+                     "eth0", "-s", SCRIPT, "-O", "mtu", "-t", "10", "-T", "1", "-A", "1",
+                     check=False, timeout=60, env=env)
+        try:
+            lease = dict(line.strip().split("=", 1) for line in _read(lease_file).splitlines()
+                         if "=" in line)
+        except OSError:
+            raise HarnessError(f"c{i}: no DHCP lease from h{i}'s dnsmasq: "
+                               f"{(res.stderr or res.stdout).strip()[-300:]}") from None
+        self.addresses[i] = lease["ip"]
+        return lease["ip"]
+
+    def ping(self, a: int, b: int, tries: int = 3) -> bool:
+        for _ in range(tries):
+            res = nsexec(self.containers[a], "busybox", "ping", "-c", "1", "-W", "1",
+                         self.addresses[b], check=False, timeout=15)
+            if res.returncode == 0:
+                return True
+        return False
+
+    def dnsmasq(self, i: int) -> dict[str, int]:
+        """RSS, PSS and page tables (kB) of host i's dnsmasq."""
+        pid = int(_read(os.path.join(self.root(i), "run/fangen", FAN, "dnsmasq.pid")).strip())
+        status = {line.split(":")[0]: line.split()[1] for line in
+                  _read(f"/proc/{pid}/status").splitlines() if line.startswith("Vm")}
+        pss = next(int(line.split()[1]) for line in
+                   _read(f"/proc/{pid}/smaps_rollup").splitlines() if line.startswith("Pss:"))
+        return {"rss": int(status["VmRSS"]), "pss": pss, "pte": int(status["VmPTE"])}
+
+    def bpf_kb(self, i: int) -> float:
+        """Memory the kernel charges for host i's two tc programs (bpftool bytes_memlock)."""
+        total = 0
+        for prog_id in cycles.fan_programs(self.hosts[i]).values():
+            data = json.loads(nsexec_root("bpftool", "-j", "prog", "show", "id", str(prog_id))
+                              or "{}")
+            total += data.get("bytes_memlock", 0)
+        return total / 1024
+
+
+def arp_entries() -> int | None:
+    """The kernel's IPv4 neighbour table size (one table for all namespaces)."""
+    out = nsexec_root("ip", "-s", "ntable", "show", "name", "arp_cache")
+    for token, value in zip(out.split(), out.split()[1:]):
+        if token == "entries":
+            return int(value)
+    return None
+
+
+def nsexec_root(*args: str) -> str:
+    from tests.harness.ns import sh
+    return sh(*args, check=False).stdout
+
+
+def step(sim: Sim, n: int, rng: random.Random, pairs: int, workers: int) -> dict:
+    """Grow the simulation to n hosts and measure."""
+    new = [i for i in range(1, n + 1) if i not in sim.hosts]
+    t0 = time.monotonic()
+    for i in new:
+        sim.add_host(i)
+    sampled = sorted(rng.sample(new, min(3, len(new))))
+    before = {i: snapshot.count(sim.hosts[i]) for i in sampled}
+    mem0 = meminfo()
+    for k, i in enumerate(new, 1):
+        sim.up(i)
+        if k % 25 == 0:
+            print(f"    {k}/{len(new)} hosts up", flush=True)
+    mem1 = meminfo()
+    made = {i: {kind: v - before[i][kind] for kind, v in snapshot.count(sim.hosts[i]).items()}
+            for i in sampled}
+    for i in new:
+        sim.add_container(i)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(sim.lease, new))
+    setup = time.monotonic() - t0
+    after_up = {i: snapshot.count(sim.hosts[i]) for i in sampled}
+    chosen = scaleplot.sample_pairs(sorted(sim.hosts), pairs, rng)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        answers = list(pool.map(lambda ab: sim.ping(*ab), chosen))
+    learned = {i: {kind: v - after_up[i][kind] for kind, v in
+                   snapshot.count(sim.hosts[i]).items()} for i in sampled}
+    dns = [sim.dnsmasq(i) for i in sorted(sim.hosts)]
+    kernel = (scaleplot.kernel_kb(mem1) - scaleplot.kernel_kb(mem0)) / len(new)
+    up = summary([sim.up_times[i] for i in new])
+    first = made[sampled[0]]
+    return {
+        "n": n, "new": len(new), "setup_s": setup, "sampled": sampled,
+        "made": first, "made_all_equal": all(m == first for m in made.values()),
+        "learned": learned,
+        "up": {"median": up.median, "low": up.low, "high": up.high, "q1": up.q1, "q3": up.q3},
+        "mem": {"dnsmasq_rss_kb": summary([d["rss"] for d in dns]).median,
+                "dnsmasq_pss_kb": summary([d["pss"] for d in dns]).median,
+                "dnsmasq_pte_kb": summary([d["pte"] for d in dns]).median,
+                "bpf_kb": sim.bpf_kb(sampled[0]),
+                "kernel_kb": kernel,
+                "unreclaimable_kb": (mem1["SUnreclaim"] - mem0["SUnreclaim"]
+                                     + mem1.get("Percpu", 0) - mem0.get("Percpu", 0)) / len(new)},
+        "reach": {"pairs": len(chosen), "ok": sum(answers),
+                  "failed": [f"c{a}->c{b}" for (a, b), ok in zip(chosen, answers) if not ok]},
+        "arp_entries": arp_entries(), "load": os.getloadavg(),
+    }
+
+
+def show(row: dict) -> None:
+    up, mem, reach = row["up"], row["mem"], row["reach"]
+    print(f"\nN = {row['n']} hosts ({row['new']} added in {row['setup_s']:.0f} s; "
+          f"load average {row['load'][0]:.2f})")
+    print("  kernel objects fangen made per host (sampled hosts "
+          + ", ".join(f"h{i}" for i in row["sampled"])
+          + ("; identical" if row["made_all_equal"] else "; NOT identical") + "): "
+          + ", ".join(f"{k} {v}" for k, v in row["made"].items())
+          + f"; total {sum(row['made'].values())}")
+    for i, extra in row["learned"].items():
+        nonzero = {k: v for k, v in extra.items() if v}
+        print(f"  learned on h{i} during the ping sample: "
+              + (", ".join(f"{k} +{v}" for k, v in nonzero.items()) or "nothing"))
+    print(f"  one host's fangen up: median {up['median']:.2f} s  [{up['low']:.2f} .. "
+          f"{up['high']:.2f}]  IQR {up['q1']:.2f} .. {up['q3']:.2f}  ({row['new']} hosts)")
+    print(f"  memory per host: dnsmasq RSS {mem['dnsmasq_rss_kb']:.0f} KiB, PSS "
+          f"{mem['dnsmasq_pss_kb']:.0f} KiB, page tables {mem['dnsmasq_pte_kb']:.0f} KiB "
+          f"(medians); tc programs {mem['bpf_kb']:.0f} KiB (memlock); kernel "
+          f"{mem['kernel_kb']:.0f} KiB "
+          f"(of which SUnreclaim + Percpu {mem['unreclaimable_kb']:.0f} KiB), meminfo "
+          "delta over the step's fangen up / hosts")
+    print(f"  reachability: {reach['ok']}/{reach['pairs']} sampled container pairs answer"
+          + (f"; FAILED: {', '.join(reach['failed'])}" if reach["failed"] else ""))
+    print(f"  kernel ARP table (all namespaces of the machine): {row['arp_entries']} entries")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="N simulated fan hosts, each with fangen up")
+    parser.add_argument("--sizes", default="10,50,200,250",
+                        help="host counts to grow through, ascending (default 10,50,200,250)")
+    parser.add_argument("--pairs", type=int, default=40,
+                        help="container pairs to ping at each size (default 40)")
+    parser.add_argument("--workers", type=int, default=4, help="parallel DHCP/ping (default 4)")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--plot", default=DEFAULT_PLOT, help="PNG to write ('' for none)")
+    parser.add_argument("--json", default="", help="also write the figures as JSON here")
+    args = parser.parse_args()
+    try:
+        sizes = parse_sizes(args.sizes)
+    except ValueError as exc:
+        print(f"scale: {exc}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        sys.exit("scale: needs root (network namespaces)")
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    rng = random.Random(args.seed)
+    run = Run("scale")
+    rows = []
+    status = 0
+    try:
+        print(f"fan {FAN}: VXLAN {scaleplot.OVERLAY} over {scaleplot.UNDERLAY}, upstream "
+              f"datapath; sizes {sizes}; {os.cpu_count()} CPUs; seed {args.seed}")
+        sim = Sim(run)
+        for n in sizes:
+            row = step(sim, n, rng, args.pairs, args.workers)
+            rows.append(row)
+            show(row)
+            if row["reach"]["failed"]:
+                status = 1
+        if args.plot:
+            scaleplot.plot(rows, args.plot)
+            print(f"\nplot: {args.plot} ({os.path.getsize(args.plot) // 1024} KiB)")
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(rows, fh, indent=1)
+        return status
+    except HarnessError as exc:
+        print(f"scale: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("scale: interrupted; removing everything", file=sys.stderr)
+        return 130
+    finally:
+        t = time.monotonic()
+        run.close()
+        print(f"removed every namespace and process in {time.monotonic() - t:.0f} s",
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
