@@ -106,13 +106,14 @@ def symbol_samples(data: str) -> dict[str, int]:
 # symbol prefixes -> the part of the path they belong to (first match wins)
 GROUPS = [
     ("BPF programs and helpers", ("bpf_", "___bpf", "__bpf", "cls_bpf", "tcf_", "tcx_",
-                                  "sch_handle")),
+                                  "sch_handle", "tc_run")),
     ("VXLAN and UDP tunnel", ("vxlan", "udp_tunnel", "iptunnel", "ip_tunnel", "skb_tunnel",
                               "__iptunnel")),
-    ("tunnel metadata dst", ("metadata_dst", "dst_cache", "tun_dst", "md_dst")),
+    ("tunnel metadata dst", ("metadata_dst", "__metadata_dst", "dst_cache", "tun_dst",
+                             "md_dst", "udp_tun_rx_dst")),
     ("route lookup", ("fib_", "ip_route_output", "ip_route_input", "__ip_route",
                       "ip_route_", "__fib", "rt_dst", "ipv4_dst", "dst_release", "dst_alloc",
-                      "rt_", "__mkroute")),
+                      "rt_", "__mkroute", "xfrm_lookup")),
     ("netfilter, conntrack, bridge netfilter", ("nf_", "nft_", "br_nf", "ipv4_conntrack",
                                                 "__nf", "ipv4_confirm", "hash_conntrack")),
     ("bridge", ("br_", "__br", "nbp_")),

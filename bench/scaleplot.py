@@ -65,6 +65,8 @@ def plot(rows: list[dict], path: str) -> None:
     ax = axes[0][0]
     for kind in rows[0]["made"]:
         ax.plot(ns, [r["made"][kind] for r in rows], marker="o", label=kind)
+    ax.plot(ns, [sum(r["made"].values()) for r in rows], marker="s", color="black",
+            label="total")
     ax.set_title("kernel objects fangen made, per host")
     ax.set_ylabel("objects")
     ax.legend(fontsize=7, ncol=2)
@@ -83,7 +85,7 @@ def plot(rows: list[dict], path: str) -> None:
     ax.plot(ns, [r["mem"]["dnsmasq_pss_kb"] for r in rows], marker="o", label="dnsmasq PSS")
     ax.plot(ns, [r["mem"]["dnsmasq_rss_kb"] for r in rows], marker="o", label="dnsmasq RSS")
     ax.plot(ns, [r["mem"]["kernel_kb"] for r in rows], marker="o",
-            label="kernel (meminfo delta of up)")
+            label="kernel (median meminfo delta of one up)")
     ax.set_title("memory per host")
     ax.set_ylabel("KiB")
     ax.set_xlabel("hosts (N)")
@@ -102,6 +104,7 @@ def plot(rows: list[dict], path: str) -> None:
     for row in axes:
         for a in row:
             a.set_xscale("log")
+            a.minorticks_off()
             a.set_xticks(ns)
             a.set_xticklabels([str(n) for n in ns])
             a.grid(alpha=0.3)
