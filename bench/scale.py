@@ -8,7 +8,11 @@ Each host gets a fan.d file (VXLAN fan 250.0.0.0/8 over 172.16.0.0/24: host i ow
 250.i.0.0/16; upstream datapath) under a private root, and the real CLI brings it
 up: ``ip netns exec HOST python3 -m fangen up fan250 --root-dir ROOT --no-systemd``
 (fangen creates the bridge and the tunnel itself, attaches its tc programs, installs
-its nft table and starts dnsmasq as a plain process).  Each host then gets one
+its nft table and starts dnsmasq as a plain process).  The fan has ``dns: false``
+unless ``--dns``: a dnsmasq serving DNS watches resolv.conf with an inotify instance,
+and the kernel allows one user (root here, for every dnsmasq of every host) 128 of
+them (fs.inotify.max_user_instances), so DNS-serving hosts stop at ~120 on one
+kernel; a real host runs one dnsmasq per fan.  Each host then gets one
 container: a namespace with a veth on the fan bridge, addressed by DHCP from that
 host's dnsmasq (busybox ``udhcpc -q``, one-shot, broadcast replies).
 
@@ -76,8 +80,9 @@ def meminfo() -> dict[str, int]:
 class Sim:
     """The switch, the hosts and their containers of one run."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, dns: bool = False) -> None:
         self.run = run
+        self.dns = dns
         self.sw = run.netns("sw")
         ip(self.sw, "link", "add", "br0", "mtu", str(MTU), "type", "bridge", "forward_delay",
            "0", "stp_state", "0")
@@ -114,7 +119,8 @@ class Sim:
             fh.write("network:\n  version: 2\n  fan:\n"
                      f"    {FAN}:\n      overlay: {scaleplot.OVERLAY}\n"
                      f"      underlay: {scaleplot.UNDERLAY}\n"
-                     "      type: vxlan\n      datapath: upstream\n")
+                     "      type: vxlan\n      datapath: upstream\n"
+                     f"      dns: {'true' if self.dns else 'false'}\n")
 
     def up(self, i: int) -> float:
         """``fangen up`` in host i; returns its wall time in seconds."""
@@ -291,6 +297,10 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=40,
                         help="container pairs to ping at each size (default 40)")
     parser.add_argument("--workers", type=int, default=4, help="parallel DHCP/ping (default 4)")
+    parser.add_argument("--dns", action="store_true",
+                        help="leave DNS on in each dnsmasq (the fan's default); each then "
+                             "holds an inotify instance, at most fs.inotify."
+                             "max_user_instances (128) for all of root's processes")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--plot", default=DEFAULT_PLOT, help="PNG to write ('' for none)")
     parser.add_argument("--json", default="", help="also write the figures as JSON here")
@@ -302,6 +312,13 @@ def main() -> int:
         return 2
     if os.geteuid() != 0:
         sys.exit("scale: needs root (network namespaces)")
+    limit = int(_read("/proc/sys/fs/inotify/max_user_instances"))
+    if args.dns and sizes[-1] > limit // 2:
+        print(f"scale: --dns with {sizes[-1]} hosts needs {sizes[-1]} inotify instances for "
+              f"root, and fs.inotify.max_user_instances is {limit} for all of root's processes "
+              f"together: use at most {limit // 2} hosts with --dns, or leave DNS off",
+              file=sys.stderr)
+        return 2
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -312,8 +329,9 @@ def main() -> int:
     status = 0
     try:
         print(f"fan {FAN}: VXLAN {scaleplot.OVERLAY} over {scaleplot.UNDERLAY}, upstream "
-              f"datapath; sizes {sizes}; {os.cpu_count()} CPUs; seed {args.seed}")
-        sim = Sim(run)
+              f"datapath, dns: {'true' if args.dns else 'false'}; sizes {sizes}; "
+              f"{os.cpu_count()} CPUs; seed {args.seed}")
+        sim = Sim(run, dns=args.dns)
         for n in sizes:
             row = step(sim, n, rng, args.pairs, args.workers)
             rows.append(row)

@@ -15,9 +15,14 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
 Every round measures every path, in an order rotated each round (so drift on a
 busy machine hits all alike), with iperf3: one TCP stream (Gbit/s received), and
 UDP with 64-byte payloads at an unlimited rate (``-u -l 64 -b 0``), counting the
-packets the *receiver* got per second.  Prints per path the median, min..max and
-the interquartile range, and the ratios fan/baseline (of the medians, and the
-median of the per-round ratios).  ``--profile`` then runs each path once more
+packets the *receiver* got per second.  With each it records the CPU time iperf3's
+client and server used (their getrusage, as iperf3 reports it; this kernel has no
+separate IRQ time accounting, so the softirq work done in their context -- veth,
+bridge, VXLAN, BPF -- is in it) per KiB or per packet received: on a shared machine
+that figure depends much less on the share of the CPUs a run happens to get than
+Gbit/s or packets per second do.  Prints per path the median, min..max and the
+interquartile range, and the ratios fan/baseline (of the medians, and the median of
+the per-round ratios).  ``--profile`` then runs each path once more
 under ``perf record`` (cpu-clock sampling, whole machine, iperf3 and softirq
 threads kept) and with BPF run-time statistics on, and prints where the cycles go.
 Asserts nothing about time.
