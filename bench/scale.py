@@ -24,16 +24,20 @@ step it prints for that N:
   and what the reachability sample then made the kernel learn, summed over all hosts
   (bridge FDB entries on the tunnel ports, underlay and container neighbours);
 * the wall time of one host's ``fangen up`` (hosts of this step, one at a time):
-  median, min..max, IQR;
+  median, min..max, IQR; and its CPU time (the process tree's user + system time),
+  which a busy machine inflates much less;
 * memory per host: dnsmasq's RSS, PSS (PSS divides shared pages among the N
   dnsmasq processes: the honest marginal cost) and page tables; the memory the
   kernel charges for the two tc programs (bpftool ``bytes_memlock``); and the
-  machine-wide kernel memory delta across each host's ``fangen up`` (meminfo
-  SUnreclaim + SReclaimable + Percpu + VmallocUsed + KernelStack + PageTables after
-  minus before; median over the hosts of the step).  Other work on this shared
-  machine lands in that delta too: the median and IQR say how much to trust it;
+  machine-wide growth of unreclaimable kernel memory (meminfo SUnreclaim + Percpu +
+  VmallocUsed + KernelStack + PageTables) from before the step's first ``fangen up``
+  to after its last, divided by the hosts brought up (also the median and IQR of
+  the same delta across single ups).  Other work on this shared machine lands in
+  those deltas too (about +-1 MiB within seconds): trust the large steps;
 * reachability: a random sample of container pairs on different hosts (``ping``,
-  up to 3 tries each); all must answer.
+  up to 3 tries each); all must answer.  The neighbour entries the sample made are
+  flushed afterwards: the kernel has one IPv4 neighbour table for all namespaces
+  (and all engineers) of the machine, which forces GC past 512 entries.
 
 It writes a PNG of those figures against N (``--plot``, default docs/scale.png).
 Everything is removed at the end, also on Ctrl-C, SIGTERM and failure (the harness's
@@ -50,6 +54,7 @@ import concurrent.futures
 import json
 import os
 import random
+import resource
 import signal
 import sys
 import time
@@ -91,6 +96,7 @@ class Sim:
         self.containers: dict[int, str] = {}     # host index -> namespace
         self.addresses: dict[int, str] = {}      # host index -> container address
         self.up_times: dict[int, float] = {}
+        self.up_cpu: dict[int, float] = {}
 
     def root(self, i: int) -> str:
         return os.path.join(self.run.workdir, f"h{i}")
@@ -123,12 +129,16 @@ class Sim:
                      f"      dns: {'true' if self.dns else 'false'}\n")
 
     def up(self, i: int) -> float:
-        """``fangen up`` in host i; returns its wall time in seconds."""
+        """``fangen up`` in host i; returns its wall time in seconds and records its CPU
+        time (user + system of the process tree, which depends less on the machine's load)."""
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
         res = nsexec(self.hosts[i], "/usr/bin/python3", "-m", "fangen", "up", FAN,
                      "--root-dir", self.root(i), "--no-systemd", "--timeout", "10",
                      check=False, timeout=120, env=self.env(i))
         took = time.monotonic() - start
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.up_cpu[i] = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         if res.returncode != 0:
             raise HarnessError(f"h{i}: fangen up -> {res.returncode}: "
                                f"{(res.stderr or res.stdout).strip()}")
@@ -216,6 +226,16 @@ def learned(sim: Sim) -> dict[str, int]:
     return {"fdb": fdb, "underlay_neigh": neigh, "container_neigh": cneigh}
 
 
+def forget(sim: Sim) -> None:
+    """Flush what the ping sample made the kernel learn in our namespaces: the IPv4
+    neighbour table is one for the whole machine (gc_thresh2 = 512 entries, then forced
+    GC of everyone's entries), so a step leaves it as small as it found it."""
+    for ns in sim.hosts.values():
+        ip(ns, "neigh", "flush", "dev", "up0", check=False)
+    for ns in sim.containers.values():
+        ip(ns, "neigh", "flush", "all", check=False)
+
+
 def step(sim: Sim, n: int, rng: random.Random, pairs: int, workers: int) -> dict:
     """Grow the simulation to n hosts and measure."""
     new = [i for i in range(1, n + 1) if i not in sim.hosts]
@@ -225,12 +245,14 @@ def step(sim: Sim, n: int, rng: random.Random, pairs: int, workers: int) -> dict
     sampled = sorted(rng.sample(new, min(3, len(new))))
     before = {i: snapshot.count(sim.hosts[i]) for i in sampled}
     kernel = []
+    step0 = scaleplot.kernel_kb(meminfo())
     for k, i in enumerate(new, 1):
         mem0 = scaleplot.kernel_kb(meminfo())
         sim.up(i)
         kernel.append(scaleplot.kernel_kb(meminfo()) - mem0)
         if k % 25 == 0:
             print(f"    {k}/{len(new)} hosts up", flush=True)
+    step_kb = (scaleplot.kernel_kb(meminfo()) - step0) / len(new)
     made = {i: {kind: v - before[i][kind] for kind, v in snapshot.count(sim.hosts[i]).items()}
             for i in sampled}
     for i in new:
@@ -243,8 +265,11 @@ def step(sim: Sim, n: int, rng: random.Random, pairs: int, workers: int) -> dict
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         answers = list(pool.map(lambda ab: sim.ping(*ab), chosen))
     state1 = learned(sim)
+    arp = arp_entries()
+    forget(sim)
     dns = [sim.dnsmasq(i) for i in sorted(sim.hosts)]
     up = summary([sim.up_times[i] for i in new])
+    cpu = summary([sim.up_cpu[i] for i in new])
     kern = summary(kernel)
     first = made[sampled[0]]
     return {
@@ -252,15 +277,17 @@ def step(sim: Sim, n: int, rng: random.Random, pairs: int, workers: int) -> dict
         "made": first, "made_all_equal": all(m == first for m in made.values()),
         "learned": {k: state1[k] - state0[k] for k in state1}, "learned_total": state1,
         "host_pairs": len({frozenset(p) for p in chosen}),
-        "up": {"median": up.median, "low": up.low, "high": up.high, "q1": up.q1, "q3": up.q3},
+        "up": {"median": up.median, "low": up.low, "high": up.high, "q1": up.q1, "q3": up.q3,
+               "cpu_median": cpu.median, "cpu_low": cpu.low, "cpu_high": cpu.high},
         "mem": {"dnsmasq_rss_kb": summary([d["rss"] for d in dns]).median,
                 "dnsmasq_pss_kb": summary([d["pss"] for d in dns]).median,
                 "dnsmasq_pte_kb": summary([d["pte"] for d in dns]).median,
                 "bpf_kb": sim.bpf_kb(sampled[0]),
-                "kernel_kb": kern.median, "kernel_q1_kb": kern.q1, "kernel_q3_kb": kern.q3},
+                "kernel_kb": step_kb, "kernel_up_median_kb": kern.median,
+                "kernel_q1_kb": kern.q1, "kernel_q3_kb": kern.q3},
         "reach": {"pairs": len(chosen), "ok": sum(answers),
                   "failed": [f"c{a}->c{b}" for (a, b), ok in zip(chosen, answers) if not ok]},
-        "arp_entries": arp_entries(), "load": os.getloadavg(),
+        "arp_entries": arp, "arp_entries_after": arp_entries(), "load": os.getloadavg(),
     }
 
 
@@ -279,15 +306,19 @@ def show(row: dict) -> None:
           f"tunnel ports +{got['fdb']}, underlay neighbours +{got['underlay_neigh']}, "
           f"containers' neighbours +{got['container_neigh']}; made by fangen: none")
     print(f"  one host's fangen up: median {up['median']:.2f} s  [{up['low']:.2f} .. "
-          f"{up['high']:.2f}]  IQR {up['q1']:.2f} .. {up['q3']:.2f}  ({row['new']} hosts)")
+          f"{up['high']:.2f}]  IQR {up['q1']:.2f} .. {up['q3']:.2f}; CPU time median "
+          f"{up['cpu_median']:.2f} s [{up['cpu_low']:.2f} .. {up['cpu_high']:.2f}]  "
+          f"({row['new']} hosts)")
     print(f"  memory per host: dnsmasq RSS {mem['dnsmasq_rss_kb']:.0f} KiB, PSS "
           f"{mem['dnsmasq_pss_kb']:.0f} KiB, page tables {mem['dnsmasq_pte_kb']:.0f} KiB "
           f"(medians); tc programs {mem['bpf_kb']:.0f} KiB (memlock); kernel "
-          f"{mem['kernel_kb']:.0f} KiB (median of the meminfo delta across each fangen up, "
-          f"IQR {mem['kernel_q1_kb']:.0f} .. {mem['kernel_q3_kb']:.0f})")
+          f"{mem['kernel_kb']:.0f} KiB (unreclaimable meminfo growth over the step's ups / "
+          f"hosts; across single ups: median {mem['kernel_up_median_kb']:.0f}, IQR "
+          f"{mem['kernel_q1_kb']:.0f} .. {mem['kernel_q3_kb']:.0f})")
     print(f"  reachability: {reach['ok']}/{reach['pairs']} sampled container pairs answer"
           + (f"; FAILED: {', '.join(reach['failed'])}" if reach["failed"] else ""))
-    print(f"  kernel ARP table (all namespaces of the machine): {row['arp_entries']} entries")
+    print(f"  kernel ARP table (all namespaces of the machine): {row['arp_entries']} entries "
+          f"after the ping sample, {row['arp_entries_after']} once ours were flushed")
 
 
 def main() -> int:

@@ -11,8 +11,10 @@ from ipaddress import IPv4Address, IPv4Network
 
 UNDERLAY = IPv4Network("172.16.0.0/24")
 OVERLAY = IPv4Network("250.0.0.0/8")         # slices of /16 on a /24 underlay
-MEMINFO_KERNEL = ("SUnreclaim", "SReclaimable", "Percpu", "VmallocUsed", "KernelStack",
-                  "PageTables")
+# kernel memory that networking objects and processes hold and cannot give back; the
+# reclaimable slab (dentries, inodes: builds on the same machine move it by MBs a second)
+# is left out
+MEMINFO_KERNEL = ("SUnreclaim", "Percpu", "VmallocUsed", "KernelStack", "PageTables")
 
 
 def host_address(index: int) -> IPv4Address:
@@ -77,7 +79,14 @@ def plot(rows: list[dict], path: str) -> None:
     ax.errorbar(ns, med, yerr=[lo, hi], marker="o", capsize=4, label="median, min..max")
     ax.fill_between(ns, [r["up"]["q1"] for r in rows], [r["up"]["q3"] for r in rows],
                     alpha=0.3, label="IQR")
-    ax.set_title("one host's `fangen up` (wall time)")
+    if "cpu_median" in rows[0]["up"]:
+        ax.plot(ns, [r["up"]["cpu_median"] for r in rows], marker="s",
+                label="CPU time (user + sys), median")
+    for r in rows:
+        if "load" in r:
+            ax.annotate(f"load {r['load'][0]:.1f}", (r["n"], 0), textcoords="offset points",
+                        xytext=(0, 4), ha="center", fontsize=7)
+    ax.set_title("one host's `fangen up` (wall time; load average)")
     ax.set_ylabel("seconds")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
@@ -85,7 +94,7 @@ def plot(rows: list[dict], path: str) -> None:
     ax.plot(ns, [r["mem"]["dnsmasq_pss_kb"] for r in rows], marker="o", label="dnsmasq PSS")
     ax.plot(ns, [r["mem"]["dnsmasq_rss_kb"] for r in rows], marker="o", label="dnsmasq RSS")
     ax.plot(ns, [r["mem"]["kernel_kb"] for r in rows], marker="o",
-            label="kernel (median meminfo delta of one up)")
+            label="kernel (unreclaimable, meminfo delta of the step / hosts)")
     ax.set_title("memory per host")
     ax.set_ylabel("KiB")
     ax.set_xlabel("hosts (N)")
