@@ -1,102 +1,212 @@
 #!/usr/bin/python3
-"""Throughput: container to container across hosts over the fan, side by side with a
-hand-made plain VXLAN tunnel between the same host namespaces, and the bare underlay.
+"""Throughput: container to container across two hosts over the fan, against two
+hand-built VXLAN baselines on the same topology, in the same run.
 
-One run, the same namespaces, measurements interleaved (fan, plain, bare, fan, ...)
-so that drift on a busy machine hits all three alike.  Prints Gbit/s and ratios;
-asserts nothing about time.  Target: fan >= 0.97x the plain tunnel.
+Paths (all between containers on host namespaces h1 and h2, MTU 1450):
 
-The plain tunnel path mirrors the fan's hop for hop: a second pair of container
-namespaces, each on its own plain bridge in the host namespace whose port is
-``ip link add pvx type vxlan id 4242 remote OTHER local SELF dstport 4789 dev up0``
-(MTU 1450 like the fan); the bare underlay is iperf3 host to host over up0.
+* ``fan``: the fan as fangen builds it (VXLAN, upstream datapath: a collect-metadata
+  VXLAN device on the fan bridge with fangen's tc programs; real networkd and
+  ``fangen run`` in each host, containers leased by the fan's dnsmasq);
+* ``l2``: an L2 VXLAN with a static remote, the containers on-link in one /16
+  (what a person builds by hand for two hosts; the fan's VXLAN path is L2 too);
+* ``routed``: a flannel-style routed VXLAN, one route + neighbour + FDB entry per peer.
+* ``bare`` (``--bare``): iperf3 host to host over the underlay, for reference.
 
-Run as root: /usr/bin/python3 bench/throughput.py [--seconds 5] [--rounds 2]
+Every round measures every path, in an order rotated each round (so drift on a
+busy machine hits all alike), with iperf3: one TCP stream (Gbit/s received), and
+UDP with 64-byte payloads at an unlimited rate (``-u -l 64 -b 0``), counting the
+packets the *receiver* got per second.  With each it records the CPU time iperf3's
+client and server used (their getrusage, as iperf3 reports it; this kernel has no
+separate IRQ time accounting, so the softirq work done in their context -- veth,
+bridge, VXLAN, BPF -- is in it) per KiB or per packet received: on a shared machine
+that figure depends much less on the share of the CPUs a run happens to get than
+Gbit/s or packets per second do.  Prints per path the median, min..max and the
+interquartile range, and the ratios fan/baseline (of the medians, and the median of
+the per-round ratios).  ``--profile`` then runs each path once more
+under ``perf record`` (cpu-clock sampling, whole machine, iperf3 and softirq
+threads kept) and with BPF run-time statistics on, and prints where the cycles go.
+Asserts nothing about time.
+
+Run as root: /usr/bin/python3 bench/throughput.py [--rounds 7] [--seconds 5] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.harness import Lab  # noqa: E402
-from tests.harness.ns import ip  # noqa: E402
-from tests.harness.perf import iperf3  # noqa: E402
+from bench import cycles, tunnels  # noqa: E402
+from bench.stats import ratios, rotated, summary  # noqa: E402
+from tests.harness import HarnessError, Lab  # noqa: E402
+from tests.harness.ns import Run, nsexec, sh  # noqa: E402
 
-PLAIN_VNI = 4242
-PLAIN_PORT = 4789          # not the fan's 8472: both tunnels live in the same namespaces
-PLAIN_MTU = 1450
-PLAIN_NET = "10.99.0"
+NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
+         "routed": "routed VXLAN, per-peer state", "bare": "bare underlay"}
 
 
-def plain_tunnel(lab: Lab, a, b) -> tuple[str, str, str]:
-    """Container-like namespaces on a plain VXLAN between hosts a and b: (ns_a, ns_b, addr_b)."""
-    ends = []
-    for n, (host, peer) in enumerate(((a, b), (b, a)), 1):
-        ip(host.ns, "link", "add", "pvx", "mtu", str(PLAIN_MTU), "type", "vxlan", "id",
-           str(PLAIN_VNI), "remote", peer.address(), "local", host.address(),
-           "dstport", str(PLAIN_PORT), "dev", "up0")
-        ip(host.ns, "link", "add", "pbr", "mtu", str(PLAIN_MTU), "type", "bridge",
-           "forward_delay", "0")
-        ip(host.ns, "link", "set", "pvx", "master", "pbr", "up")
-        ip(host.ns, "link", "set", "pbr", "up")
-        ns = lab.run.netns(f"plain{n}")
-        ip(ns, "link", "add", "eth0", "mtu", str(PLAIN_MTU), "type", "veth", "peer", "name",
-           "vplain", "netns", host.ns)
-        ip(host.ns, "link", "set", "vplain", "mtu", str(PLAIN_MTU), "master", "pbr", "up")
-        ip(ns, "addr", "add", f"{PLAIN_NET}.{n}/24", "dev", "eth0")
-        ip(ns, "link", "set", "eth0", "up")
-        ends.append(ns)
-    return ends[0], ends[1], f"{PLAIN_NET}.2"
+def _listening(ns: str, port: int) -> bool:
+    out = sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}", check=False).stdout
+    return bool(out.strip())
+
+
+def run_iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: float,
+               extra: tuple = (), port: int = 5202) -> dict:
+    """One iperf3 measurement; returns the client's JSON ``end`` section."""
+    log = os.path.join(run.workdir, f"iperf3-{server_ns}.log")
+    srv = run.spawn(server_ns, ["iperf3", "-s", "-1", "-B", server_addr, "-p", str(port)],
+                    log=log)
+    try:
+        deadline = time.monotonic() + 5
+        while not _listening(server_ns, port):
+            if time.monotonic() > deadline or srv.poll() is not None:
+                raise HarnessError(f"iperf3 server in {server_ns} did not start; see {log}")
+            time.sleep(0.02)
+        res = nsexec(client_ns, "iperf3", "-c", server_addr, "-p", str(port),
+                     "-t", str(seconds), "-J", *extra, check=False, timeout=seconds + 30)
+        try:
+            data = json.loads(res.stdout)
+        except ValueError:
+            raise HarnessError(f"iperf3: {res.stderr.strip() or res.stdout[:200]}") from None
+        if "error" in data:
+            raise HarnessError(f"iperf3: {data['error']}")
+        return data.get("end", {})
+    finally:
+        run.stop(srv)
+
+
+def _cpu_seconds(end: dict, seconds: float) -> float:
+    """CPU time of the iperf3 client and server (getrusage; this kernel has no separate
+    IRQ time accounting, so softirq work done in their context is included)."""
+    cpu = end.get("cpu_utilization_percent", {})
+    return (cpu.get("host_total", 0) + cpu.get("remote_total", 0)) / 100 * seconds
+
+
+def tcp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float) -> dict:
+    """One TCP stream: {"gbps": received, "cpu_ns_per_kb": CPU ns per KiB received}."""
+    end = run_iperf3(run, srv_ns, srv_addr, cli_ns, seconds)
+    got = end.get("sum_received") or {}
+    if not got.get("seconds"):
+        raise HarnessError("iperf3: no receiver summary in its output")
+    kib = got["bytes"] / 1024
+    return {"gbps": got["bits_per_second"] / 1e9,
+            "cpu_ns_per_kb": _cpu_seconds(end, got["seconds"]) * 1e9 / kib if kib else 0.0}
+
+
+def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
+        length: int = 64) -> dict:
+    """UDP, LENGTH-byte payloads, unlimited rate (``-u -l LEN -b 0``): {"pps": packets per
+    second the receiver got, "packets": that count, "cpu_ns_per_pkt": iperf3 CPU per packet}."""
+    end = run_iperf3(run, srv_ns, srv_addr, cli_ns, seconds, ("-u", "-l", str(length), "-b", "0"))
+    got = end.get("sum_received") or end.get("sum") or {}
+    if not got.get("seconds"):
+        raise HarnessError("iperf3 -u: no receiver summary in its output")
+    packets = got["packets"] - got["lost_packets"]
+    return {"pps": packets / got["seconds"], "packets": packets,
+            "cpu_ns_per_pkt": _cpu_seconds(end, got["seconds"]) * 1e9 / packets
+            if packets else 0.0}
+
+
+def build(lab: Lab, bare: bool) -> dict[str, tuple[str, str, str]]:
+    """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
+    lab.start_hosts()
+    lab.start_fans()
+    lab.wait_fans()
+    fan_a, fan_b = lab.add_containers()
+    if not all(lab.ping_matrix([fan_a, fan_b]).values()):
+        raise HarnessError("the fan does not carry traffic between the containers")
+    h1, h2 = lab.hosts
+    hosts = [(h1.ns, h1.address()), (h2.ns, h2.address())]
+    l2_a, l2_b, l2_addr = tunnels.l2_static(lab.run, hosts)
+    rt_a, rt_b, rt_addr = tunnels.routed(lab.run, hosts)
+    paths = {"fan": (fan_b.ns, fan_b.address, fan_a.ns),
+             "l2": (l2_b, l2_addr, l2_a),
+             "routed": (rt_b, rt_addr, rt_a)}
+    if bare:
+        paths["bare"] = (h2.ns, h2.address(), h1.ns)
+    for name, (srv_ns, srv_addr, cli_ns) in paths.items():
+        res = nsexec(cli_ns, "busybox", "ping", "-c", "3", "-W", "1", srv_addr, check=False)
+        if res.returncode != 0:
+            raise HarnessError(f"{NAMES[name]}: {srv_addr} does not answer from {cli_ns}")
+    return paths
+
+
+METRICS = {   # key: (title, unit, format)
+    "gbps": ("TCP throughput", "Gbit/s received, 1 stream", "6.2f"),
+    "cpu_ns_per_kb": ("TCP CPU cost", "iperf3 CPU ns per KiB received, lower is better", "6.1f"),
+    "kpps": ("UDP small packets", "kpps received, 64-byte payload", "6.1f"),
+    "cpu_ns_per_pkt": ("UDP CPU cost", "iperf3 CPU ns per packet received, lower is better",
+                       "6.0f"),
+}
+
+
+def report(results: dict[str, dict[str, list[float]]], metric: str) -> None:
+    title, unit, fmt = METRICS[metric]
+    series = results[metric]
+    print(f"\n{title}: median  [min .. max]  IQR q1 .. q3  ({unit}, "
+          f"{len(series['fan'])} rounds)")
+    for name, vals in series.items():
+        print(f"  {NAMES[name]:<30} {summary(vals).text(fmt)}")
+    fan = series["fan"]
+    for base in [n for n in series if n != "fan"]:
+        of_medians = summary(fan).median / summary(series[base]).median
+        per_round = summary(ratios(fan, series[base]))
+        print(f"  fan / {base:<7} {of_medians:.3f}x of medians; per-round ratios "
+              f"{per_round.text('.3f')}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="fan vs plain VXLAN vs bare underlay")
-    parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = argparse.ArgumentParser(description="fan vs hand-built VXLAN tunnels")
+    parser.add_argument("--seconds", type=float, default=5, help="per measurement (default 5)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    parser.add_argument("--bare", action="store_true", help="also the bare underlay")
+    parser.add_argument("--no-udp", action="store_true", help="TCP only")
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile each path once (perf, BPF run-time statistics)")
+    parser.add_argument("--profile-seconds", type=float, default=8, metavar="S",
+                        help="length of each profiled run (default 8)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("throughput: needs root (network namespaces)")
     lab = Lab(hosts=2, containers=1, tag="tput")
     try:
-        lab.start_hosts()
-        lab.start_fans()
-        lab.wait_fans()
-        fan_a, fan_b = lab.add_containers()
-        h1, h2 = lab.hosts
-        plain_a, plain_b, plain_addr = plain_tunnel(lab, h1, h2)
-        if not all(lab.ping_matrix([fan_a, fan_b]).values()):
-            print("the fan does not carry traffic between the containers", file=sys.stderr)
-            return 1
-        paths = {
-            "fan (upstream datapath)": (fan_b.ns, fan_b.address, fan_a.ns),
-            "plain vxlan tunnel": (plain_b, plain_addr, plain_a),
-            "bare underlay": (h2.ns, h2.address(), h1.ns),
-        }
-        results: dict[str, list[float]] = {name: [] for name in paths}
-        print(f"iperf3, 1 TCP stream, {args.seconds:g} s per measurement, "
-              f"{args.rounds} round(s), interleaved; {os.cpu_count()} CPUs")
-        for r in range(1, args.rounds + 1):
-            for name, (srv_ns, srv_addr, cli_ns) in paths.items():
-                gbps = iperf3(lab.run, srv_ns, srv_addr, cli_ns, args.seconds)
-                results[name].append(gbps)
-                print(f"  round {r}  {name:<24} {gbps:6.2f} Gbit/s", flush=True)
-        mean = {name: statistics.mean(v) for name, v in results.items()}
-        fan, plain, bare = (mean[n] for n in paths)
-        print("\nmean of the rounds")
-        for name in paths:
-            print(f"  {name:<24} {mean[name]:6.2f} Gbit/s")
-        per_round = [f / p for f, p in zip(results["fan (upstream datapath)"],
-                                           results["plain vxlan tunnel"], strict=True)]
-        print(f"\nfan / plain vxlan   = {fan / plain:.3f}x   (target >= 0.97x; per round: "
-              + ", ".join(f"{x:.3f}" for x in per_round) + ")")
-        print(f"fan / bare underlay = {fan / bare:.3f}x")
-        print(f"plain / bare        = {plain / bare:.3f}x")
+        paths = build(lab, args.bare)
+        order = list(paths)
+        metrics = ["gbps", "cpu_ns_per_kb"] + ([] if args.no_udp else ["kpps", "cpu_ns_per_pkt"])
+        results = {m: {name: [] for name in order} for m in metrics}
+        load = os.getloadavg()
+        print(f"iperf3, {args.seconds:g} s per measurement, {args.rounds} rounds, order rotated "
+              f"each round; {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
+              f"{load[2]:.2f} at the start")
+        for r in range(args.rounds):
+            line = []
+            for name in rotated(order, r):
+                t = tcp(lab.run, *paths[name], args.seconds)
+                results["gbps"][name].append(t["gbps"])
+                results["cpu_ns_per_kb"][name].append(t["cpu_ns_per_kb"])
+                text = f"{name} {t['gbps']:5.2f} Gbit/s"
+                if not args.no_udp:
+                    u = udp(lab.run, *paths[name], args.seconds)
+                    results["kpps"][name].append(u["pps"] / 1e3)
+                    results["cpu_ns_per_pkt"][name].append(u["cpu_ns_per_pkt"])
+                    text += f" {u['pps'] / 1e3:5.1f} kpps {u['cpu_ns_per_pkt']:5.0f} ns/pkt"
+                line.append(text)
+            print(f"  round {r + 1}: " + "; ".join(line), flush=True)
+        for metric in metrics:
+            report(results, metric)
+        load = os.getloadavg()
+        print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        if args.profile:
+            cycles.run_all(lab, paths, NAMES,
+                           lambda name, s: udp(lab.run, *paths[name], s), args.profile_seconds)
         return 0
+    except HarnessError as exc:
+        print(f"throughput: {exc}", file=sys.stderr)
+        return 1
     finally:
         lab.close()
 
