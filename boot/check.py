@@ -52,7 +52,8 @@ REQUIRED = {
     "d": ["boot.system-running", "boot.underlay-dhcp", "boot.network-waits-for-no-fangen",
           "nofan.no-fangen-units"],
 }
-TARGET_LINE = re.compile(r"target (\S+) (\d+) ms after systemd started, (\d+) ms after the kernel")
+TARGET_LINE = re.compile(r"target (\S+) (-?\d+) ms after systemd started, (-?\d+) ms after the "
+                         r"kernel, (-?\d+) ms after systemd-networkd was up")
 
 
 def log(msg: str) -> None:
@@ -103,7 +104,8 @@ class Guest:
         self.seen = 0
         self.checks: dict[str, tuple[str, str]] = {}
         self.timings: list[str] = []
-        self.targets: dict[str, tuple[int, int]] = {}   # target: (ms after systemd, kernel)
+        # target: ms after (systemd started, the kernel started, networkd was up)
+        self.targets: dict[str, tuple[int, int, int]] = {}
         self.done: int | None = None
 
     def poll(self) -> None:
@@ -127,7 +129,8 @@ class Guest:
                 self.timings.append(line[7:])
                 t = TARGET_LINE.match(line[7:])
                 if t:
-                    self.targets[t.group(1)] = (int(t.group(2)), int(t.group(3)))
+                    self.targets[t.group(1)] = (int(t.group(2)), int(t.group(3)),
+                                                int(t.group(4)))
             elif line.startswith("INFO systemd-analyze: "):
                 self.timings.append(line[5:])
             elif line.startswith("DONE "):
@@ -238,8 +241,14 @@ def main() -> int:
 
 def report_cost(guests: list[Guest]) -> None:
     """How much later the guests with fans reached the network targets than the baseline
-    (no fan.d), from systemd's monotonic timestamps in each guest: since systemd started
-    (what fangen can change) and since the kernel started.  Printed, not judged."""
+    (no fan.d), from systemd's monotonic timestamps in each guest.  Printed, not judged.
+
+    Two views.  Since systemd started: what a user sees, but four TCG guests on a shared
+    2-core host differ by 10-30% here by scheduling alone (the spread shows in the time
+    networkd was up, before which no fangen unit runs: the scenario checks that).  After
+    networkd was up: the only stretch in which fangen's processes run before the targets,
+    so the difference there against the baseline is what fangen costs, relative to the
+    baseline's boot to that target."""
     base = next((g for g in guests if g.role == BASELINE), None)
     fans = [g for g in guests if g.role != BASELINE and g.targets]
     if base is None or not fans:
@@ -250,19 +259,25 @@ def report_cost(guests: list[Guest]) -> None:
         if target not in base.targets:
             print(f"  {target}: not reached on {BASELINE}")
             continue
-        for index, clock in ((0, "after systemd started"), (1, "after the kernel")):
-            ref = base.targets[target][index]
-            cells, deltas = [], []
-            for g in fans:
-                if target in g.targets:
-                    ms = g.targets[target][index]
-                    deltas.append((ms - ref) / ref * 100 if ref else 0.0)
-                    cells.append(f"{g.role} {ms / 1000:.1f} s ({deltas[-1]:+.1f}%)")
-                else:
-                    cells.append(f"{g.role} not reached")
-            mean = f"mean {sum(deltas) / len(deltas):+.1f}%" if deltas else "no data"
-            print(f"  {target} {clock}: {BASELINE} {ref / 1000:.1f} s; {'; '.join(cells)}; "
-                  f"{mean}")
+        ref_abs, _, ref_rel = base.targets[target]
+        print(f"  {target}: {BASELINE} {ref_abs / 1000:.1f} s after systemd started, "
+              f"{ref_rel / 1000:.1f} s after networkd was up")
+        absolute, caused = [], []
+        for g in fans:
+            if target not in g.targets:
+                print(f"    {g.role}: not reached")
+                continue
+            ms_abs, _, ms_rel = g.targets[target]
+            absolute.append((ms_abs - ref_abs) / ref_abs * 100 if ref_abs else 0.0)
+            caused.append((ms_rel - ref_rel) / ref_abs * 100 if ref_abs else 0.0)
+            print(f"    {g.role}: {ms_abs / 1000:.1f} s ({absolute[-1]:+.1f}%, scheduling "
+                  f"noise included); {ms_rel / 1000:.1f} s after networkd was up: "
+                  f"{(ms_rel - ref_rel) / 1000:+.1f} s = {caused[-1]:+.1f}% of {BASELINE}'s "
+                  f"{ref_abs / 1000:.1f} s")
+        if caused:
+            mean_abs, mean_caused = sum(absolute) / len(absolute), sum(caused) / len(caused)
+            print(f"    mean over {len(caused)} guests with fans: {mean_abs:+.1f}% since systemd "
+                  f"started; {mean_caused:+.1f}% from fangen (after networkd was up)")
 
 
 if __name__ == "__main__":

@@ -110,10 +110,24 @@ check boot.plain-network busybox ping -c 1 -W 3 172.16.0.1
 check boot.network-waits-for-no-fangen sh -c '! systemctl show -P After -P Wants -P Requires \
 	network-pre.target network.target network-online.target systemd-networkd.service | grep fangen &&
 	! systemd-analyze critical-chain --no-pager network-online.target | grep fangen'
+# and no fangen unit started before networkd was up (only the generator runs earlier)
+fangen_after_networkd() {
+	local up u t early=
+	up=$(systemctl show -P ActiveEnterTimestampMonotonic systemd-networkd.service)
+	for u in $(systemctl list-units --all --no-legend --plain fangen.service fangen-apply.service \
+		"fangen@*" "fangen-dnsmasq@*" | awk '{print $1}'); do
+		t=$(systemctl show -P InactiveExitTimestampMonotonic "$u")
+		[ "${t:-0}" = 0 ] || [ "$t" -ge "$up" ] || early+="$u started at $t us; "
+	done
+	echo "${early:-none} before networkd was up at $up us"
+	[ -z "$early" ]
+}
+check boot.fangen-starts-after-networkd fangen_after_networkd
 
 if [ "$role" = d ]; then
 	check nofan.no-generator-link sh -c '! ls -d /run/systemd/generator*/*/fangen*'
-	check nofan.no-fangen-units sh -c '! systemctl list-units --no-legend --plain "fangen*" | grep -v inactive | grep .'
+	check nofan.no-fangen-units sh -c '! systemctl list-units --all --no-legend --plain fangen.service \
+		fangen-apply.service "fangen@*" "fangen-dnsmasq@*" | grep -v " inactive " | grep .'
 else
 	check_wait fan.bridge 180 has_addr fan-250 "$SLICE.1"
 	check fan.slice sh -c "fangen show | grep fan-250 | grep -q '$SLICE.0/24'"
@@ -143,10 +157,11 @@ done
 # when the network targets were reached, from systemd's own monotonic timestamps:
 # boot/check.py compares these between the guests with fans and d (none)
 userspace=$(systemctl show -P UserspaceTimestampMonotonic)
+networkd=$(systemctl show -P ActiveEnterTimestampMonotonic systemd-networkd.service)
 for t in network.target network-online.target; do
 	ts=$(systemctl show -P ActiveEnterTimestampMonotonic "$t")
 	if [ -n "$ts" ] && [ "$ts" != 0 ]; then
-		out "TIMING target $t $(((ts - userspace) / 1000)) ms after systemd started, $((ts / 1000)) ms after the kernel"
+		out "TIMING target $t $(((ts - userspace) / 1000)) ms after systemd started, $((ts / 1000)) ms after the kernel, $(((ts - networkd) / 1000)) ms after systemd-networkd was up"
 	else
 		out "TIMING target $t not reached"
 	fi
