@@ -166,6 +166,11 @@ for t in network.target network-online.target; do
 		out "TIMING target $t not reached"
 	fi
 done
+# the underlay's lease, from networkd's journal line (short-monotonic: [SECONDS.USEC])
+lease_s=$(journalctl -b --no-pager -o short-monotonic -u systemd-networkd 2>/dev/null |
+	sed -n 's/^\[ *\([0-9.]*\)\].*DHCPv4 address.*/\1/p' | head -n 1)
+[ -n "$lease_s" ] && out "TIMING dhcp lease of the underlay $(awk -v s="$lease_s" -v n="$networkd" \
+	'BEGIN { printf "%d", s * 1000 - n / 1000 }') ms after systemd-networkd was up"
 # the generators, each run 5 times as systemd runs them (fresh output directories)
 gen_ms() {
 	local gen=$1 i t0 t1 total=0
