@@ -45,7 +45,8 @@ TARGETS = ("network.target", "network-online.target")
 REQUIRED = {
     "a": ["boot.system-running", "fan.bridge", "fan.container-lease",
           "fan.ping-container-on-b", "fan.ping-container-on-c", "apply.host-reserve-live",
-          "apply.second-fan-bridge", "apply.removed-fan-250", "apply.removed-fan-251"],
+          "apply.second-fan-bridge", "restart.runtime-not-restarted",
+          "restart.container-pings-bridge", "apply.removed-fan-250", "apply.removed-fan-251"],
     "b": ["boot.system-running", "fan.bridge", "fan.container-lease"],
     "c": ["boot.system-running", "broken.journal-file-line-col", "broken.good-fan-up",
           "broken.netplan-networking"],

@@ -5,7 +5,8 @@
 #   all   the boot: underlay address by DHCP, fan-250 bridge, slice, tunnel, nft
 #         table, dnsmasq, the container's lease; timings (systemd-analyze, generators)
 #   a     pings the containers of guests b and c over the fan, then edits fan.d and
-#         runs `netplan apply`: host-reserve, a second fan, removal of every fan
+#         runs `netplan apply`: host-reserve, a second fan, a networkd restart (the fans
+#         stay), removal of every fan
 #   c     booted with broken fan.d files: still boots, plain networking works, the
 #         good fan is up, the journal holds FILE:LINE:COL
 #   d     no fan.d at all: the baseline that boot/check.py compares the boot of the
@@ -228,6 +229,15 @@ if [ "$role" = a ]; then
 	check_wait apply.second-fan-dnsmasq 60 unit_active fangen-dnsmasq@fan-251.service
 	check apply.second-fan-nft nft list table ip fangen-fan-251
 	check apply.first-fan-untouched ct_ping ct "$SLICE.1"
+
+	# 2b. a networkd restart: no fangen unit is bound to networkd, the fans stay as they are
+	runtime_pid=$(systemctl show -P MainPID fangen@fan-250.service)
+	systemctl restart systemd-networkd.service
+	check_wait restart.networkd-active 60 unit_active systemd-networkd.service
+	check_wait restart.bridge-keeps-slice 60 has_addr fan-250 "$SLICE.1"
+	check restart.runtime-not-restarted test "$(systemctl show -P MainPID fangen@fan-250.service)" = "$runtime_pid"
+	check_wait restart.container-pings-bridge 60 ct_ping ct "$SLICE.1"
+	case "$peers" in *b*) check_wait restart.ping-container-on-b 60 ct_ping ct 250.2.10.100 ;; esac
 
 	# 3. remove every fan, netplan apply: all gone
 	ip netns exec ct busybox true
