@@ -6,12 +6,18 @@ one or three output directories; it may write only units, drop-ins and symlinks
 there.  So this file parses no YAML and talks to nobody: when any fan.d/*.yaml
 exists it links
 
-  fangen-generate.service  into systemd-networkd.service.wants/  (renders networkd files)
-  fangen.service           into network.target.wants/             (starts fangen@NAME units)
+  fangen.service  into multi-user.target.wants/
 
-and the real work happens in those services.  It imports only os and sys, so it
-costs about what an empty Python start does (a YAML import alone would cost more
-than netplan's whole generator).
+and nothing else.  fangen.service (After=systemd-networkd.service) runs `fangen
+apply`: it writes the networkd and dnsmasq files, has networkd reload them over
+D-Bus and starts a fangen@NAME.service per fan.  Nothing here is ordered before
+systemd-networkd, network.target or network-online.target: the host's own
+networking (the underlay's DHCP) never waits for a Python process of fangen.
+It imports only os and sys, so it costs about what an empty Python start does
+(a YAML import alone would cost more than netplan's whole generator).  It does
+not instantiate fangen@NAME itself: the names are YAML keys (flow style, quoting,
+layering by file name, `enabled: false`, broken files), which only a YAML parser
+gets right, and the files networkd needs still come from `fangen apply`.
 
 Usage: fangen [--root-dir DIR] [--unit-dir DIR] NORMAL_DIR [EARLY_DIR LATE_DIR]
 """
@@ -21,9 +27,10 @@ import sys
 
 LAYERS = ("lib", "etc", "run")
 UNIT_DIR = "/usr/lib/systemd/system"
+# (directory in the output, unit): the only links made.  multi-user.target, not
+# network.target: fangen.service must not hold up the host's network (issue 11).
 LINKS = (
-    ("systemd-networkd.service.wants", "fangen-generate.service"),
-    ("network.target.wants", "fangen.service"),
+    ("multi-user.target.wants", "fangen.service"),
 )
 
 
@@ -66,7 +73,8 @@ def main(argv):
         else:
             dirs.append(arg)
     if len(dirs) not in (1, 3):
-        sys.stderr.write("usage: fangen [--root-dir DIR] NORMAL_DIR [EARLY_DIR LATE_DIR]\n")
+        sys.stderr.write("usage: fangen [--root-dir DIR] [--unit-dir DIR] "
+                         "NORMAL_DIR [EARLY_DIR LATE_DIR]\n")
         return 2
     if not has_fan_files(root):
         return 0

@@ -165,7 +165,7 @@ in_root /bin/sh -euxc '
 	test -x /usr/sbin/fangen
 	test -x /usr/lib/systemd/system-generators/fangen
 	head -n1 /usr/lib/systemd/system-generators/fangen | grep -Eqx "#!/usr/bin/python3 -I ?-S|#!/usr/bin/python3 -IS"
-	for unit in fangen-generate.service fangen.service fangen@.service \
+	for unit in fangen.service fangen@.service \
 	            fangen-dnsmasq@.service fangen-apply.service; do
 		test -f /usr/lib/systemd/system/$unit
 	done
@@ -196,9 +196,10 @@ in_root /bin/sh -euxc '
 	# run as systemd runs it: through its #! line, not as "python3 FILE"
 	/usr/lib/systemd/system-generators/fangen --root-dir /tmp/fanroot/vxlan /tmp/gen
 	/usr/lib/systemd/system-generators/fangen /tmp/gen-empty
-	test ! -e /tmp/gen-empty/network.target.wants
-	test -L /tmp/gen/systemd-networkd.service.wants/fangen-generate.service
-	test -L /tmp/gen/network.target.wants/fangen.service
+	test ! -e /tmp/gen-empty/multi-user.target.wants
+	test -L /tmp/gen/multi-user.target.wants/fangen.service
+	test "$(ls /tmp/gen)" = multi-user.target.wants    # nothing in front of the network
+	test ! -e /usr/lib/systemd/system/fangen-generate.service
 	getent passwd dnsmasq >/dev/null
 '
 say "purging the package"

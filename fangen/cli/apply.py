@@ -32,7 +32,7 @@ def register(sub) -> None:
     cli.add_root_dir(parser)
     cli.add_host_interfaces(parser)
     parser.add_argument("--no-generate", action="store_true",
-                        help="skip writing files (the boot path: fangen-generate did it)")
+                        help="skip writing files (when `fangen generate` has just written them)")
     add_no_systemd(parser)
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SEC",
                         help="without systemd: wait this long for each underlay")

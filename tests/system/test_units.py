@@ -6,6 +6,7 @@ resolve, and the generator's links are checked too.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,11 +60,12 @@ def test_unit_verifies_cleanly(root, unit):
     assert (res.returncode, res.stderr) == (0, "")
 
 
-def test_generator_links_verify_with_networkd(root):
-    link = root / "etc/systemd/system/systemd-networkd.service.wants/fangen-generate.service"
-    assert os.readlink(link) == "/usr/lib/systemd/system/fangen-generate.service"
-    res = verify(root, "systemd-networkd.service")
-    assert (res.returncode, res.stderr) == (0, "")
+def test_generator_links_verify_with_multi_user(root):
+    link = root / "etc/systemd/system/multi-user.target.wants/fangen.service"
+    assert os.readlink(link) == "/usr/lib/systemd/system/fangen.service"
+    for unit in ("multi-user.target", "network-online.target", "systemd-networkd.service"):
+        res = verify(root, unit)
+        assert (res.returncode, res.stderr) == (0, ""), unit
 
 
 def test_verify_would_catch_a_bad_unit(root):
@@ -98,3 +100,129 @@ def test_runtime_down_runs_after_the_runtime_exits():
     lines = _unit_lines("fangen@.service")
     assert "ExecStopPost=/usr/sbin/fangen down %i" in lines
     assert not [line for line in lines if line.startswith("ExecStop=")]
+
+
+# -- the boot order: nothing of fangen in front of the host's network (issue 11) --------
+NETWORK = ("network-pre.target", "network.target", "network-online.target",
+           "systemd-networkd.service", "systemd-networkd-wait-online.service")
+PULLS = ("Wants", "Requires", "Requisite", "BindsTo", "Upholds")
+
+
+def _unit_file(dirs, name):
+    """(path, instance) of unit ``name`` in the first of ``dirs`` holding it (templates too)."""
+    m = re.match(r"(.+@)(.*)(\.[a-z]+)$", name)
+    for d in dirs:
+        if os.path.isfile(os.path.join(d, name)):
+            return os.path.join(d, name), (m.group(2) if m else "")
+        if m and os.path.isfile(os.path.join(d, m.group(1) + m.group(3))):
+            return os.path.join(d, m.group(1) + m.group(3)), m.group(2)
+    return None, ""
+
+
+def _deps(dirs, name):
+    """{key: [units]} of [Unit] in ``name``'s file plus its .wants/.requires links."""
+    deps = {}
+    path, instance = _unit_file(dirs, name)
+    if path is not None:
+        section = None
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if line.startswith("["):
+                    section = line
+                elif section == "[Unit]" and "=" in line and not line.startswith(("#", ";")):
+                    key, value = line.split("=", 1)
+                    value = value.replace("%i", instance).replace("%I", instance)
+                    deps[key.strip()] = [] if not value.strip() else \
+                        deps.get(key.strip(), []) + value.split()
+    for d in dirs:
+        for suffix, key in ((".wants", "Wants"), (".requires", "Requires")):
+            try:
+                deps.setdefault(key, []).extend(sorted(os.listdir(os.path.join(d, name + suffix))))
+            except OSError:
+                pass
+    return deps
+
+
+def ordering_graph(dirs, start):
+    """{unit: units ordered after it} over every unit reachable from ``start`` by any
+    dependency, as systemd orders them: X Before=Y and Y After=X both put X first, and a
+    target (DefaultDependencies=yes) is ordered after every unit it wants or requires,
+    which is how a link in network.target.wants/ puts a service in front of it."""
+    after_me: dict[str, set] = {}
+    seen, todo = set(), list(start)
+    while todo:
+        unit = todo.pop()
+        if unit in seen:
+            continue
+        seen.add(unit)
+        deps = _deps(dirs, unit)
+        for other in deps.get("Before", []):
+            after_me.setdefault(unit, set()).add(other)
+        for other in deps.get("After", []):
+            after_me.setdefault(other, set()).add(unit)
+        default = deps.get("DefaultDependencies", ["yes"])[-1].lower() not in ("no", "false", "0")
+        for key in PULLS:
+            for other in deps.get(key, []):
+                if unit.endswith(".target") and default:
+                    after_me.setdefault(other, set()).add(unit)
+        for key in PULLS + ("Before", "After", "PartOf"):
+            todo.extend(deps.get(key, []))
+    return after_me
+
+
+def units_waiting_for(graph, unit):
+    """Every unit ordered (transitively) after ``unit``."""
+    found, todo = set(), [unit]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in found:
+                found.add(nxt)
+                todo.append(nxt)
+    return found
+
+
+def unit_dirs(root):
+    return [str(root / "etc/systemd/system"), str(root / "usr/lib/systemd/system")]
+
+
+FANGEN_UNITS = ["fangen.service", "fangen-apply.service", "fangen@fan-250.service",
+                "fangen-dnsmasq@fan-250.service"]
+
+
+def test_nothing_of_fangen_orders_before_the_network(root):
+    """With the generator's links in place (fan.d files exist), no fangen unit is ordered,
+    directly or through other units, before networkd or the network targets: this host's
+    real unit files plus ours, the boot's start units included."""
+    start = FANGEN_UNITS + ["multi-user.target", "graphical.target"] + list(NETWORK)
+    graph = ordering_graph(unit_dirs(root), start)
+    assert "fangen.service" in units_waiting_for(graph, "systemd-networkd.service")
+    for unit in FANGEN_UNITS:
+        blocked = units_waiting_for(graph, unit) & set(NETWORK)
+        assert not blocked, f"{unit} is ordered before {sorted(blocked)}"
+
+
+def test_no_network_unit_pulls_fangen_in(root):
+    dirs = unit_dirs(root)
+    for unit in NETWORK:
+        pulled = {u for key in PULLS for u in _deps(dirs, unit).get(key, [])}
+        assert not {u for u in pulled if u.startswith("fangen")}, unit
+
+
+def test_the_order_check_would_catch_the_old_boot_path(tmp_path, root):
+    """The oracle can fail: the layout before issue 11 (fangen-generate.service Before=
+    systemd-networkd, fangen.service linked into network.target.wants) is flagged."""
+    extra = tmp_path / "old"
+    (extra / "network.target.wants").mkdir(parents=True)
+    os.symlink("/usr/lib/systemd/system/fangen.service",
+               extra / "network.target.wants/fangen.service")
+    (extra / "fangen-generate.service").write_text(
+        "[Unit]\nDefaultDependencies=no\nBefore=systemd-networkd.service network-pre.target\n")
+    (extra / "systemd-networkd.service.wants").mkdir()
+    os.symlink(extra / "fangen-generate.service",
+               extra / "systemd-networkd.service.wants/fangen-generate.service")
+    dirs = [str(extra)] + unit_dirs(root)
+    graph = ordering_graph(dirs, FANGEN_UNITS + list(NETWORK))
+    assert "network.target" in units_waiting_for(graph, "fangen.service")
+    assert {"systemd-networkd.service", "network-online.target"} <= \
+        units_waiting_for(graph, "fangen-generate.service")

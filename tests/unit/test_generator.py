@@ -35,13 +35,31 @@ def test_links_when_fan_files_exist(tmp_path):
                         str(tmp_path / "l"))
     assert res.returncode == 0 and res.stderr == ""
     assert tree(out) == {
-        "network.target.wants": "dir",
-        "network.target.wants/fangen.service": "/usr/lib/systemd/system/fangen.service",
-        "systemd-networkd.service.wants": "dir",
-        "systemd-networkd.service.wants/fangen-generate.service":
-            "/usr/lib/systemd/system/fangen-generate.service",
+        "multi-user.target.wants": "dir",
+        "multi-user.target.wants/fangen.service": "/usr/lib/systemd/system/fangen.service",
     }
     assert not (tmp_path / "e").exists() and not (tmp_path / "l").exists()
+
+
+def test_links_nothing_in_front_of_the_network(tmp_path):
+    """Issue 11: the host's own networking must not wait for fangen.  No link into a
+    .wants/.requires of networkd, network-pre/network/network-online.target, and no
+    drop-in or unit file (which could add Before=) anywhere in the output."""
+    (tmp_path / "root/etc/netplan/fan.d").mkdir(parents=True)
+    (tmp_path / "root/etc/netplan/fan.d/10-fan.yaml").write_text("")
+    outs = [tmp_path / n for n in ("normal", "early", "late")]
+    assert run_generator("--root-dir", str(tmp_path / "root"), *map(str, outs)).returncode == 0
+    made = {}
+    for out in outs:
+        made.update({f"{out.name}/{k}": v for k, v in tree(out).items()})
+    assert made, "the generator linked nothing at all"
+    for rel, target in made.items():
+        if target == "dir":
+            continue
+        directory = rel.split("/")[-2]
+        assert directory.endswith(".wants"), f"{rel}: only .wants links are expected"
+        assert not directory.startswith(("network", "systemd-networkd")), rel
+        assert target.endswith("/fangen.service"), rel
 
 
 def test_runs_through_its_own_shebang_line(tmp_path):
@@ -56,7 +74,7 @@ def test_runs_through_its_own_shebang_line(tmp_path):
     res = subprocess.run([str(copy), "--root-dir", str(root), str(tmp_path / "out")],
                          capture_output=True, text=True)
     assert (res.returncode, res.stderr) == (0, "")
-    assert (tmp_path / "out/systemd-networkd.service.wants/fangen-generate.service").is_symlink()
+    assert (tmp_path / "out/multi-user.target.wants/fangen.service").is_symlink()
 
 
 def test_nothing_without_fan_files(tmp_path):
@@ -73,7 +91,7 @@ def test_rerun_is_idempotent(tmp_path):
     for _ in range(2):
         assert run_generator("--root-dir", str(tmp_path / "root"),
                              str(tmp_path / "out")).returncode == 0
-    assert len(tree(tmp_path / "out")) == 4
+    assert len(tree(tmp_path / "out")) == 2
 
 
 def test_wrong_argument_count(tmp_path):
@@ -110,4 +128,4 @@ def test_runs_in_a_sandbox_that_allows_writing_only_its_output(tmp_path):
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert os.path.islink(outs[0] / "systemd-networkd.service.wants/fangen-generate.service")
+    assert os.path.islink(outs[0] / "multi-user.target.wants/fangen.service")

@@ -5,12 +5,15 @@
 #   all   the boot: underlay address by DHCP, fan-250 bridge, slice, tunnel, nft
 #         table, dnsmasq, the container's lease; timings (systemd-analyze, generators)
 #   a     pings the containers of guests b and c over the fan, then edits fan.d and
-#         runs `netplan apply`: host-reserve, a second fan, removal of every fan
+#         runs `netplan apply`: host-reserve, a second fan, a networkd restart (the fans
+#         stay), removal of every fan
 #   c     booted with broken fan.d files: a file that is not YAML freezes every fan
 #         (fan.d(5), SAFETY), so no fan comes up, yet the system boots, plain networking
 #         works and the journal holds FILE:LINE:COL; once that file is fixed (netplan
 #         apply) the good fan comes up and the fan with its own error stays down; a
 #         drop-in meant to disable the good fan, with a syntax error, changes nothing
+#   d     no fan.d at all: the baseline that boot/check.py compares the boot of the
+#         others with (when network.target and network-online.target are reached)
 #
 # Reports on /dev/ttyS1 (a file on the host), one line each:
 #   CHECK <name> PASS|FAIL <detail>     INFO <text>     DONE <failures>
@@ -107,31 +110,71 @@ dev=$(underlay_dev)
 out "INFO underlay $dev: $(ip -4 -o addr show dev "${dev:-lo}" | awk '{print $4}')"
 check boot.underlay-by-networkd sh -c "networkctl status '$dev' | grep -q 'netplan'"
 check boot.plain-network busybox ping -c 1 -W 3 172.16.0.1
+# issue 11: the host's own networking waits for no fangen unit, directly or by a chain
+check boot.network-waits-for-no-fangen sh -c '! systemctl show -P After -P Wants -P Requires \
+	network-pre.target network.target network-online.target systemd-networkd.service | grep fangen &&
+	! systemd-analyze critical-chain --no-pager network-online.target | grep fangen'
+# and no fangen unit started before networkd was up (only the generator runs earlier)
+fangen_after_networkd() {
+	local up u t early=
+	up=$(systemctl show -P ActiveEnterTimestampMonotonic systemd-networkd.service)
+	for u in $(systemctl list-units --all --no-legend --plain fangen.service fangen-apply.service \
+		"fangen@*" "fangen-dnsmasq@*" | awk '{print $1}'); do
+		t=$(systemctl show -P InactiveExitTimestampMonotonic "$u")
+		[ "${t:-0}" = 0 ] || [ "$t" -ge "$up" ] || early+="$u started at $t us; "
+	done
+	echo "${early:-none} before networkd was up at $up us"
+	[ -z "$early" ]
+}
+check boot.fangen-starts-after-networkd fangen_after_networkd
 
-# role c boots with a file that freezes every fan: its own checks are below
-if [ "$role" != c ]; then
-check_wait fan.bridge 180 has_addr fan-250 "$SLICE.1"
-check fan.slice sh -c "fangen show | grep fan-250 | grep -q '$SLICE.0/24'"
-check fan.tunnel ip -d link show fan-250-tun
-check fan.tunnel-port-of-bridge sh -c "ip -o link show fan-250-tun | grep -q 'master fan-250'"
-check fan.nft-table nft list table ip fangen-fan-250
-check_wait fan.runtime-unit 60 unit_active fangen@fan-250.service
-check_wait fan.dnsmasq-unit 60 unit_active fangen-dnsmasq@fan-250.service
-check fan.dnsmasq-listens sh -c "ss -lunp | grep -q '$SLICE.1:67\\|0.0.0.0%fan-250:67\\|\\*%fan-250:67'"
-check_wait fan.container-lease 300 test "$(lease_ip ct)" = "$SLICE.100"
-check fan.container-unit unit_active fangen-boot-container.service
-check fan.container-pings-bridge ct_ping ct "$SLICE.1"
-check fan.generated-files ls /run/systemd/network/10-fangen-fan-250.netdev
+if [ "$role" = d ]; then
+	check nofan.no-generator-link sh -c '! ls -d /run/systemd/generator*/*/fangen*'
+	check nofan.no-fangen-units sh -c '! systemctl list-units --all --no-legend --plain fangen.service \
+		fangen-apply.service "fangen@*" "fangen-dnsmasq@*" | grep -v " inactive " | grep .'
+elif [ "$role" != c ]; then	# role c boots with a file that freezes every fan: its checks are below
+	check_wait fan.bridge 180 has_addr fan-250 "$SLICE.1"
+	check fan.slice sh -c "fangen show | grep fan-250 | grep -q '$SLICE.0/24'"
+	check fan.tunnel ip -d link show fan-250-tun
+	check fan.tunnel-port-of-bridge sh -c "ip -o link show fan-250-tun | grep -q 'master fan-250'"
+	check fan.nft-table nft list table ip fangen-fan-250
+	check_wait fan.runtime-unit 60 unit_active fangen@fan-250.service
+	check_wait fan.dnsmasq-unit 60 unit_active fangen-dnsmasq@fan-250.service
+	check fan.dnsmasq-listens sh -c "ss -lunp | grep -q '$SLICE.1:67\\|0.0.0.0%fan-250:67\\|\\*%fan-250:67'"
+	check_wait fan.container-lease 300 test "$(lease_ip ct)" = "$SLICE.100"
+	check fan.container-unit unit_active fangen-boot-container.service
+	check fan.container-pings-bridge ct_ping ct "$SLICE.1"
+	check fan.generated-files ls /run/systemd/network/10-fangen-fan-250.netdev
+	check fan.linked-by-generator test -L /run/systemd/generator/multi-user.target.wants/fangen.service
+	systemctl status --no-pager fangen.service fangen@fan-250.service \
+		fangen-dnsmasq@fan-250.service 2>&1 | grep -E '●|Active:|Main PID|Status:' | info
 fi
-systemctl status --no-pager fangen-generate.service fangen.service fangen@fan-250.service \
-	fangen-dnsmasq@fan-250.service 2>&1 | grep -E '●|Active:|Main PID|Status:' | info
 
 # -- timings ----------------------------------------------------------------------------
 out "INFO systemd-analyze: $(systemd-analyze time 2>&1 | head -n 1)"
 systemd-analyze blame --no-pager 2>&1 | head -n 12 | sed 's/^/blame: /' | info
 systemd-analyze blame --no-pager 2>&1 | grep -E 'fangen|netplan|networkd' | sed 's/^/blame: /' | info
-systemd-analyze critical-chain --no-pager fangen.service 2>&1 | sed 's/^/chain: /' | info
-systemd-analyze critical-chain --no-pager network.target 2>&1 | sed 's/^/chain: /' | info
+for u in network.target network-online.target fangen@fan-250.service fangen-boot-container.service; do
+	[ "$role" = d ] && [ "${u#fangen}" != "$u" ] && continue
+	systemd-analyze critical-chain --no-pager "$u" 2>&1 | sed 's/^/chain: /' | info
+done
+# when the network targets were reached, from systemd's own monotonic timestamps:
+# boot/check.py compares these between the guests with fans and d (none)
+userspace=$(systemctl show -P UserspaceTimestampMonotonic)
+networkd=$(systemctl show -P ActiveEnterTimestampMonotonic systemd-networkd.service)
+for t in network.target network-online.target; do
+	ts=$(systemctl show -P ActiveEnterTimestampMonotonic "$t")
+	if [ -n "$ts" ] && [ "$ts" != 0 ]; then
+		out "TIMING target $t $(((ts - userspace) / 1000)) ms after systemd started, $((ts / 1000)) ms after the kernel, $(((ts - networkd) / 1000)) ms after systemd-networkd was up"
+	else
+		out "TIMING target $t not reached"
+	fi
+done
+# the underlay's lease, from networkd's journal line (short-monotonic: [SECONDS.USEC])
+lease_s=$(journalctl -b --no-pager -o short-monotonic -u systemd-networkd 2>/dev/null |
+	sed -n 's/^\[ *\([0-9.]*\)\].*DHCPv4 address.*/\1/p' | head -n 1)
+[ -n "$lease_s" ] && out "TIMING dhcp lease of the underlay $(awk -v s="$lease_s" -v n="$networkd" \
+	'BEGIN { printf "%d", s * 1000 - n / 1000 }') ms after systemd-networkd was up"
 # the generators, each run 5 times as systemd runs them (fresh output directories)
 gen_ms() {
 	local gen=$1 i t0 t1 total=0
@@ -147,9 +190,12 @@ gen_ms() {
 fangen_gen=$(gen_ms /usr/lib/systemd/system-generators/fangen)
 netplan_gen=$(gen_ms /usr/lib/systemd/system-generators/netplan)
 out "TIMING generator fangen ${fangen_gen} ms netplan ${netplan_gen} ms (mean of 5, in the guest)"
-t0=$(date +%s%N); fangen generate >/dev/null 2>&1; t1=$(date +%s%N)
-out "TIMING fangen-generate $(((t1 - t0) / 1000000)) ms (one run of fangen generate, in the guest)"
-for u in fangen-generate.service fangen.service fangen@fan-250.service systemd-networkd.service; do
+if [ "$role" != d ]; then
+	t0=$(date +%s%N); fangen generate >/dev/null 2>&1; t1=$(date +%s%N)
+	out "TIMING fangen-generate $(((t1 - t0) / 1000000)) ms (one run of fangen generate, in the guest)"
+fi
+for u in systemd-networkd.service systemd-networkd-wait-online.service fangen.service \
+	fangen@fan-250.service fangen-boot-container.service; do
 	a=$(systemctl show -P ExecMainStartTimestampMonotonic "$u")
 	b=$(systemctl show -P ActiveEnterTimestampMonotonic "$u")
 	c=$(systemctl show -P InactiveExitTimestampMonotonic "$u")
@@ -188,6 +234,15 @@ if [ "$role" = a ]; then
 	# upstream IPIP fans share one collect-metadata device (fan.d(5), tunnel)
 	check apply.second-fan-shared-tunnel sh -c "ip -d link show fangen-ipip | grep -q external"
 	check apply.first-fan-untouched ct_ping ct "$SLICE.1"
+
+	# 2b. a networkd restart: no fangen unit is bound to networkd, the fans stay as they are
+	runtime_pid=$(systemctl show -P MainPID fangen@fan-250.service)
+	systemctl restart systemd-networkd.service
+	check_wait restart.networkd-active 60 unit_active systemd-networkd.service
+	check_wait restart.bridge-keeps-slice 60 has_addr fan-250 "$SLICE.1"
+	check restart.runtime-not-restarted test "$(systemctl show -P MainPID fangen@fan-250.service)" = "$runtime_pid"
+	check_wait restart.container-pings-bridge 60 ct_ping ct "$SLICE.1"
+	case "$peers" in *b*) check_wait restart.ping-container-on-b 60 ct_ping ct 250.2.10.100 ;; esac
 
 	# 3. remove every fan, netplan apply: all gone
 	ip netns exec ct busybox true
@@ -253,7 +308,7 @@ systemctl --failed --no-legend --plain | sed 's/^/failed unit: /' | info
 journalctl -b --no-pager -p warning -o short-monotonic 2>&1 | grep -iE 'fangen|dnsmasq' | grep -v 'Failed to start\|Failed with result' | tail -n 20 | sed 's/^/journal: /' | info
 if [ $failures -gt 0 ]; then
 	journalctl -b --no-pager -o short-monotonic -u 'fangen@*' -u 'fangen-dnsmasq@*' \
-		-u fangen-apply -u fangen.service -u fangen-generate 2>&1 |
+		-u fangen-apply -u fangen.service 2>&1 |
 		grep -vE 'Consumed|Scheduled restart|Stopped|Starting|Failed (with|to start)|Deactivated|Finished|Main process exited|dnsmasq(-dhcp)?\[' |
 		awk '!seen[substr($0, index($0, "]: "))]++' | tail -n 80 | sed 's/^/debug: /' | info
 fi
