@@ -33,7 +33,8 @@ class Diagnostic:
     def __setattr__(self, name, value):
         raise AttributeError(f"cannot assign to field '{name}': a Diagnostic is immutable")
 
-    __delattr__ = __setattr__
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete field '{name}': a Diagnostic is immutable")
 
     def _fields(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)

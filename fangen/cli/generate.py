@@ -23,8 +23,9 @@ def register(sub) -> None:
                     "errors is reported (exit 1) and its earlier output is left as it was; "
                     "the others are written.  A fan.d file that cannot be read or parsed "
                     "freezes every fan: nothing is written or removed (exit 1).  When "
-                    "nothing changed since the last clean run (inputs and written files "
-                    "alike), it checks that and exits 0.")
+                    "nothing it reads changed since its last run without diagnostics "
+                    "(/var/cache/fangen/generate.memo), it only puts that run's files "
+                    "back where they are missing or changed.")
     cli.add_root_dir(parser)
     cli.add_host_interfaces(parser)
     parser.add_argument("--verbose", "-v", action="store_true",
