@@ -30,8 +30,9 @@ And two ways of starting ``fangen generate``:
   ``SITE_DIRS`` given that prefix's dist-packages first;
 * ``python3 -m fangen`` from the checkout (PYTHONPATH), with site.py's start-up.
 
-At the end the output trees of all fangen runs are compared (they must be the same
-files with the same bytes and modes).
+For scale, one more row: ``python3 -IS -c pass``, the interpreter starting and
+doing nothing.  At the end the output trees of all fangen runs are compared (they
+must be the same files with the same bytes and modes).
 
     /usr/bin/python3 bench/generator.py [--runs N]
 """
@@ -210,6 +211,8 @@ def main() -> int:
             "warm  fangen generate, installed": (
                 installed + [roots["warm-installed"]], None, warm),
             "warm  fangen generate, python3 -m": (module + [roots["warm-m"]], None, warm),
+            # the floor: the interpreter starting and doing nothing, as the launcher does
+            "warm  (python3 -IS -c pass)": ([PYTHON, "-IS", "-c", "pass"], None, warm),
             boot: ([NETPLAN, "--root-dir", roots["boot-netplan"]],
                    emptied(roots["boot-netplan"]), None),
             "boot  fangen generate, installed": (
@@ -254,6 +257,8 @@ def main() -> int:
             print(f"  {name:34s} median {med * 1000:7.2f} ms ({spread(values)}; CPU "
                   f"{used * 1000:6.2f})  {ratio}")
         for name, ratio in ratios.items():
+            if "(" in name:
+                continue
             print(f"target <= 2.00x netplan's generator: {name[6:]:33s} "
                   f"({name.split()[0]}): {'met' if ratio <= 2.0 else 'NOT met'} "
                   f"({ratio:.2f}x)")

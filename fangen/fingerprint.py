@@ -70,65 +70,39 @@ def _sha256(data: bytes = b""):
     return sha256(data)
 
 
-class _Sum:
-    """A digest of a sequence of values, each typed and length-prefixed (no two
-    sequences collide by moving bytes from one value into the next)."""
-
-    def __init__(self):
-        self._hash = _sha256()
-
-    def add(self, *values) -> None:
-        for value in values:
-            if isinstance(value, (list, tuple)):
-                self._put(b"L", str(len(value)).encode())
-                self.add(*value)
-            elif isinstance(value, bytes):
-                self._put(b"B", value)
-            else:
-                self._put(type(value).__name__[:1].encode(), os.fsencode(str(value)))
-
-    def _put(self, tag: bytes, data: bytes) -> None:
-        self._hash.update(tag + len(data).to_bytes(8, "little"))
-        self._hash.update(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+def digest(values) -> str:
+    """The sha256 of ``values`` (nested tuples and lists of str, bytes, int, bool, None):
+    of their repr, which tells every such value from every other."""
+    return _sha256(repr(values).encode("utf-8", "backslashreplace")).hexdigest()
 
 
 def code(root: str, live: bool) -> str:
     """The digest of what, besides the reads, decides a generate's outcome."""
     from fangen import writer
 
-    h = _Sum()
-    h.add(FORMAT, sys.version, root, live, os.geteuid() == 0,
-          writer.mode_for(names.NETWORKD_DIR + "/x")[1])
+    found: list = [FORMAT, sys.version, root, live, os.geteuid() == 0,
+                   writer.mode_for(names.NETWORKD_DIR + "/x")[1]]
     for sub in _CODE_DIRS:
         directory = os.path.join(_PACKAGE, sub)
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            with os.scandir(directory) as entries:
+                found += sorted((sub, e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                                for e in entries if e.name.endswith((".py", ".json")))
         except OSError as exc:
-            h.add("code", sub, exc.errno)
-            continue
-        for entry in entries:
-            if entry.name.endswith((".py", ".json")):
-                st = entry.stat()
-                h.add(sub, entry.name, st.st_size, st.st_mtime_ns)
+            found.append(("code", sub, exc.errno))
     for base in sys.path:                   # the yaml package the loader imports
         directory = os.path.join(base or ".", "yaml")
         try:
             st = os.stat(directory)
         except OSError:
             continue
-        h.add("yaml", directory, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        found.append(("yaml", directory, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
         break
-    return h.hexdigest()
+    return digest(found)
 
 
 def answers(questions, replies) -> str:
-    h = _Sum()
-    for question, reply in zip(questions, replies):
-        h.add(question, reply)
-    return h.hexdigest()
+    return digest(list(zip(questions, replies)))
 
 
 class Memo:

@@ -38,13 +38,9 @@ def build_parser(commands=COMMANDS):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in commands:
-        try:
-            module = importlib.import_module(f"fangen.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fangen.cli.{name}":
-                continue                       # command not built yet
-            raise
-        module.register(sub)
+        # every command in COMMANDS ships; one that does not import is a broken
+        # installation, which main() reports
+        importlib.import_module(f"fangen.cli.{name}").register(sub)
     return parser
 
 
@@ -78,15 +74,23 @@ def print_diagnostics(report, stream=None) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    wanted = [a for a in argv if not a.startswith("-")][:1]
+    commands = wanted if wanted and wanted[0] in COMMANDS else COMMANDS
     args = None
-    if argv[:1] == ["generate"]:
-        from fangen.cli import generate
+    try:
+        if argv[:1] == ["generate"]:
+            from fangen.cli import generate
 
-        args = generate.quick_args(argv[1:])
+            args = generate.quick_args(argv[1:])
+        if args is None:
+            parser = build_parser(commands)
+    except ImportError as exc:
+        from fangen.errors import printable
+
+        print(printable(f"fangen: cannot load its commands ({exc}): this installation of "
+                        "fangen is broken; reinstall it"), file=sys.stderr)
+        return EXIT_INTERNAL
     if args is None:
-        wanted = [a for a in argv if not a.startswith("-")][:1]
-        commands = wanted if wanted and wanted[0] in COMMANDS else COMMANDS
-        parser = build_parser(commands)
         args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
