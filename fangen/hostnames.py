@@ -59,6 +59,7 @@ class LiveInterfaces:
     def __init__(self, root: str):
         self.root = root
         self._names: set | None = None
+        self._by_files: set | None = None
         self._owned: set | None = None
 
     def where(self, name: str) -> str | None:
@@ -70,6 +71,10 @@ class LiveInterfaces:
         if self._names is None:
             self._names = set(interface_names())
         if name not in self._names:
+            return False
+        if self._by_files is None:           # the cheap half of owned_devices first
+            self._by_files = _named_by_our_files(self.root)
+        if name in self._by_files:
             return False
         if self._owned is None:
             self._owned = owned_devices(self.root)
@@ -143,10 +148,7 @@ def networkd_names(root: str):
     return found
 
 
-def owned_devices(root: str) -> set[str]:
-    """Devices fangen made: named by its networkd files or by a fan's runtime state."""
-    import json
-
+def _named_by_our_files(root: str) -> set[str]:
     owned: set[str] = set()
     try:
         entries = files.listdir(os.path.join(root, names.NETWORKD_DIR))
@@ -158,6 +160,14 @@ def owned_devices(root: str) -> set[str]:
             for suffix in (".network.d", ".network", ".netdev"):
                 if device.endswith(suffix):
                     owned.add(device[:-len(suffix)])
+    return owned
+
+
+def owned_devices(root: str) -> set[str]:
+    """Devices fangen made: named by its networkd files or by a fan's runtime state."""
+    import json
+
+    owned = _named_by_our_files(root)
     base = os.path.join(root, names.STATE_DIR)
     try:
         fans = files.listdir(base)
