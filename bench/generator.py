@@ -30,9 +30,10 @@ And two ways of starting ``fangen generate``:
   ``SITE_DIRS`` given that prefix's dist-packages first;
 * ``python3 -m fangen`` from the checkout (PYTHONPATH), with site.py's start-up.
 
-For scale, one more row: ``python3 -IS -c pass``, the interpreter starting and
-doing nothing.  At the end the output trees of all fangen runs are compared (they
-must be the same files with the same bytes and modes).
+For scale, two more rows: ``python3 -IS -c pass`` and ``python3 -c pass``, the
+interpreter starting and doing nothing, as the launcher and as ``python3 -m`` start
+it.  At the end the output trees of all fangen runs are compared (they must be the
+same files with the same bytes and modes).
 
     /usr/bin/python3 bench/generator.py [--runs N]
 """
@@ -211,8 +212,10 @@ def main() -> int:
             "warm  fangen generate, installed": (
                 installed + [roots["warm-installed"]], None, warm),
             "warm  fangen generate, python3 -m": (module + [roots["warm-m"]], None, warm),
-            # the floor: the interpreter starting and doing nothing, as the launcher does
+            # for scale: the interpreter starting and doing nothing, as the launcher starts
+            # it, and with site.py (as python3 -m starts it)
             "warm  (python3 -IS -c pass)": ([PYTHON, "-IS", "-c", "pass"], None, warm),
+            "warm  (python3 -c pass)": ([PYTHON, "-c", "pass"], None, warm),
             boot: ([NETPLAN, "--root-dir", roots["boot-netplan"]],
                    emptied(roots["boot-netplan"]), None),
             "boot  fangen generate, installed": (
