@@ -127,7 +127,10 @@ def test_the_fast_path_loads_no_yaml_and_validates_nothing(root):
     import subprocess
     import sys
 
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import fangen
+
+    # the fangen this process imported (the memo's code digest is of its modules)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(fangen.__file__)))
     code = ("import sys; from fangen.cli import main; rc = main(['generate', '--root-dir', "
             f"{root!r}]); print(rc, sorted(m for m in ('yaml', 'argparse', 'dataclasses', "
             "'fangen.config.validate', 'fangen.plan', 'fangen.runtime.lock') "
