@@ -3,12 +3,13 @@
 A Diagnostic is (file, line, col, path, message); line and column are 1-based,
 as netplan prints them.  Formatting reads the source line back from the file so
 the caret can point at the column.
+
+Plain classes rather than dataclasses: every fangen command imports this module,
+and ``dataclasses`` (with ``inspect``) costs more than the rest of a ``generate``
+that finds nothing to do.
 """
 
 from __future__ import annotations
-
-import re
-from dataclasses import dataclass, field
 
 MAX_SHOWN = 64       # characters of a user's value quoted in a message
 
@@ -17,15 +18,38 @@ EXIT_ERROR = 1       # bad configuration or a failed operation
 EXIT_USAGE = 2       # bad command line (argparse's own code)
 
 
-@dataclass(frozen=True)
 class Diagnostic:
-    file: str | None
-    line: int
-    col: int
-    message: str
-    path: tuple = ()
-    kind: str = "Error in fan definition"
-    severity: str = "error"          # "error" or "warning"
+    """One problem at a place: immutable, compared and hashed by its fields."""
+
+    __slots__ = ("file", "line", "col", "message", "path", "kind", "severity")
+
+    def __init__(self, file: str | None, line: int, col: int, message: str,
+                 path: tuple = (), kind: str = "Error in fan definition",
+                 severity: str = "error"):          # severity: "error" or "warning"
+        for name, value in zip(self.__slots__, (file, line, col, message, path, kind,
+                                                severity)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field '{name}': a Diagnostic is immutable")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete field '{name}': a Diagnostic is immutable")
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __repr__(self):
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Diagnostic({inner})"
 
     def format(self, source: str | None = None) -> str:
         """The first line is the whole diagnostic (file, line, column, message); for an
@@ -98,6 +122,7 @@ def _source_line(path: str, line: int) -> str | None:
     """The line as YAML counts lines (\\n, \\r\\n, \\r, NEL, LS and PS end one), from the
     first megabyte of a regular file; None when it cannot be read."""
     import os
+    import re
     import stat
 
     try:
@@ -135,11 +160,21 @@ class ConfigError(FangenError):
                          diagnostics)
 
 
-@dataclass
 class Report:
     """Diagnostics collected while loading and validating, errors and warnings."""
 
-    items: list[Diagnostic] = field(default_factory=list)
+    def __init__(self, items: list[Diagnostic] | None = None):
+        self.items: list[Diagnostic] = [] if items is None else items
+
+    def __repr__(self):
+        return f"Report(items={self.items!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.items == other.items
+
+    __hash__ = None
 
     def add(self, diag: Diagnostic) -> None:
         self.items.append(diag)

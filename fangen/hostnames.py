@@ -11,26 +11,27 @@
 * with ``live``, the interfaces of the network namespace this process runs in
   (``socket.if_nameindex()``), except the devices fangen made: those named by an
   earlier ``generate`` (its ``10-fangen-*`` files) or by a fan's runtime state
-  (``run/fangen/NAME/state.json``).
+  (``run/fangen/NAME/state.json``).  These are asked about one name at a time
+  (``LiveInterfaces``): validation only ever asks about a fan's bridge and tunnel.
 
 Unreadable or broken files are skipped: their owners report them.
+
+Every read goes through ``fangen.config.files`` (so generate's memo knows what
+the names came from); the YAML, networkd and JSON parsers are imported only when
+there is something to parse.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 
-from fangen.config import foreign, loader
-from fangen.config.foreign import ForeignNames
-from fangen.errors import Report
+from fangen.config import files
 from fangen.render import names
 
 NETWORKD_DIRS = ("etc/systemd/network", "run/systemd/network",
                  "usr/local/lib/systemd/network", "usr/lib/systemd/network",
                  "lib/systemd/network")
-NETWORKD_SUFFIXES = (".network", ".netdev", ".link")
+NETWORKD_SUFFIXES = files.NETWORKD_SUFFIXES
 MAX_BYTES = 1 << 20
 
 
@@ -39,33 +40,77 @@ def live_wanted(root: str, flag: bool = False) -> bool:
     return flag or root in ("", "/")
 
 
-def collect(root: str, live: bool = False) -> ForeignNames:
+def collect(root: str, live: bool = False):
+    """A ForeignNames of everything above."""
+    from fangen.config.foreign import ForeignNames
+
     found = ForeignNames()
     found.update(netplan_names(root))
     found.update(networkd_names(root))
     if live:
-        mine = owned_devices(root)
-        for name in interface_names():
-            if name not in mine:
-                found.add_name(name, f"interface {name} of this host, not made by fangen")
+        found.interfaces = LiveInterfaces(root)
     return found
 
 
+class LiveInterfaces:
+    """This namespace's interfaces that fangen did not make, asked about one name at a
+    time (each question and its answer go on generate's tape: fangen.config.files)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self._names: set | None = None
+        self._by_files: set | None = None
+        self._owned: set | None = None
+
+    def where(self, name: str) -> str | None:
+        if files.ask("foreign-interface", name, self._foreign, name):
+            return f"interface {name} of this host, not made by fangen"
+        return None
+
+    def _foreign(self, name: str) -> bool:
+        if self._names is None:
+            self._names = set(interface_names())
+        if name not in self._names:
+            return False
+        if self._by_files is None:           # the cheap half of owned_devices first
+            self._by_files = _named_by_our_files(self.root)
+        if name in self._by_files:
+            return False
+        if self._owned is None:
+            self._owned = owned_devices(self.root)
+        return name not in self._owned
+
+
+def foreign_interface(root: str, name: str) -> bool:
+    """``name`` is an interface of this namespace that fangen did not make."""
+    return LiveInterfaces(root)._foreign(name)
+
+
 def interface_names() -> list[str]:
+    import _socket                      # socket's C half: the names without socket.py
+
     try:
-        return [name for _, name in socket.if_nameindex()]
+        return [name for _, name in _socket.if_nameindex()]
     except OSError:
         return []
 
 
-def netplan_names(root: str) -> ForeignNames:
+def netplan_files(root: str) -> list[str]:
+    return files.layered_files(root, files.NETPLAN_DIR)
+
+
+def netplan_names(root: str):
+    from fangen.config import foreign, loader
+    from fangen.config.foreign import ForeignNames
+    from fangen.errors import Report
+
     found = ForeignNames()
-    for path in loader.layered_files(root, loader.NETPLAN_DIR):
+    for path in netplan_files(root):
         try:
-            raw = loader.read_limited(path)
+            raw = files.read_limited(path)
         except OSError:
             continue
-        if len(raw) > loader.MAX_FILE_BYTES:
+        if len(raw) > files.MAX_FILE_BYTES:
             continue
         doc = loader.parse_bytes(raw, path, Report())
         if doc is not None:
@@ -79,21 +124,23 @@ def networkd_files(root: str) -> list[str]:
     for sub in NETWORKD_DIRS:
         directory = os.path.join(root, sub)
         try:
-            entries = os.listdir(directory)
+            entries = files.listdir(directory, "networkd")   # fangen's own are left out
         except OSError:
             continue
         for entry in entries:
-            if entry.endswith(NETWORKD_SUFFIXES) and entry not in chosen:
+            if entry not in chosen:
                 chosen[entry] = os.path.join(directory, entry)
-    return [path for entry, path in sorted(chosen.items())
-            if not entry.startswith(names.OWNED_PREFIX)]
+    return [path for _, path in sorted(chosen.items())]
 
 
-def networkd_names(root: str) -> ForeignNames:
+def networkd_names(root: str):
+    from fangen.config import foreign
+    from fangen.config.foreign import ForeignNames
+
     found = ForeignNames()
     for path in networkd_files(root):
         try:
-            raw = loader.read_limited(path, MAX_BYTES)     # /dev/null (masked) is refused
+            raw = files.read_limited(path, MAX_BYTES)     # /dev/null (masked) is refused
         except OSError:
             continue
         text = raw[:MAX_BYTES].decode("utf-8", errors="replace")
@@ -101,12 +148,10 @@ def networkd_names(root: str) -> ForeignNames:
     return found
 
 
-def owned_devices(root: str) -> set[str]:
-    """Devices fangen made: named by its networkd files or by a fan's runtime state."""
+def _named_by_our_files(root: str) -> set[str]:
     owned: set[str] = set()
-    directory = os.path.join(root, names.NETWORKD_DIR)
     try:
-        entries = os.listdir(directory)
+        entries = files.listdir(os.path.join(root, names.NETWORKD_DIR))
     except OSError:
         entries = []
     for entry in entries:
@@ -115,14 +160,22 @@ def owned_devices(root: str) -> set[str]:
             for suffix in (".network.d", ".network", ".netdev"):
                 if device.endswith(suffix):
                     owned.add(device[:-len(suffix)])
+    return owned
+
+
+def owned_devices(root: str) -> set[str]:
+    """Devices fangen made: named by its networkd files or by a fan's runtime state."""
+    import json
+
+    owned = _named_by_our_files(root)
     base = os.path.join(root, names.STATE_DIR)
     try:
-        fans = os.listdir(base)
+        fans = files.listdir(base)
     except OSError:
         fans = []
     for fan in fans:
         try:
-            raw = loader.read_limited(os.path.join(base, fan, "state.json"), MAX_BYTES)
+            raw = files.read_limited(os.path.join(base, fan, "state.json"), MAX_BYTES)
             state = json.loads(raw.decode("utf-8"))
         except (OSError, ValueError):
             continue

@@ -9,8 +9,6 @@ broken fan is frozen alone while the others change.
 
 from __future__ import annotations
 
-import json
-
 from fangen.config.model import Fan
 from fangen.render import dnsmasq, names, networkd
 
@@ -62,12 +60,16 @@ def render_set(fans: list[Fan], sources: dict[str, list[str]], root: str = "/",
 
 
 def manifest_text(owners: dict[str, list[str]]) -> str:
+    import json
+
     return json.dumps({"fans": owners, "version": MANIFEST_VERSION}, indent=1,
                       sort_keys=True) + "\n"
 
 
 def parse_manifest(text: str) -> dict[str, list[str]] | None:
     """{fan: [relative paths]} from a manifest's text; None when it is not one."""
+    import json
+
     try:
         data = json.loads(text)
     except ValueError:

@@ -5,7 +5,8 @@ changes the tree as one transaction:
 
 1. stage: every new or changed file is written to a temporary file in its own
    directory (given its mode, and the systemd-network group for networkd files, as
-   netplan does, and flushed to disk); every file about to be replaced or removed
+   netplan does, and flushed to disk unless it lives under ``run/``, see below);
+   every file about to be replaced or removed
    gets a hard link as a backup.  A full disk, a read-only filesystem or a path
    component that is a file fails here, before anything visible changed: the
    temporary files (and directories this run made) go, and the error is raised.
@@ -19,16 +20,19 @@ A file whose content and mode are already right is left alone (its mtime does no
 change, networkd has nothing to reload).  Stale removal deletes only files that
 carry fangen's own prefix in networkd's directory, were not rendered this time and
 are not in ``keep`` (the files of a fan whose definition is broken just now).
+
+Durability: a file under the root's ``run/`` is not fsync'ed.  /run is a tmpfs on
+every systemd system (and an image's own run/ is hidden under it at boot), so a
+power cut empties it whatever fsync said; while the system runs, what readers see
+is all or nothing because rename(2) is atomic, with or without fsync.  Files
+elsewhere (``write_file``'s callers) are flushed before the rename.
 """
 
 from __future__ import annotations
 
 import errno
-import grp
 import os
-import shutil
 import stat
-import tempfile
 
 from fangen.errors import FangenError
 from fangen.render import names
@@ -48,11 +52,35 @@ class WriteError(FangenError):
         self.path, self.errno = path, exc.errno
 
 
+_groups: dict = {}
+
+
 def _group(name: str) -> int | None:
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        return None
+    if name not in _groups:
+        import grp
+
+        try:
+            _groups[name] = grp.getgrnam(name).gr_gid
+        except KeyError:
+            _groups[name] = None
+    return _groups[name]
+
+
+def _temp_name(directory: str, kind: str = "") -> str:
+    """A fresh name for a temporary file of ours in ``directory`` (not created)."""
+    return os.path.join(directory, f"{TEMP_PREFIX}{kind}{os.urandom(6).hex()}")
+
+
+def _create_temp(directory: str) -> tuple[int, str]:
+    """A new empty file of ours in ``directory``, mode 0600, opened for writing."""
+    while True:
+        path = _temp_name(directory)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC |
+                         os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        return fd, path
 
 
 def mode_for(relpath: str) -> tuple[int, int | None]:
@@ -61,7 +89,7 @@ def mode_for(relpath: str) -> tuple[int, int | None]:
     return DEFAULT_MODE, None
 
 
-def _unchanged(path: str, data: bytes, mode: int, gid: int | None) -> bool:
+def unchanged(path: str, data: bytes, mode: int, gid: int | None) -> bool:
     """The file is a regular file (not a symlink) with exactly this content and mode."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -104,34 +132,41 @@ class _Transaction:
     def _backup(self, path: str) -> str | None:
         if not os.path.lexists(path):
             return None
-        backup = tempfile.mktemp(prefix=TEMP_PREFIX + "old-", dir=os.path.dirname(path))
+        backup = _temp_name(os.path.dirname(path), "old-")
         try:
             os.link(path, backup, follow_symlinks=False)
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
+            import shutil
+
             shutil.copy2(path, backup, follow_symlinks=False)   # no hard links here
         return backup
 
-    def stage_write(self, path: str, data: bytes, mode: int, gid: int | None) -> None:
+    def stage_write(self, path: str, data: bytes, mode: int, gid: int | None,
+                    durable: bool = True) -> None:
         directory = os.path.dirname(path)
         self._makedirs(directory)
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+        fd, tmp = _create_temp(directory)
         entry = [tmp, path, None]
         self.staged.append(entry)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
             if gid is not None and os.geteuid() == 0:
-                os.fchown(fh.fileno(), 0, gid)
-            os.fsync(fh.fileno())
+                os.fchown(fd, 0, gid)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         if os.path.isdir(path) and not os.path.islink(path):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         entry[2] = self._backup(path)
 
     def stage_remove(self, path: str) -> None:
-        aside = tempfile.mktemp(prefix=TEMP_PREFIX + "gone-", dir=os.path.dirname(path))
+        aside = _temp_name(os.path.dirname(path), "gone-")
         self.removals.append((path, aside))
 
     def commit(self) -> None:
@@ -166,6 +201,8 @@ class _Transaction:
             if other is None:
                 continue
             if what == "remove" and os.path.isdir(other) and not os.path.islink(other):
+                import shutil
+
                 shutil.rmtree(other, ignore_errors=True)
             else:
                 _quietly(os.unlink, other)
@@ -178,15 +215,22 @@ def _quietly(func, path: str) -> None:
         pass
 
 
-def write_file(path: str, text: str, mode: int = DEFAULT_MODE, gid: int | None = None) -> bool:
+def write_file(path: str, text: str, mode: int = DEFAULT_MODE, gid: int | None = None,
+               durable: bool = True) -> bool:
     """Atomically replace ``path`` with ``text``; False when it already held exactly that.
-    Raises OSError (nothing changed) when it cannot."""
-    data = text.encode("utf-8")
-    if _unchanged(path, data, mode, gid):
+    ``durable=False``: no fsync (a file in /run).  Raises OSError (nothing changed) when
+    it cannot."""
+    return write_bytes(path, text.encode("utf-8"), mode, gid, durable)
+
+
+def write_bytes(path: str, data: bytes, mode: int = DEFAULT_MODE, gid: int | None = None,
+                durable: bool = True) -> bool:
+    """``write_file`` for bytes."""
+    if unchanged(path, data, mode, gid):
         return False
     tx = _Transaction()
     try:
-        tx.stage_write(path, data, mode, gid)
+        tx.stage_write(path, data, mode, gid, durable)
         tx.commit()
     except BaseException:
         tx.rollback()
@@ -212,13 +256,13 @@ def write_tree(root: str, files: dict[str, str], remove_stale: bool = True,
             mode, gid = mode_for(rel)
             current = os.path.join(root, rel)
             data = files[rel].encode("utf-8")
-            if _unchanged(current, data, mode, gid):
+            if unchanged(current, data, mode, gid):
                 result["unchanged"].append(rel)
                 continue
-            tx.stage_write(current, data, mode, gid)
+            tx.stage_write(current, data, mode, gid, durable=not volatile(rel))
             result["written"].append(rel)
         if remove_stale:
-            for rel in _stale(root, files, keep):
+            for rel in stale(root, files, keep):
                 current = os.path.join(root, rel)
                 tx.stage_remove(current)
                 result["removed"].append(rel)
@@ -233,7 +277,14 @@ def write_tree(root: str, files: dict[str, str], remove_stale: bool = True,
     return result
 
 
-def _stale(root: str, files: dict[str, str], keep) -> list[str]:
+def volatile(rel: str) -> bool:
+    """A file under the root's run/: gone at the next boot whatever is done (no fsync)."""
+    return rel.startswith("run/")
+
+
+def stale(root: str, files, keep=()) -> list[str]:
+    """fangen's networkd files (and drop-in directories of gone devices) that a tree of
+    ``files`` (relative paths) does not hold: what ``write_tree`` removes."""
     directory = os.path.join(root, names.NETWORKD_DIR)
     try:
         entries = sorted(os.listdir(directory))

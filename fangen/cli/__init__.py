@@ -5,16 +5,16 @@ imports anything heavy (jsonschema, pyroute2, dbus) inside ``run``, so a command
 pays only for what it uses.  This is the one place that turns errors into
 messages and exit codes: FangenError -> its diagnostics or message, exit 1; no
 tracebacks for user mistakes.
+
+``fangen generate`` runs at boot, before systemd-networkd: its plain forms
+(``--root-dir DIR``, ``--host-interfaces``, ``--verbose``) skip argparse, which
+costs more than a generate that finds nothing changed (``generate.quick_args``);
+anything else, ``--help`` included, goes through the parser as before.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-
-from fangen import __version__
-from fangen.errors import EXIT_ERROR, FangenError, printable
 
 EXIT_INTERNAL = 70                  # sysexits.h EX_SOFTWARE
 
@@ -22,7 +22,13 @@ COMMANDS = ("validate", "generate", "map", "up", "down", "show", "apply", "run",
             "doctor")
 
 
-def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
+def build_parser(commands=COMMANDS):
+    """The argparse parser of ``commands`` (all by default)."""
+    import argparse
+    import importlib
+
+    from fangen import __version__
+
     parser = argparse.ArgumentParser(
         prog="fangen",
         description="Fan networking for netplan and systemd-networkd: every host on an "
@@ -32,17 +38,14 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in commands:
-        try:
-            module = importlib.import_module(f"fangen.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fangen.cli.{name}":
-                continue                       # command not built yet
-            raise
-        module.register(sub)
+        # every command in COMMANDS ships; one that does not import is a broken
+        # installation, which main() reports
+        importlib.import_module(f"fangen.cli.{name}").register(sub)
     return parser
 
 
 def _directory(text: str) -> str:
+    import argparse
     import os
 
     if not os.path.isdir(text):
@@ -50,13 +53,13 @@ def _directory(text: str) -> str:
     return text
 
 
-def add_root_dir(parser: argparse.ArgumentParser) -> None:
+def add_root_dir(parser) -> None:
     parser.add_argument("--root-dir", default="/", metavar="DIR", type=_directory,
                         help="read fan.d files from DIR/{lib,etc,run}/netplan/fan.d and write "
                              "output under DIR (default: /)")
 
 
-def add_host_interfaces(parser: argparse.ArgumentParser) -> None:
+def add_host_interfaces(parser) -> None:
     parser.add_argument("--host-interfaces", action="store_true",
                         help="also refuse fan device names that an interface of this network "
                              "namespace already has (always done with --root-dir /)")
@@ -73,11 +76,35 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     wanted = [a for a in argv if not a.startswith("-")][:1]
     commands = wanted if wanted and wanted[0] in COMMANDS else COMMANDS
-    parser = build_parser(commands)
-    args = parser.parse_args(argv)
+    args = None
+    try:
+        if argv[:1] == ["generate"]:
+            from fangen.cli import generate
+
+            args = generate.quick_args(argv[1:])
+        if args is None:
+            parser = build_parser(commands)
+    except ImportError as exc:
+        from fangen.errors import printable
+
+        print(printable(f"fangen: cannot load its commands ({exc}): this installation of "
+                        "fangen is broken; reinstall it"), file=sys.stderr)
+        return EXIT_INTERNAL
+    if args is None:
+        args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except FangenError as exc:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return failure(exc)
+
+
+def failure(exc: Exception) -> int:
+    """The exit code for an exception out of a command, after its one-line message."""
+    from fangen.errors import EXIT_ERROR, FangenError, printable
+
+    if isinstance(exc, FangenError):
         if exc.diagnostics:
             if not getattr(exc, "printed", False):
                 for diag in exc.diagnostics:
@@ -88,23 +115,21 @@ def main(argv=None) -> int:
         else:
             print(printable(f"fangen: {exc}"), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         return EXIT_ERROR
-    except OSError as exc:
+    if isinstance(exc, OSError):
         # filesystem trouble no command foresaw: the path and the OS's word, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
         print(printable(f"fangen: {where}{exc.strerror or exc}"), file=sys.stderr)
         return EXIT_ERROR
-    except (MemoryError, RecursionError) as exc:
+    if isinstance(exc, (MemoryError, RecursionError)):
         print(f"fangen: out of resources: {type(exc).__name__}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as exc:            # a bug: still one line; FANGEN_DEBUG=1 shows it all
-        import os
+    # a bug: still one line; FANGEN_DEBUG=1 shows it all
+    import os
 
-        if os.environ.get("FANGEN_DEBUG") == "1":
-            raise
-        print(printable(f"fangen: internal error ({type(exc).__name__}: {exc}); please "
-                        "report it (FANGEN_DEBUG=1 shows where)"), file=sys.stderr)
-        return EXIT_INTERNAL
+    if os.environ.get("FANGEN_DEBUG") == "1":
+        raise exc
+    print(printable(f"fangen: internal error ({type(exc).__name__}: {exc}); please "
+                    "report it (FANGEN_DEBUG=1 shows where)"), file=sys.stderr)
+    return EXIT_INTERNAL

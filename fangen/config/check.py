@@ -10,7 +10,7 @@ A fan with an error of its own is left alone (``Result.broken``); the others go 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 from fangen.config import loader, validate
 from fangen.config.foreign import ForeignNames
@@ -29,10 +29,9 @@ class Frozen(ConfigError):
                         "started, changed or stopped) until it is fixed")
 
 
-class Checked(NamedTuple):
-    report: Report
-    result: validate.Result
-    loaded: loader.Loaded
+# (report, result, loaded); collections' namedtuple, not typing's: typing costs a
+# boot-time generate more than the rest of this module
+Checked = namedtuple("Checked", "report result loaded")
 
 
 def load_checked(root: str, foreign: ForeignNames | None = None) -> Checked:

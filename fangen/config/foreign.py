@@ -3,9 +3,11 @@
 A fan's bridge or tunnel must never be a device that belongs to someone else: a
 ``10-fangen-*.network`` sorts before ``10-netplan-*``, so its ``[Match]`` would win
 over the host's own configuration.  The shell (``fangen.hostnames``) reads the
-host's interfaces and its netplan and networkd configuration and hands the result
-to validation as a :class:`ForeignNames`; parsing that configuration text is pure
-and lives here.
+host's netplan and networkd configuration and hands the result to validation as a
+:class:`ForeignNames`, with an object that answers for the live host's interfaces
+one name at a time (so generate's memo depends on the names validation asks
+about, not on every veth that comes and goes); parsing that configuration text is
+pure and lives here.
 
 A literal name refuses exactly that name; a rule (a networkd ``[Match] Name=``
 list, a netplan ``match: name:``) refuses every name it would match, with
@@ -35,6 +37,10 @@ class Rule:
 class ForeignNames:
     literal: dict = field(default_factory=dict)     # name -> where it is used
     rules: list = field(default_factory=list)       # [Rule]
+    # the live host's interfaces, asked one name at a time: an object whose
+    # ``where(name)`` says where an interface of that name comes from, or None
+    # (the shell's, fangen.hostnames.LiveInterfaces); checked after the literal names
+    interfaces: object = None
 
     def add_name(self, name: str, where: str) -> None:
         self.literal.setdefault(name, where)
@@ -48,11 +54,17 @@ class ForeignNames:
         for name, where in other.literal.items():
             self.add_name(name, where)
         self.rules.extend(other.rules)
+        if self.interfaces is None:
+            self.interfaces = other.interfaces
 
     def use_of(self, name: str) -> str | None:
         """Where ``name`` is already used or matched, or None."""
         if name in self.literal:
             return self.literal[name]
+        if self.interfaces is not None:
+            where = self.interfaces.where(name)
+            if where is not None:
+                return where
         for rule in self.rules:
             if networkd_matches(rule.words, name):
                 return rule.where

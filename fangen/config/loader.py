@@ -11,29 +11,20 @@ fan, a later file's keys override an earlier one's (mappings merge key by key).
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 import stat
 from dataclasses import dataclass, field
 
-import yaml
-
-from fangen.config import yamltree
+from fangen.config.files import FAN_DIR, LAYERS, MAX_FILE_BYTES, NETPLAN_DIR, read_limited
+from fangen.config.files import layered_files as _layered_files
+from fangen.config.files import stat_mode
 from fangen.config.positions import Pos, Positions
 from fangen.errors import Diagnostic, Report, shown
 
-LAYERS = ("lib", "etc", "run")
-FAN_DIR = "netplan/fan.d"
-NETPLAN_DIR = "netplan"
-
-MAX_FILE_BYTES = 1 << 20        # a fan.d file is a few hundred bytes; refuse megabytes
-MAX_NODES = yamltree.MAX_NODES
-MAX_DEPTH = yamltree.MAX_DEPTH
-
 _FAN_KEY = re.compile(rb"(^|[\s{,])fan\s*:", re.MULTILINE)
 
-__all__ = ["Document", "Loaded", "Pos", "Positions", "load", "load_file", "parse_bytes"]
+__all__ = ["FAN_DIR", "LAYERS", "MAX_FILE_BYTES", "NETPLAN_DIR", "Document", "Loaded", "Pos",
+           "Positions", "layered_files", "load", "load_file", "parse_bytes", "read_limited"]
 
 
 @dataclass
@@ -50,41 +41,12 @@ def layered_files(root: str, subdir: str, report: Report | None = None) -> list[
 
     A directory that exists but cannot be listed is reported (when ``report`` is given):
     its files might hide or change others, so what was read is not the whole truth."""
-    chosen: dict[str, str] = {}
-    for layer in LAYERS:
-        directory = os.path.join(root, layer, subdir)
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            if report is not None and exc.errno != errno.ENOENT:
-                report.add(Diagnostic(directory, 0, 0, f"cannot list the directory: "
-                                      f"{exc.strerror}", kind="Error"))
-            continue
-        for name in names:
-            if name.endswith(".yaml"):
-                chosen[name] = os.path.join(directory, name)
-    return [chosen[name] for name in sorted(chosen)]
+    def unlisted(directory: str, exc: OSError) -> None:
+        if report is not None:
+            report.add(Diagnostic(directory, 0, 0, f"cannot list the directory: "
+                                  f"{exc.strerror}", kind="Error"))
 
-
-def read_limited(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """Up to ``limit + 1`` bytes of a regular file; OSError otherwise (a FIFO, a device or
-    a directory is refused without blocking or reading it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return _layered_files(root, subdir, unlisted)
 
 
 def load_file(path: str, report: Report, display: str | None = None) -> Document | None:
@@ -105,6 +67,10 @@ def load_file(path: str, report: Report, display: str | None = None) -> Document
 
 def parse_bytes(raw: bytes, display: str, report: Report) -> Document | None:
     """YAML with positions, every limit checked before it could be exceeded."""
+    import yaml                         # here, not at the top: an unchanged generate skips it
+
+    from fangen.config import yamltree
+
     try:
         data, positions = yamltree.build(raw, display)
     except yamltree.TreeError as exc:
@@ -141,7 +107,7 @@ def _offset_to_line_col(raw: bytes, offset) -> tuple[int, int]:
 def check_permissions(path: str, display: str, report: Report) -> None:
     """Warn, as netplan does, when a configuration file is readable by others."""
     try:
-        mode = os.stat(path).st_mode
+        mode = stat_mode(path)
     except OSError:
         return
     if stat.S_ISREG(mode) and mode & stat.S_IROTH:

@@ -15,7 +15,6 @@ shell; nothing here looks at the system.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -34,6 +33,8 @@ _RESERVED_OVERLAYS = [ipaddress.IPv4Network(n) for n in
 
 
 def load_schema() -> dict:
+    import json
+
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
         return json.load(fh)
 

@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import golden_examples as examples  # noqa: E402
 
-from fangen import cli  # noqa: E402
+from fangen import cli, fingerprint  # noqa: E402
 
 GOLDEN = os.path.dirname(os.path.abspath(__file__))
 UPDATE = os.environ.get("FANGEN_UPDATE_GOLDEN") == "1"
@@ -42,14 +42,15 @@ def run_fangen(*argv: str) -> tuple[int, str, str]:
 
 
 def output_tree(root: str) -> dict[str, bytes]:
-    """{relative path: bytes} of every file under root except the fan.d input."""
+    """{relative path: bytes} of every file under root except the fan.d input and
+    generate's memo (a cache of the run, not its output)."""
     tree = {}
     prefix = root.rstrip("/").encode()
     for directory, _, files in os.walk(root):
         for name in files:
             path = os.path.join(directory, name)
             rel = os.path.relpath(path, root)
-            if rel.startswith(examples.FAN_DIR + os.sep):
+            if rel.startswith(examples.FAN_DIR + os.sep) or rel == fingerprint.MEMO:
                 continue
             with open(path, "rb") as fh:
                 tree[rel] = fh.read().replace(prefix + b"/", b"/")
