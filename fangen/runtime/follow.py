@@ -175,9 +175,12 @@ class Follower:
                 skip, given_up = self.repairs.skip(actions)
                 for line in given_up:
                     self.log(line)
-            if not [a for a in actions if a not in skip]:
+            todo = [a for a in actions if a not in skip]
+            if not todo:
                 self._note_foreign()
                 return              # nothing to change: no lock taken
+            if repairing:           # counted when tried: it may be undone before verify
+                self.repairs.note(todo)
             # the lock only while changing, and a fresh plan under it
             with lock.held(self.host.root, f"run {self.name}"):
                 result = control.apply_up(self.host, self.fan, resolved, skip)
@@ -185,10 +188,9 @@ class Follower:
                 self.log(note)
             target, actions = result.target, result.actions
             if repairing:
-                done = [a for a in actions if repairs.key(a) is not None]
-                self.repairs.note(done)
-                for action in done:
-                    self.log(f"put back: {repairs.key(action)}")
+                for action in actions:
+                    if repairs.key(action) is not None:
+                        self.log(f"put back: {repairs.key(action)}")
             else:
                 self.log(f"reconciled: slice {target.slice.network} ({len(actions)} actions)")
             notify(f"STATUS=slice {target.slice.network} on {resolved.ifname} "

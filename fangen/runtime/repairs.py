@@ -56,7 +56,7 @@ class Repairs:
             elif len(recent) >= self.limit:
                 self.given_up.add(k)
                 skip.add(action)
-                newly.append(f"something keeps undoing '{k}' (put back {len(recent)} times "
+                newly.append(f"something keeps undoing '{k}' (tried {len(recent)} times "
                              f"in {self.window:g} s): not doing it again until the underlay "
                              "changes or SIGHUP; 'fangen show' reports what is broken")
         return frozenset(skip), newly

@@ -175,7 +175,7 @@ def test_repairs_give_up_a_fight_once_and_start_over_on_reset():
     skip, said = r.skip([add, record])
     assert skip == {add} and len(said) == 1
     assert said[0].startswith("something keeps undoing 'add address 250.3.4.1/8 dev f' "
-                              "(put back 3 times in 60 s)")
+                              "(tried 3 times in 60 s)")
     # said once; other repairs are not affected
     other = P.RestoreRoute("250.0.0.0/8", "f", "250.3.4.1")
     assert r.skip([add, other]) == (frozenset({add}), [])
