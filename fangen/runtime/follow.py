@@ -213,7 +213,8 @@ class Follower:
         if foreign and foreign != self.foreign:
             self.log(f"bridge {self.fan.bridge} also holds {', '.join(foreign)}, which "
                      "fangen did not set (an engine's network with the slice as its "
-                     "subnet?): left as it is")
+                     "subnet?): left as it is; once that network is gone, 'ip address "
+                     f"del ADDRESS dev {self.fan.bridge}' removes it")
         self.foreign = foreign
 
 
