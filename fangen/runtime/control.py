@@ -175,7 +175,9 @@ def still_wanted(host, name: str) -> str | None:
         st = state_mod.load(host.root, name)
     except state_mod.StateError:
         return "still configured and enabled"
-    if st is not None and st.bridge and st.bridge != fan.bridge:
+    if st is None:
+        return None                         # not up: down says so
+    if st.bridge and st.bridge != fan.bridge:
         return None                         # renamed: the old devices are no longer the fan's
     return "still configured and enabled"
 

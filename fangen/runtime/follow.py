@@ -138,14 +138,19 @@ class Follower:
         if fan is None and any(len(d.path) >= 3 and d.path[2] == self.name for d in errors):
             self.log("configuration has errors; keeping the running fan as it is")
             return True
+        notes: list[str] = []
         if fan is None or not fan.enabled:
             self.log("removed or disabled in the configuration; taking it down")
-            control.down(self.host, self.name)
+            control.down(self.host, self.name, notes=notes)
+            for note in notes:
+                self.log(note)
             return False
         if self.fan is not None and (fan.bridge, fan.tunnel) != (self.fan.bridge,
                                                                  self.fan.tunnel):
             self.log("bridge or tunnel name changed; taking the old devices down")
-            control.down(self.host, self.name)
+            control.down(self.host, self.name, notes=notes)
+            for note in notes:
+                self.log(note)
         self.fan = fan
         self.repairs.reset()
         self._reconcile(force=True)

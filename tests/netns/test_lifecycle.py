@@ -314,3 +314,61 @@ def test_run_repairs_and_stops_fighting(world, runtime, tmp_path):
     rt.stop()
     rt.stop_post()
     fangen(w.h, w.root, "down", FAN)
+
+
+def test_the_stop_command_leaves_a_broken_or_frozen_configuration_alone(world):
+    """fan.d(5) SAFETY: a fan whose definition has errors, or every fan while a file
+    cannot be parsed, stays as it is; --all does the same for every fan."""
+    w = world
+    fangen(w.h, w.root, "up", FAN, "--no-systemd")
+    up = snapshot(w.h)
+    write_fan(w, FAN_YAML.replace("type: vxlan", "type: gre"))
+    res = fangen(w.h, w.root, *stop_post_argv(FAN))
+    assert res.stderr == (f"fangen: {FAN}: left up: its definition has errors, so it stays "
+                          f"as it is ('fangen down {FAN}' takes it down)\n")
+    write_fan(w, "network: {version: 2, fan: [\n")
+    res = fangen(w.h, w.root, "down", "--all", "--if-unconfigured")
+    assert res.stderr == (f"fangen: {FAN}: left up: a fan.d file cannot be read or parsed, "
+                          f"so everything stays as it is ('fangen down {FAN}' takes it "
+                          "down)\n")
+    assert snapshot(w.h) == up
+    res = fangen(w.h, w.root, "down", FAN, "--force", "--if-unconfigured", check=False)
+    assert (res.returncode, res.stderr) == (
+        1, "fangen: --force and --if-unconfigured do not go together\n")
+    fangen(w.h, w.root, "down", FAN)
+
+
+def test_down_force_keeps_a_bridge_with_containers_too(world):
+    """Without a state file, by the marks: the same rule as down."""
+    w = world
+    before = snapshot(w.h)
+    fangen(w.h, w.root, "up", FAN, "--no-systemd")
+    ip(w.h, "link", "set", "c0", "master", FAN)
+    os.unlink(os.path.join(w.root, "run/fangen", FAN, "state.json"))
+    res = fangen(w.h, w.root, "down", FAN, "--force")
+    assert f"fangen: {FAN}: kept bridge {FAN}: c0 still attached (containers); 'down " \
+        "--force --purge' deletes it and detaches them" in res.stderr
+    assert ports(w) == ["c0"] and w.bridge_addrs() == []
+    fangen(w.h, w.root, "down", FAN, "--force", "--purge")
+    assert snapshot(w.h) == before
+
+
+def test_the_stop_command_of_a_fan_that_never_came_up(world):
+    """fangen run stopped while it waited for the underlay: nothing to keep or remove."""
+    w = world
+    res = fangen(w.h, w.root, *stop_post_argv(FAN))
+    assert (res.stdout, res.stderr) == (f"{FAN}: not up\n", "")
+
+
+def test_a_renamed_bridge_is_not_kept_by_the_stop_command(world, runtime):
+    w, rt = world, runtime
+    rt.start()
+    rt.stop()
+    write_fan(w, FAN_YAML + "      bridge: fanbr0\n")
+    res = rt.stop_post()
+    assert res.stdout == f"{FAN}: down\n"
+    assert ip(w.h, "link", "show", "dev", FAN, check=False).returncode != 0
+    rt.start()
+    assert link(w, "fanbr0")["ifindex"]
+    rt.stop()
+    fangen(w.h, w.root, "down", FAN)
