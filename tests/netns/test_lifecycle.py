@@ -372,3 +372,15 @@ def test_a_renamed_bridge_is_not_kept_by_the_stop_command(world, runtime):
     assert link(w, "fanbr0")["ifindex"]
     rt.stop()
     fangen(w.h, w.root, "down", FAN)
+
+
+def test_apply_without_systemd_says_what_it_kept(world):
+    w = world
+    fangen(w.h, w.root, "apply", "--no-systemd")
+    ip(w.h, "link", "set", "c0", "master", FAN)
+    os.unlink(os.path.join(w.root, "etc/netplan/fan.d/fan.yaml"))
+    res = fangen(w.h, w.root, "apply", "--no-systemd")
+    assert res.stdout == f"{FAN}: down\n"
+    assert f"fangen: {FAN}: kept bridge {FAN}: c0 still attached" in res.stderr
+    assert ports(w) == ["c0"]
+    fangen(w.h, w.root, "down", FAN, "--purge")
