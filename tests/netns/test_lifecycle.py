@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -34,9 +33,9 @@ from test_runtime_updown import (  # noqa: E402
     FAN_YAML, PYTHON, REPO, World, _end_dnsmasq, _env, dhcp, fangen, snapshot)
 
 from fangen.runtime import repairs  # noqa: E402
+from tests.engines.lifecycle import stop_post_argv  # noqa: E402
 from tests.harness.host import wait_for  # noqa: E402
 
-UNIT = os.path.join(REPO, "systemd", "fangen@.service")
 FAN = "fan250"
 
 
@@ -50,15 +49,6 @@ def world(tmp_path):
     finally:
         _end_dnsmasq(root)
         pool.cleanup()
-
-
-def stop_post_argv(name: str) -> list[str]:
-    """The unit's ExecStopPost= command line, as fangen arguments for ``name``."""
-    with open(UNIT, encoding="utf-8") as fh:
-        [line] = [ln.strip() for ln in fh if ln.startswith("ExecStopPost=")]
-    argv = shlex.split(line.split("=", 1)[1].lstrip("-"))
-    assert argv[0] == "/usr/sbin/fangen", argv
-    return [arg.replace("%i", name) for arg in argv[1:]]
 
 
 class Runtime:
