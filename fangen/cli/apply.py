@@ -91,7 +91,10 @@ def run(args) -> int:
             systemd.stop(unit)
         return status
     for name in sorted(set(state_mod.names_with_state(args.root_dir)) - wanted - broken):
-        control.down(host, name)
+        notes: list[str] = []
+        control.down(host, name, notes=notes)       # a bridge with containers is kept
+        for note in notes:
+            print(f"fangen: {note}", file=sys.stderr)
         print(f"{name}: down")
     for name in sorted(wanted):
         try:

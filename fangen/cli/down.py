@@ -14,9 +14,10 @@ def register(sub) -> None:
         description="Remove every link, address, route, nft table, tc filter, file and "
                     "process that 'fangen up' recorded in DIR/run/fangen/NAME/state.json, "
                     "and nothing else; works after the fan left the configuration.  Taking "
-                    "down a fan that is not up is not an error.  With --force, also find "
-                    "the fan's objects by fangen's marks, for a state file that is missing "
-                    "or corrupt.")
+                    "down a fan that is not up is not an error.  A bridge with ports fangen "
+                    "did not make (containers) is kept, without its address, unless "
+                    "--purge.  With --force, also find the fan's objects by fangen's marks, "
+                    "for a state file that is missing or corrupt.")
     add_selection(parser, every="every fan that is up (configured or not)")
     cli.add_root_dir(parser)
     parser.add_argument("--dry-run", action="store_true",
@@ -26,6 +27,14 @@ def register(sub) -> None:
                              "fangen:NAME, nft table fangen-NAME, fangen's dnsmasq for NAME, "
                              "its drop-ins and run directory), with or without a readable "
                              "state file")
+    parser.add_argument("--purge", action="store_true",
+                        help="delete the fan's bridge even when containers are attached to "
+                             "it (they are detached for good)")
+    parser.add_argument("--if-unconfigured", action="store_true",
+                        help="only when the fan is no longer configured, is disabled or its "
+                             "bridge was renamed; otherwise leave it up (what "
+                             "fangen@NAME.service runs when it stops, so a restart keeps "
+                             "containers attached)")
     parser.set_defaults(func=run)
 
 
@@ -42,14 +51,24 @@ def run(args) -> int:
         chosen = _marked_names(host)
     else:
         chosen = state_mod.names_with_state(args.root_dir)
+    if args.force and args.if_unconfigured:
+        from fangen.errors import FangenError
+        raise FangenError("--force and --if-unconfigured do not go together")
     for name in chosen:
         notes: list[str] = []
         if args.force:
-            actions = control.force_down(host, name, dry_run=args.dry_run, notes=notes)
+            actions = control.force_down(host, name, dry_run=args.dry_run, notes=notes,
+                                         purge=args.purge)
+        elif args.if_unconfigured:
+            actions = control.down_if_unconfigured(host, name, dry_run=args.dry_run,
+                                                   notes=notes, purge=args.purge)
         else:
-            actions = control.down(host, name, dry_run=args.dry_run, notes=notes)
+            actions = control.down(host, name, dry_run=args.dry_run, notes=notes,
+                                   purge=args.purge)
         for note in notes:
             print(f"fangen: {note}", file=sys.stderr)
+        if actions is None:                 # --if-unconfigured: left up (the note says why)
+            continue
         if args.dry_run:
             print(f"# {name}")
             for action in actions:

@@ -81,11 +81,16 @@ def up(host, fan: Fan, timeout: float | None = 30.0, dry_run: bool = False,
         return apply_up(host, fan, resolved)
 
 
-def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved) -> UpResult:
+def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
+             skip: frozenset = frozenset()) -> UpResult:
     """Plan and execute (the caller holds the lock); a kernel that does not read the
-    fan map attribute back as fan maps makes an ``auto`` fan fall back to upstream."""
+    fan map attribute back as fan maps makes an ``auto`` fan fall back to upstream.
+    ``skip``: actions not to take (repairs ``run`` gave up on, fangen.runtime.repairs);
+    the fan is then not verified."""
     notes = []
     target, actions = plan_for(host, fan, resolved)
+    if skip:
+        actions = [a for a in actions if a not in skip]
     try:
         execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
     except KernelFanRefused as exc:
@@ -95,7 +100,8 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved) -> UpResult:
                      "upstream datapath")
         host.say(notes[-1])
         execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
-    verify(host, target)
+    if not skip:
+        verify(host, target)
     return UpResult(fan, target, actions, notes)
 
 
@@ -123,17 +129,19 @@ def verify(host, t: P.Target) -> None:
         raise NotCarrying(f"{fan.name}: not ready: " + "; ".join(problems))
 
 
-def down(host, name: str, dry_run: bool = False, notes: list | None = None) -> list:
+def down(host, name: str, dry_run: bool = False, notes: list | None = None,
+         purge: bool = False) -> list:
     """Remove what fangen made for ``name``; [] when it was not up.  ``notes`` gets a
-    line when forwarding stays on because something else needs it."""
+    line when forwarding stays on because something else needs it, and for a bridge
+    kept for the containers on it (deleted anyway with ``purge``)."""
     state_mod.check_name(name)
     if dry_run:
-        return _plan_down(host, name, notes)[0]
+        return _plan_down(host, name, notes, purge)[0]
     with lock.held(host.root, f"down {name}"):
-        actions, state = _plan_down(host, name, notes)
+        actions, state = _plan_down(host, name, notes, purge)
         if state is None:
             return []
-        others = [n for n in state_mod.names_with_state(host.root) if n != name]
+        others = _other_fans(host.root, name)
         if others and state.sysctls:
             heir = _heir(host.root, others)
             if heir is not None:            # the last fan down puts the sysctls back
@@ -142,6 +150,65 @@ def down(host, name: str, dry_run: bool = False, notes: list | None = None) -> l
                 state_mod.save(host.root, heir)
         execute(actions, host, state)
         return actions
+
+
+def still_wanted(host, name: str) -> str | None:
+    """Why ``down --if-unconfigured`` leaves the fan up (None: take it down).
+
+    The fan stays while it is configured and enabled under the same bridge name, when its
+    definition has errors, and when a fan.d file cannot be parsed (fan.d(5), SAFETY): a
+    restart of its unit, a package upgrade or a crash of ``fangen run`` is not a removal,
+    and the containers on its bridge stay attached and keep their traffic."""
+    from fangen.config.check import Frozen
+
+    state_mod.check_name(name)
+    try:
+        fans, errors, _ = load_fans(host.root)
+    except Frozen:
+        return "a fan.d file cannot be read or parsed, so everything stays as it is"
+    fan = fans.get(name)
+    if fan is None and any(len(d.path) >= 3 and d.path[2] == name for d in errors):
+        return "its definition has errors, so it stays as it is"
+    if fan is None or not fan.enabled:
+        return None
+    try:
+        st = state_mod.load(host.root, name)
+    except state_mod.StateError:
+        return "still configured and enabled"
+    if st is None:
+        return None                         # not up: down says so
+    if st.bridge and st.bridge != fan.bridge:
+        return None                         # renamed: the old devices are no longer the fan's
+    return "still configured and enabled"
+
+
+def down_if_unconfigured(host, name: str, dry_run: bool = False,
+                         notes: list | None = None, purge: bool = False) -> list | None:
+    """``down --if-unconfigured`` (what fangen@NAME.service runs when it stops): take the
+    fan down only when it left the configuration, was disabled or renamed its bridge;
+    None when it is left up."""
+    reason = still_wanted(host, name)
+    if reason is None:
+        return down(host, name, dry_run=dry_run, notes=notes, purge=purge)
+    if notes is not None:
+        notes.append(f"{name}: left up: {reason} ('fangen down {name}' takes it down)")
+    return None
+
+
+def _other_fans(root: str, name: str) -> list:
+    """The other fans that are up under ``root`` (a state that cannot be read counts: it
+    may be up; a bridge kept by down does not)."""
+    out = []
+    for other in state_mod.names_with_state(root):
+        if other == name:
+            continue
+        try:
+            found = state_mod.load(root, other)
+        except state_mod.StateError:
+            found = None
+        if found is None or not found.is_stub():
+            out.append(other)
+    return out
 
 
 def _heir(root: str, others: list):
@@ -157,11 +224,11 @@ def _heir(root: str, others: list):
     return None
 
 
-def _plan_down(host, name: str, notes: list | None) -> tuple[list, object]:
+def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tuple[list, object]:
     state = state_mod.load(host.root, name)
     if state is None:
         return [], None
-    others = [n for n in state_mod.names_with_state(host.root) if n != name]
+    others = _other_fans(host.root, name)
     keep = []
     if not others and P.FORWARD_SYSCTL in state.sysctls:
         from fangen.runtime import forwarding
@@ -171,8 +238,18 @@ def _plan_down(host, name: str, notes: list | None) -> tuple[list, object]:
                          + "; ".join(keep))
     obs = observe_mod.observe(host, name, state.bridge or name, state.tunnel or f"{name}-tun",
                               state)
-    actions = P.plan_down(state, obs, last_fan=not others and not keep)
-    return _only_marked(host, state, actions, notes), state
+    actions = P.plan_down(state, obs, last_fan=not others and not keep, purge=purge)
+    actions = _only_marked(host, state, actions, notes)
+    if notes is not None:
+        for a in actions:
+            if isinstance(a, P.KeepBridge):
+                notes.append(f"{name}: kept bridge {a.name}: {', '.join(a.ports)} still "
+                             f"attached (containers); 'fangen down --purge {name}' deletes "
+                             "it and detaches them")
+            elif isinstance(a, P.DeleteLink) and (ports := P.foreign_ports(a.name, state, obs)):
+                notes.append(f"{name}: deleted bridge {a.name} with {', '.join(ports)} "
+                             "attached: their containers are detached")
+    return actions, state
 
 
 def _only_marked(host, state, actions: list, notes: list | None) -> list:
@@ -196,7 +273,8 @@ def _only_marked(host, state, actions: list, notes: list | None) -> list:
     return kept
 
 
-def force_down(host, name: str, dry_run: bool = False, notes: list | None = None) -> list:
+def force_down(host, name: str, dry_run: bool = False, notes: list | None = None,
+               purge: bool = False) -> list:
     """``down --force``: down from the state file when it can be read, then remove
     whatever still carries the fan's marks (see fangen.runtime.recover)."""
     from fangen.runtime import recover
@@ -205,13 +283,15 @@ def force_down(host, name: str, dry_run: bool = False, notes: list | None = None
     with lock.held(host.root, f"down --force {name}"):
         done: list = []
         try:
-            done = down(host, name, dry_run=dry_run, notes=notes)
+            done = down(host, name, dry_run=dry_run, notes=notes, purge=purge)
         except state_mod.StateError as exc:
             if notes is not None:
                 notes.append(f"{name}: state file not used: {exc}".split(";")[0])
                 notes.append(f"{name}: net.ipv4.ip_forward left as it is (its earlier "
                              "value was recorded in the state file)")
-        steps = recover.plan(host, name)
+        steps = recover.plan(host, name, purge=purge)
+        if notes is not None:
+            notes += [f"{name}: {step}" for step in steps if step.kind == "keep"]
         if not dry_run:
             recover.apply(host, name, steps)
         return done + steps
@@ -239,8 +319,12 @@ def status(host, fans: dict) -> list[dict]:
         bridge = (fan.bridge if fan else "") or (st.bridge if st else name)
         underlay = (st.underlay.get("network") if st and st.underlay else None)
         up = bool(st and st.slice)
-        problems = [reason for _, reason in health.problems(st, links, routes)] \
-            if st is not None else []
+        stub = st is not None and st.is_stub()
+        if stub:                              # down kept the bridge for its containers
+            problems = [_kept_reason(name, kept, links) for kept in st.kept]
+        else:
+            problems = [reason for _, reason in health.problems(st, links, routes)] \
+                if st is not None else []
         row = {
             "name": name,
             "bridge": bridge,
@@ -256,14 +340,25 @@ def status(host, fans: dict) -> list[dict]:
             "type": fan.type if fan else (st.type if st else ""),
             "datapath": (st.datapath if st and st.datapath else
                          (choose_datapath(fan, host.proc) if fan else "")),
-            "state": "corrupt" if corrupt else _state_word(fan, st, problems),
+            "state": "corrupt" if corrupt else _state_word(fan, None if stub else st,
+                                                           problems, stub),
             "problems": problems,
         }
         rows.append(row)
     return rows
 
 
-def _state_word(fan, st, problems) -> str:
+def _kept_reason(name: str, bridge: str, links: dict) -> str:
+    ports = sorted(n for n, link in links.items() if link.master == bridge)
+    if bridge not in links:
+        return f"bridge {bridge} (kept by down) is gone; 'fangen down {name}' forgets it"
+    return (f"bridge {bridge} kept by down for its ports ({', '.join(ports) or 'none now'}); "
+            f"'fangen down --purge {name}' deletes it")
+
+
+def _state_word(fan, st, problems, stub: bool = False) -> str:
+    if stub and fan is None:
+        return "removed"          # only the kept bridge is left
     if st is None:
         return "disabled" if fan is not None and not fan.enabled else "down"
     if fan is None:

@@ -21,7 +21,10 @@ def execute(actions: list, host, state: State, save: bool = True) -> State:
     for action in actions:
         host.say(str(action))
         _apply(action, host, nl, state)
-        if isinstance(action, P.Forget):
+        if isinstance(action, P.Forget) and action.keep:
+            state = state_mod.shrink(host.root, state, action.keep)
+            save = False
+        elif isinstance(action, P.Forget):
             state_mod.remove(host.root, state.name)
             save = False
         elif save:
@@ -69,6 +72,8 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
     elif isinstance(a, P.DelRoute):
         nl.del_route(a.dst, a.dev, a.src)
         st.drop_route(a.dst, a.dev, a.src)
+    elif isinstance(a, P.RestoreRoute):
+        nl.add_route(a.dst, a.dev, a.src, kernel=True)
     elif isinstance(a, P.AttachPrograms):
         if a.shared:
             st.links.setdefault(a.dev, {"kind": a.mode, "created": False})["shared"] = True
@@ -148,6 +153,7 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
             st.links.setdefault(st.tunnel, {"kind": st.type, "created": False})["shared"] = True
         st.underlay = dict(info["underlay"])
         st.slice, st.gateway, st.mtu = info["slice"], info["gateway"], info["mtu"]
+        st.kept = []                        # a bridge down kept is the fan's again
         if st.links.get(st.tunnel, {}).get("created"):
             st.links[st.tunnel]["spec"] = list(info["tunnel_spec"])
         if info.get("networkd_bridge"):
@@ -159,7 +165,7 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
             st.add_address(dev, address)
         for dst, dev, src in info["own_routes"]:
             st.add_route(dst, dev, src)
-    elif isinstance(a, P.Forget):
+    elif isinstance(a, (P.Forget, P.KeepBridge)):
         pass
     else:                                   # pragma: no cover - a plan bug
         raise FangenError(f"unknown action {a!r}")

@@ -18,6 +18,7 @@ from fangen.runtime.plan import LinkView, RouteView
 IFF_UP = 0x1
 MAIN_TABLE = 254
 SCOPE_LINK = 253
+RTPROT_KERNEL = 2
 
 
 class NetlinkFailed(FangenError):
@@ -167,11 +168,14 @@ class Netlink:
                  address=str(iface.ip), prefixlen=iface.network.prefixlen,
                  tolerate=(errno.EADDRNOTAVAIL, errno.ENODEV, errno.ESRCH))
 
-    def add_route(self, dst: str, dev: str, src: str) -> None:
+    def add_route(self, dst: str, dev: str, src: str, kernel: bool = False) -> None:
+        """``kernel``: as the kernel makes it for an address (proto kernel), so it goes
+        with that address again."""
         net = IPv4Network(dst)
+        extra = {"proto": RTPROT_KERNEL} if kernel else {}
         self._do(f"add route {dst} dev {dev}", self.ipr.route, "replace",
                  dst=str(net.network_address), dst_len=net.prefixlen, oif=self._need(dev),
-                 prefsrc=src, scope=SCOPE_LINK, table=MAIN_TABLE)
+                 prefsrc=src, scope=SCOPE_LINK, table=MAIN_TABLE, **extra)
 
     def del_route(self, dst: str, dev: str, src: str) -> None:
         idx = self.index(dev)

@@ -9,7 +9,7 @@ line ``--dry-run`` prints; ``fangen.runtime.execute`` applies them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from fangen.config.model import Fan
 from fangen.datapath import tunnels
@@ -206,6 +206,19 @@ class DelRoute:
 
 
 @dataclass(frozen=True)
+class RestoreRoute:
+    """Put back the route the kernel made with the bridge address (someone deleted it:
+    ``ip route del``, an engine); it stays the address's, so it is not recorded."""
+
+    dst: str
+    dev: str
+    src: str
+
+    def __str__(self):
+        return f"restore route {self.dst} dev {self.dev} src {self.src} (of the bridge address)"
+
+
+@dataclass(frozen=True)
 class AttachPrograms:
     dev: str
     mode: str
@@ -328,8 +341,24 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Forget:
+class KeepBridge:
+    """down leaves a bridge with ports fangen did not make (containers): deleting it
+    would detach them for good.  ``down --purge`` deletes it anyway."""
+
+    name: str
+    ports: tuple
+
     def __str__(self):
+        return f"keep bridge {self.name} (ports {', '.join(self.ports)} still attached)"
+
+
+@dataclass(frozen=True)
+class Forget:
+    keep: tuple = ()               # kept bridges: the state shrinks to them
+
+    def __str__(self):
+        if self.keep:
+            return f"remove state, except the kept bridge {', '.join(self.keep)}"
         return "remove state"
 
 
@@ -473,6 +502,12 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             actions.append(DelAddress(entry["dev"], entry["address"]))
     if want_addr not in have:
         actions.append(AddAddress(fan.bridge, want_addr))
+    else:
+        # the kernel's route of that address (the overlay for VXLAN, the slice for IPIP)
+        # was deleted by someone else: the plan puts it back (`show` calls it broken)
+        prefix = str(IPv4Interface(want_addr).network)
+        if not any(r.dst == prefix and r.dev == fan.bridge for r in obs.routes):
+            actions.append(RestoreRoute(prefix, fan.bridge, gateway))
 
     # routes (IPIP routes the whole overlay via the tunnel; VXLAN bridges it)
     want_routes = []
@@ -569,10 +604,23 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
 
 # -- down ----------------------------------------------------------------------------------
 
-def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
+def plan_down(state: State, obs: Observed, last_fan: bool = True,
+              purge: bool = False) -> list:
     """Remove what ``state`` says fangen made, and only that; ``last_fan``: no other fan
-    in this root is up, so sysctls go back to what they were."""
+    in this root is up, so sysctls go back to what they were.  A bridge fangen would
+    delete that has ports fangen did not make (containers) is kept, without its
+    address, unless ``purge`` (see :class:`KeepBridge`)."""
     actions: list = []
+    created = [name for name, link in state.links.items() if link.get("created")]
+    # a bridge networkd made from our .netdev, which is gone now (the fan left the
+    # configuration): networkd never removes a netdev, so it is ours to delete
+    orphans = {name for name, link in state.links.items()
+               if link.get("networkd") and not link.get("created") and name in obs.links
+               and names.networkd_file(name, "netdev") not in obs.files}
+    bridges = orphans | {n for n in created if state.links[n].get("kind") == "bridge"}
+    kept = {} if purge else {
+        name: ports for name in sorted(bridges) if (ports := foreign_ports(name, state, obs))}
+    gone = set(created) - set(kept)          # their addresses and routes go with them
     if state.dnsmasq:
         actions.append(StopDnsmasq())
     for table in sorted(state.nft_tables):
@@ -582,21 +630,15 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
         if dev in obs.links and not state.created(dev) and \
                 (obs.tc.get(dev) or state.name in obs.tc_users.get(dev, ())):
             actions.append(DetachPrograms(dev, state.name))
-    created = [name for name, link in state.links.items() if link.get("created")]
     for entry in state.routes:
         route = RouteView(entry["dst"], entry["dev"], entry["src"])
-        if route in obs.routes and route.dev not in created:
+        if route in obs.routes and route.dev not in gone:
             actions.append(DelRoute(route.dst, route.dev, route.src))
     for entry in state.addresses:
         link = obs.links.get(entry["dev"])
-        if link is not None and entry["dev"] not in created and \
+        if link is not None and entry["dev"] not in gone and \
                 entry["address"] in link.addresses:
             actions.append(DelAddress(entry["dev"], entry["address"]))
-    # a bridge networkd made from our .netdev, which is gone now (the fan left the
-    # configuration): networkd never removes a netdev, so it is ours to delete
-    orphans = {name for name, link in state.links.items()
-               if link.get("networkd") and not link.get("created") and name in obs.links
-               and names.networkd_file(name, "netdev") not in obs.files}
     # links fangen only used (a bridge networkd made) get their MTU back
     for name, link in sorted(state.links.items()):
         before = link.get("mtu_before")
@@ -607,10 +649,10 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
     for name in _shared_in_use(state, obs):
         actions.append(_release(name, state.name, obs))
     # tunnels before bridges: a port goes before its master
-    bridges = orphans | {n for n in created if state.links[n].get("kind") == "bridge"}
-    order = sorted(set(created) | orphans, key=lambda n: (n in bridges, n))
-    for name in order:
-        if name in obs.links:
+    for name in sorted(set(created) | orphans, key=lambda n: (n in bridges, n)):
+        if name in kept:
+            actions.append(KeepBridge(name, kept[name]))
+        elif name in obs.links:
             actions.append(DeleteLink(name))
     networkd_changed = False
     for rel in sorted(state.files):
@@ -623,8 +665,14 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True) -> list:
         for key, value in sorted(state.sysctls.items()):
             if obs.sysctls.get(key) != value:
                 actions.append(SetSysctl(key, value, restore=True))
-    actions.append(Forget())
+    actions.append(Forget(tuple(sorted(kept))))
     return actions
+
+
+def foreign_ports(bridge: str, state: State, obs: Observed) -> tuple:
+    """The ports of ``bridge`` that fangen did not make: containers' veths, mostly."""
+    return tuple(sorted(name for name, link in obs.links.items()
+                        if link.master == bridge and name not in state.links))
 
 
 def slice_of(fan: Fan, address: IPv4Address, network: IPv4Network) -> Slice:

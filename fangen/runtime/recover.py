@@ -6,8 +6,9 @@ half-way).  Only what carries one of fangen's marks for NAME is touched:
 * links whose IFLA_IFALIAS is ``fangen:NAME`` (fangen sets it on every link it
   creates, and on a bridge networkd made from fangen's own ``.netdev``).  They
   are deleted, ports before bridges -- except a bridge whose fangen ``.netdev``
-  is still configured: networkd owns that one, so only its IPv4 addresses (the
-  fan's) go;
+  is still configured (networkd owns that one) and a bridge with ports that do
+  not carry the mark (containers; unless ``--purge``): only their IPv4 addresses
+  (the fan's) go;
 * the nft table ``ip fangen-NAME``;
 * dnsmasq processes in this network namespace whose command line is fangen's for
   NAME under this root (``--conf-file=ROOT/run/fangen/NAME/dnsmasq.conf``), and
@@ -34,7 +35,7 @@ from fangen.runtime import state as state_mod
 
 @dataclass(frozen=True)
 class Step:
-    kind: str           # link | address | nft | process | unit | file | dir | reload
+    kind: str           # link | address | nft | process | unit | file | dir | reload | keep
     target: str
     extra: str = ""
 
@@ -47,6 +48,8 @@ class Step:
             "unit": f"stop {self.target}",
             "file": f"remove {self.target}",
             "dir": f"remove {self.target}/",
+            "keep": f"kept bridge {self.target}: {self.extra} still attached (containers); "
+                    "'down --force --purge' deletes it and detaches them",
             "reload": "reload systemd-networkd (if running)",
         }[self.kind]
 
@@ -56,7 +59,7 @@ def slice_header(name: str) -> str:
     return names.HEADER.format(sources=f"the underlay address of fan {name}").rstrip("\n")
 
 
-def plan(host, name: str) -> list[Step]:
+def plan(host, name: str, purge: bool = False) -> list[Step]:
     from fangen.runtime.netlink import Netlink
 
     state_mod.check_name(name)
@@ -73,8 +76,13 @@ def plan(host, name: str) -> list[Step]:
                     key=lambda n: (links[n].kind == "bridge", n))
     for link in marked:
         netdev = os.path.join(host.root, names.networkd_file(link, "netdev"))
-        if links[link].kind == "bridge" and os.path.exists(netdev):
+        # ports without the mark: containers (kept unless --purge, as by down)
+        ports = sorted(n for n, view in links.items()
+                       if view.master == link and n not in marked)
+        if links[link].kind == "bridge" and (os.path.exists(netdev) or (ports and not purge)):
             steps += [Step("address", link, a) for a in sorted(links[link].addresses)]
+            if ports and not os.path.exists(netdev):
+                steps.append(Step("keep", link, ", ".join(ports)))
         else:
             steps.append(Step("link", link, mark))
     dropins = _dropins(host.root, name)
@@ -120,6 +128,8 @@ def apply(host, name: str, steps: list[Step]) -> None:
                 pass
         elif step.kind == "dir":
             shutil.rmtree(state_mod.state_dir(host.root, name), ignore_errors=True)
+        elif step.kind == "keep":
+            pass
         elif step.kind == "reload":
             networkd = host.networkd()
             if networkd is not None:

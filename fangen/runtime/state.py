@@ -77,6 +77,7 @@ class State:
     files: dict = field(default_factory=dict)        # relpath -> text written
     dnsmasq: dict = field(default_factory=dict)      # {"mode", "pid", "cmdline"} | {"mode","unit"}
     sysctls: dict = field(default_factory=dict)     # key -> value before we changed it
+    kept: list = field(default_factory=list)        # bridges down kept for their ports
 
     # -- bookkeeping used by the executor ------------------------------------------------
     def add_address(self, dev: str, address: str) -> None:
@@ -98,6 +99,10 @@ class State:
 
     def created(self, link: str) -> bool:
         return bool(self.links.get(link, {}).get("created"))
+
+    def is_stub(self) -> bool:
+        """What ``down`` left: only a bridge kept for the containers on it."""
+        return bool(self.kept) and not self.slice
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -187,6 +192,18 @@ def remove(root: str, name: str) -> None:
     """Forget the fan: its whole directory is fangen's (state, dnsmasq's config and pid
     file, which dnsmasq leaves behind), so nothing of a removed fan stays in /run."""
     shutil.rmtree(state_dir(root, name), ignore_errors=True)
+
+
+def shrink(root: str, state: State, keep) -> State:
+    """Forget the fan except the bridges ``keep`` (down kept them for their ports): the
+    run directory goes, a state naming only them stays, so a later ``down`` or ``up``
+    knows they are fangen's."""
+    stub = State(state.name, bridge=state.bridge, tunnel=state.tunnel,
+                 links={name: state.links[name] for name in keep if name in state.links},
+                 kept=sorted(keep))
+    remove(root, state.name)
+    save(root, stub)
+    return stub
 
 
 def names_with_state(root: str) -> list[str]:

@@ -22,7 +22,7 @@ import pytest
 
 from fangen.config.model import build
 from fangen.engines import lxd as lxd_profile
-from tests.engines import images, traffic
+from tests.engines import images, lifecycle, traffic
 from tests.engines.lxd_host import Lxd
 from tests.harness import Lab
 from tests.harness.ns import ip, nsexec, pids_in
@@ -148,6 +148,22 @@ def test_tcp_across_hosts(lab):
     got, sent_digest, got_digest = tcp_transfer(b.ns, lab.lease["b"]["ip"], a.ns,
                                                 size=4 << 20)
     assert got == 4 << 20 and got_digest == sent_digest
+
+
+def test_restarting_the_fans_unit_keeps_containers_attached(lab):
+    """``systemctl restart fangen@fan250`` as systemd does it (tests/engines/lifecycle.py):
+    neither the bridge nor its address goes; the containers keep their ports and pings."""
+    def attached():
+        return {h.name: (lifecycle.index(h, h.bridge()), lifecycle.ports(h, h.bridge()))
+                for h in lab.hosts}
+    before = attached()
+    for host in lab.hosts:
+        watch = lifecycle.Watch(host)
+        lifecycle.restart_unit(host, FAN)
+        assert (watch.deleted(host.bridge()), watch.deleted(f"{FAN}-tun")) == ([], [])
+    assert attached() == before
+    addr = {key: lease["ip"] for key, lease in lab.lease.items()}
+    assert traffic.ping(lab.ctr["a"].ns, addr["b"]) and traffic.ping(lab.ctr["b"].ns, addr["a"])
 
 
 def _cmdline(pid: int) -> str:

@@ -27,7 +27,7 @@ import socket
 import pytest
 
 from fangen.engines import cni
-from tests.engines import images, traffic
+from tests.engines import images, lifecycle, traffic
 from tests.engines.podman_host import Podman
 from tests.harness import Lab, fan_stanza
 from tests.harness.host import wait
@@ -202,6 +202,24 @@ def test_published_port_answers_on_the_hosts_underlay_address(lab):
 
 
 # -- life cycle ------------------------------------------------------------------------------
+
+def test_restarting_the_fans_unit_keeps_containers_and_the_network(lab):
+    """``systemctl restart fangen@fan250`` as systemd does it (tests/engines/lifecycle.py):
+    the bridge, its address and the CNI network stay; the containers keep pinging."""
+    def attached():
+        return {h.name: (lifecycle.index(h, h.bridge()), lifecycle.ports(h, h.bridge()))
+                for h in lab.hosts}
+    before = attached()
+    for host in lab.hosts:
+        conflist = _conflist(host)
+        watch = lifecycle.Watch(host)
+        lifecycle.restart_unit(host, FAN)
+        assert (watch.deleted(host.bridge()), watch.deleted(f"{FAN}-tun")) == ([], [])
+        assert _conflist(host) == conflist
+    assert attached() == before
+    addrs = {name: traffic.iface(ctr.ns)["address"] for name, ctr in lab.ctr.items()}
+    assert traffic.ping(lab.ctr["a"].ns, addrs["b"]) and traffic.ping(lab.ctr["b"].ns, addrs["a"])
+
 
 def test_slice_move_rewrites_the_network_and_restart_readdresses(lab):
     h2 = lab.hosts[1]

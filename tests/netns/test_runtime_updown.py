@@ -194,8 +194,12 @@ def test_up_twice_dhcp_and_down_restores(world, tmp_path):
     assert (row["bridge"], row["slice"], row["datapath"], row["state"]) == \
         ("fan250", "250.3.4.0/24", "upstream", "up")
 
-    # down: the namespace is as it was; down twice is fine
-    fangen(w.h, w.root, "down", "fan250")
+    # down: the namespace is as it was; down twice is fine.  The container is still on
+    # the bridge: plain down would keep it (tests/netns/test_lifecycle.py), --purge
+    # deletes it and says so
+    res = fangen(w.h, w.root, "down", "fan250", "--purge")
+    assert "fangen: fan250: deleted bridge fan250 with c0 attached: their containers are " \
+        "detached" in res.stderr
     fangen(w.h, w.root, "down", "fan250")
     assert snapshot(w.h) == before
     assert nsexec(w.h, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "0"
@@ -304,7 +308,7 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    fangen(w.h, w.root, "down", "fan250")
+    fangen(w.h, w.root, "down", "fan250", "--purge")      # c0 is still a port
     after = snapshot(w.h)
     # the underlay address changed on purpose; everything else is as before
     def strip(snap):

@@ -98,7 +98,7 @@ def test_runtime_down_runs_after_the_runtime_exits():
     """`fangen down` must not race the live `fangen run` (which puts back what is
     removed while it follows netlink events): ExecStopPost=, not ExecStop=."""
     lines = _unit_lines("fangen@.service")
-    assert "ExecStopPost=/usr/sbin/fangen down %i" in lines
+    assert "ExecStopPost=/usr/sbin/fangen down --if-unconfigured %i" in lines
     assert not [line for line in lines if line.startswith("ExecStop=")]
 
 

@@ -38,6 +38,9 @@ def converge(t, state=None):
     }
     routes = frozenset({P.RouteView(str(f.overlay), t.tunnel, str(t.slice.gateway))}) \
         if f.type == "ipip" else frozenset()
+    # the route the kernel makes with the bridge address
+    routes |= {P.RouteView(str(IPv4Network(t.bridge_address, strict=False)), f.bridge,
+                           str(t.slice.gateway))}
     files = dict(networkd.slice_dropins(f, t.slice))
     if t.shared_tunnel:
         files.pop(f"{names.dropin_dir(f.tunnel)}/50-slice.conf")
@@ -297,7 +300,8 @@ def test_an_ipip_tunnel_of_an_older_release_makes_way_for_the_shared_one():
     obs = P.Observed(links={"f": P.LinkView("f", 5, "bridge", 1480, True, None,
                                             frozenset({"250.3.4.1/24"})),
                             "f-tun": P.LinkView("f-tun", 6, "ipip", 1480, True, info=ext)},
-                     routes=frozenset({P.RouteView("250.0.0.0/8", "f-tun", "250.3.4.1")}))
+                     routes=frozenset({P.RouteView("250.0.0.0/8", "f-tun", "250.3.4.1"),
+                                       P.RouteView("250.3.4.0/24", "f", "250.3.4.1")}))
     assert lines(P.plan_up(t, obs, old))[:4] == [
         "delete link f-tun",
         "create ipip fangen-ipip external mtu 1480 (shared by the IPIP fans)",
