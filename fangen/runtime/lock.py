@@ -24,7 +24,6 @@ descriptor of the same file would wait for the first.  The wait is bounded:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -57,40 +56,53 @@ def timeout_from_env(default: float = DEFAULT_TIMEOUT) -> float:
     return value if value >= 0 else default
 
 
-@contextlib.contextmanager
-def held(root: str, what: str, timeout: float | None = None, required: bool = True):
-    """Hold the root's lock for the body.
+class held:
+    """Hold the root's lock for the body of a ``with`` statement.
 
     ``what`` names the holder in other commands' messages ("up fan250").
     ``required=False``: when the lock file cannot be made at all (a read-only or
     broken root, where nothing can be written either), run the body unlocked
     and let it report the file system's error itself.
+
+    A class rather than ``contextlib.contextmanager``: ``fangen generate`` takes the
+    lock on every run, and importing contextlib costs it a few milliseconds at an
+    ``-IS`` start (bench/generator.py).
     """
-    path = lock_path(root)
-    mine = _held.get(path)
-    if mine is not None:
-        mine[1] += 1
+
+    def __init__(self, root: str, what: str, timeout: float | None = None,
+                 required: bool = True):
+        self.path = lock_path(root)
+        self.what = what
+        self.timeout = timeout
+        self.required = required
+        self.fd = None
+        self.nested = False
+
+    def __enter__(self):
+        mine = _held.get(self.path)
+        if mine is not None:
+            mine[1] += 1
+            self.nested = True
+            return self
         try:
-            yield
-        finally:
-            mine[1] -= 1
-        return
-    try:
-        fd = _acquire(path, what, timeout_from_env() if timeout is None else timeout)
-    except OSError as exc:
-        if required:
-            raise FangenError(f"cannot take the lock {path}: {exc.strerror or exc}") \
-                from None
-        fd = None
-    if fd is None:
-        yield
-        return
-    _held[path] = [fd, 1]
-    try:
-        yield
-    finally:
-        del _held[path]
-        _release(path, fd)
+            self.fd = _acquire(self.path, self.what,
+                               timeout_from_env() if self.timeout is None else self.timeout)
+        except OSError as exc:
+            if self.required:
+                raise FangenError(f"cannot take the lock {self.path}: "
+                                  f"{exc.strerror or exc}") from None
+            self.fd = None
+        if self.fd is not None:
+            _held[self.path] = [self.fd, 1]
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        if self.nested:
+            _held[self.path][1] -= 1
+        elif self.fd is not None:
+            del _held[self.path]
+            _release(self.path, self.fd)
+        return False
 
 
 def _acquire(path: str, what: str, timeout: float) -> int:
@@ -155,7 +167,9 @@ def _holder(fd: int) -> str:
 
 
 def _release(path: str, fd: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         if _same_file(fd, path):
             os.unlink(path)
+    except OSError:
+        pass
     os.close(fd)
