@@ -62,8 +62,10 @@ def run(args) -> int:
     from fangen.runtime.host import make_host, systemd_available
 
     # first, before anything changes: a broken file freezes every fan
-    _, checked, _ = load_checked(args.root_dir, args.host_interfaces)
-    require_unfrozen(checked)
+    report, checked, _ = load_checked(args.root_dir, args.host_interfaces)
+    if checked.frozen:              # every problem into the journal, not only the freezing one
+        cli.print_diagnostics(report)
+    require_unfrozen(checked, printed=bool(checked.frozen))
     status = 0
     if not args.no_generate:
         from fangen.cli import generate

@@ -208,7 +208,7 @@ if [ "$role" = a ]; then
 		check_wait fan.ping-container-on-b 300 ct_ping ct 250.2.10.100
 		check_wait fan.ping-host-b-bridge 60 ct_ping ct 250.2.10.1 ;;
 	esac
-	case "$peers" in *c*) check_wait fan.ping-container-on-c 300 ct_ping ct 250.3.10.100 ;; esac
+	# guest c boots with every fan frozen (a fan.d file that is not YAML): no container there
 
 	# 1. host-reserve: 1 -> 20, netplan apply: dnsmasq serves from .21 on
 	old_range=$(dnsmasq_range fan-250)
