@@ -16,7 +16,8 @@ rules and ``fangen down NAME`` deletes exactly one table:
   connection, comes from the bridge, comes from the fan's tunnel into the bridge,
   or was translated by the host on purpose (``ct status dnat``: a container
   engine's published port); anything else routed there (a neighbour that routes
-  the overlay to this host) is dropped.  Forwarding out of the fan (to the
+  the overlay to this host) is dropped.  Only packets for this fan's overlay are
+  judged on the tunnel, which several IPIP fans may share (``fangen-ipip``).  Forwarding out of the fan (to the
   overlay, to the world with NAT) is untouched.
 
 The text is one atomic nft transaction that also replaces an older version of
@@ -69,6 +70,9 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
         f"\t\toifname != {fan_devs} accept",
+        # the tunnel may be shared (upstream IPIP): what goes to another fan's overlay is
+        # that fan's table's business, not this one's
+        f'\t\toifname "{tunnel}" ip daddr != {fan.overlay} accept',
         "\t\tct state established,related accept",
         f'\t\tiifname "{fan.bridge}" accept',
         f'\t\tiifname "{tunnel}" oifname "{fan.bridge}" accept',

@@ -21,6 +21,7 @@ FORWARD = (
     "\tchain forward {\n"
     "\t\ttype filter hook forward priority filter; policy accept;\n"
     '\t\toifname != { "fan250", "fan250-tun" } accept\n'
+    '\t\toifname "fan250-tun" ip daddr != 250.0.0.0/8 accept\n'
     "\t\tct state established,related accept\n"
     '\t\tiifname "fan250" accept\n'
     '\t\tiifname "fan250-tun" oifname "fan250" accept\n'
@@ -63,6 +64,7 @@ def test_forward_policy_names_the_device_the_fan_arrives_on():
     text = nft.ruleset(fan(type="vxlan", bridge="br-a"), SLICE, UNDERLAY, LOCAL, tunnel="fan-vx0")
     assert '\t\tip daddr 250.3.4.1 iifname != { "br-a", "fan-vx0", "lo" } drop\n' in text
     assert '\t\toifname != { "br-a", "fan-vx0" } accept\n' in text
+    assert '\t\toifname "fan-vx0" ip daddr != 250.0.0.0/8 accept\n' in text
     assert '\t\tiifname "fan-vx0" oifname "br-a" accept\n' in text
 
 
