@@ -4,7 +4,7 @@ import kutil
 import pytest
 from kutil import ip
 
-from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
 
 
 @pytest.fixture
@@ -23,5 +23,5 @@ def ns(net):
     ip(name, "addr", "add", "172.16.3.4/16", "dev", "eth0")
     ip(name, "link", "set", "eth0", "up")
     ip(name, "link", "set", "eth1", "up")
-    with kf.Rtnl(netns=name) as nl:
+    with rtnl.Rtnl(netns=name) as nl:
         yield name, nl

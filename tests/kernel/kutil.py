@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
 from tests.harness.ns import in_netns  # noqa: F401  (used here and by the tests)
 
@@ -81,8 +82,8 @@ class Net:
             sysctl(name, key, 0)
         return name
 
-    def rtnl(self, ns: str) -> kf.Rtnl:
-        return kf.Rtnl(netns=ns)
+    def rtnl(self, ns: str) -> rtnl.Rtnl:
+        return rtnl.Rtnl(netns=ns)
 
     def close(self) -> None:
         for name in reversed(self.namespaces):
@@ -126,7 +127,7 @@ def build_kernel_fan(net: Net, overlay: str, underlay: str, host_addrs: list[str
         ip(u, "link", "set", f"p{i}", "master", "br0", "up")
         ip(h, "addr", "add", f"{addr}/{fmap.underlay.prefixlen}", "dev", "eth0")
         ip(h, "link", "set", "eth0", "up")
-        with kf.Rtnl(netns=h) as nl:
+        with rtnl.Rtnl(netns=h) as nl:
             kf.create_ipip_fan(nl, tunnel, addr, [fmap], up=True)
         sl = fmap.slice_for_host(addr)
         gw = sl.network_address + 1

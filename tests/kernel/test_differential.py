@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
 
 pytestmark = [
     pytest.mark.skipif(not kf.present()["ipip"], reason="kernel without the IPIP fan"),
@@ -61,7 +62,7 @@ def _iproute_in(ns: str):
 
 def test_same_underlay_host_for_random_pairs(net):
     kns, uns = _sender(net, "k"), _sender(net, "u")
-    knl = kf.Rtnl(netns=kns)
+    knl = rtnl.Rtnl(netns=kns)
     kf.create_ipip_fan(knl, "fant", LOCAL, up=True)
     ip(uns, "link", "add", "fanu", "type", "ipip", "external")
     ip(uns, "link", "set", "fanu", "up")

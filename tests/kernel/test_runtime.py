@@ -20,6 +20,7 @@ import pytest
 from kutil import BUSYBOX, ip, nsexec, ping
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UDHCPC_SCRIPT = os.path.join(REPO, "tests/harness/udhcpc.sh")
@@ -133,7 +134,7 @@ def check_fan(net, datapath: str, while_up=None) -> None:
 def test_fangen_up_kernel_datapath(net):
     def maps_read_back(hosts):
         for h, _, _ in hosts:
-            with kf.Rtnl(netns=h) as nl:
+            with rtnl.Rtnl(netns=h) as nl:
                 assert [str(m) for m in kf.get_maps(nl, "fan250-tun")] == \
                     ["250.0.0.0/8:172.16.0.0/16"]
     check_fan(net, "kernel", maps_read_back)

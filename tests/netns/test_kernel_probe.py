@@ -23,6 +23,7 @@ import subprocess
 import pytest
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
 from tests.harness import snapshot
 from tests.harness.ns import Run, in_netns, ip, nsexec
 
@@ -80,13 +81,13 @@ def host():
 def test_this_kernel_reads_attribute_33_back_as_something_else(host):
     _, h = host
     with in_netns(h):
-        nl = kf.Rtnl()
+        nl = rtnl.Rtnl()
     with nl:
         kf.create_vxlan_fan(nl, "vx0", 42, "172.16.3.4", dev="ul0")     # no maps: no attr 33
-        link = kf.get_link(nl, "vx0")
-        assert len(link.fan_attr) == 8                                  # struct vxlanhdr
+        link = rtnl.get_link(nl, "vx0")
+        assert len(kf.fan_attr(link)) == 8                                  # struct vxlanhdr
         assert kf.fan_attr_meaning(link) == "foreign"
-        assert link.fan_maps == []
+        assert kf.fan_maps(link) == []
 
 
 def _fangen(run, h, root, *args, wrapper=True):
