@@ -1,18 +1,16 @@
 """Fixtures of the kernel fan tests (run inside the qemu guest by make kernel-check)."""
 
-import kutil
 import pytest
-from kutil import ip
 
 from fangen.datapath import rtnl
+from tests.harness.ns import Run, ip
 
 
 @pytest.fixture
 def net():
     """Namespaces of one test, removed again afterwards (also on failure)."""
-    n = kutil.Net()
-    yield n
-    n.close()
+    with Run("k") as run:
+        yield run
 
 
 @pytest.fixture

@@ -15,15 +15,14 @@ import os
 import tempfile
 import time
 
-import kutil
 import pytest
-from kutil import BUSYBOX, ip, nsexec, ping
+from kutil import lease
 
 from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
+from tests.harness.cli import fangen
+from tests.harness.ns import Run, ip, nsexec, ping
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-UDHCPC_SCRIPT = os.path.join(REPO, "tests/harness/udhcpc.sh")
 HOSTS = ["172.16.1.2", "172.16.2.3", "172.16.10.11"]
 STANZA = """network:
   version: 2
@@ -34,16 +33,6 @@ STANZA = """network:
       type: ipip
       datapath: {datapath}
 """
-
-
-def fangen(ns: str, root: str, *args: str, check: bool = True):
-    env = {"PYTHONPATH": REPO, "PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ["PATH"]}
-    res = kutil.sh("ip", "netns", "exec", ns, "env", *[f"{k}={v}" for k, v in env.items()],
-                   "/usr/bin/python3", "-m", "fangen", *args, "--root-dir", root,
-                   check=False, timeout=120)
-    if check:
-        assert res.returncode == 0, f"fangen {' '.join(args)}: {res.stderr}"
-    return res
 
 
 def snapshot(ns: str) -> dict:
@@ -58,22 +47,7 @@ def snapshot(ns: str) -> dict:
     }
 
 
-def lease(net: kutil.Net, host_ns: str, name: str, workdir: str) -> str:
-    """A container on the host's fan bridge; returns the address DHCP gave it."""
-    c = net.netns(name)
-    ip(host_ns, "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0", "netns", c)
-    ip(host_ns, "link", "set", f"v{name}", "master", "fan250", "up")
-    ip(c, "link", "set", "eth0", "up")
-    lease_file = os.path.join(workdir, f"{name}.lease")
-    kutil.sh("ip", "netns", "exec", c, "env", f"LEASE_FILE={lease_file}", BUSYBOX, "udhcpc",
-             "-i", "eth0", "-s", UDHCPC_SCRIPT, "-q", "-n", "-t", "10", "-T", "1",
-             timeout=60)
-    with open(lease_file) as fh:
-        got = dict(line.strip().split("=", 1) for line in fh if "=" in line)
-    return got["ip"]
-
-
-def bring_up(net: kutil.Net, datapath: str):
+def bring_up(net: Run, datapath: str):
     workdir = tempfile.mkdtemp(prefix="fangen-rt-")
     u = net.netns("u")
     ip(u, "link", "add", "br0", "type", "bridge")
@@ -105,15 +79,14 @@ def check_fan(net, datapath: str, while_up=None) -> None:
     # one container per host, addressed by the fan's dnsmasq from its host's slice
     containers = []
     for i, (h, _, _) in enumerate(hosts):
-        addr = lease(net, h, f"c{i}", workdir)
+        addr = lease(net, h, "fan250", f"c{i}", workdir)
         third, fourth = HOSTS[i].split(".")[2:]
         assert addr.startswith(f"250.{third}.{fourth}."), addr
         containers.append((f"{net.prefix}-c{i}", addr))
     for a_ns, _ in containers:
         for b_ns, b_addr in containers:
             if a_ns != b_ns:
-                res = ping(a_ns, b_addr, count=2)
-                assert res.returncode == 0, f"{a_ns} -> {b_addr}: {res.stdout}"
+                assert ping(a_ns, b_addr, count=2), f"{a_ns} -> {b_addr}"
     if while_up is not None:
         while_up(hosts)
     # up again: nothing to do; down: each host as it was before up

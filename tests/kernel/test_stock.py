@@ -11,6 +11,7 @@ import pytest
 
 from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
+from tests.harness.ns import Run, ip
 
 pytestmark = [
     pytest.mark.skipif(kf.present()["ipip"], reason="kernel with the IPIP fan"),
@@ -18,22 +19,17 @@ pytestmark = [
     pytest.mark.root,
 ]
 
-import kutil  # noqa: E402
-from kutil import ip  # noqa: E402
 
 
 @pytest.fixture
 def ns():
-    net = kutil.Net()
-    name = net.netns("s")
-    try:
+    with Run("k") as net:
+        name = net.netns("s")
         if ip(name, "link", "add", "probe", "type", "ipip", "local", "192.0.2.1",
               check=False).returncode != 0:
             pytest.skip("kernel without IPIP")
         ip(name, "link", "del", "probe")
         yield name
-    finally:
-        net.close()
 
 
 def test_fan_absent_and_maps_refused(ns):

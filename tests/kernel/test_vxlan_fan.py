@@ -22,20 +22,20 @@ import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+import kutil
 import pytest
+from kutil import maps_of
+from test_ipip_fan import BAD_MAPS, _remote_pairs
 
 from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
+from tests.harness.ns import ip, iproute_in, nsexec, ping, sh, socket_in
 
 pytestmark = [
     pytest.mark.skipif(not kf.present()["vxlan"], reason="kernel without the VXLAN fan"),
     pytest.mark.root,
 ]
-
-import kutil  # noqa: E402
-from kutil import ip, maps_of, ping  # noqa: E402
-from test_ipip_fan import BAD_MAPS, _remote_pairs  # noqa: E402
 
 FAN_A = ("250.0.0.0/8", "172.16.0.0/16")
 FAN_B = ("100.64.0.0/10", "10.224.220.0/24")      # the kernel comment's non-/8 example
@@ -69,7 +69,7 @@ def test_proc_vxlan_in_every_namespace(net):
     with open("/proc/sys/net/fan/version") as f:        # the IPIP entry is still there
         assert f.read().strip() == "3"
     name = net.netns("p")
-    assert kutil.nsexec(name, "cat", "/proc/sys/net/fan/vxlan").stdout.strip() == "4"
+    assert nsexec(name, "cat", "/proc/sys/net/fan/vxlan").stdout.strip() == "4"
     with pytest.raises(PermissionError):
         with open("/proc/sys/net/fan/vxlan", "w") as f:
             f.write("5\n")
@@ -92,9 +92,7 @@ def test_create_and_read_back(ns):
     assert details["linkinfo"]["info_kind"] == "vxlan"
     assert details["linkinfo"]["info_data"]["id"] == 0xFA0000
     # pyroute2 handles work too (the namespace of their socket is used)
-    with kutil.in_netns(name):
-        from pyroute2 import IPRoute
-        ipr = IPRoute()
+    ipr = iproute_in(name)
     try:
         assert maps_of(ipr, DEV) == ["250.0.0.0/8:172.16.0.0/16"]
     finally:
@@ -254,7 +252,7 @@ def test_delete_namespace_with_fan_devices(net):
         for i in range(4):
             kf.create_vxlan_fan(nl, f"fan{i}", 100 + i, f"172.16.3.{i + 4}", [FAN_A, FAN_B],
                                 up=True)
-    kutil.sh("ip", "netns", "del", name)
+    sh("ip", "netns", "del", name)
     net.namespaces.remove(name)
 
 
@@ -301,9 +299,7 @@ def build_vxlan_fan(net, overlay: str, underlay: str, host_addrs: list[str],
                "dstport", str(VXLAN_PORT), "nolearning")
             params = fanprog.FanParams.for_host(fmap, addr, "vxlan")
             assert params.vni == vni
-            with kutil.in_netns(h):
-                from pyroute2 import IPRoute
-                ipr = IPRoute()
+            ipr = iproute_in(h)
             try:
                 upstream.attach(ipr, ipr.link_lookup(ifname=DEV)[0], params)
             finally:
@@ -338,8 +334,7 @@ def _ping_all(hosts):
             if a is b:
                 continue
             (c_ns, _, _), (_, c_addr, c_mac) = a.containers[0], b.containers[0]
-            res = ping(c_ns, c_addr, count=2)
-            assert res.returncode == 0, f"{a.addr} -> {c_addr}: {res.stdout}{res.stderr}"
+            assert ping(c_ns, c_addr, count=2), f"{a.addr} -> {c_addr}"
             # ARP resolved across the fan: the peer container's own MAC
             n = _neigh(c_ns, c_addr)
             assert n is not None and n.get("lladdr") == c_mac, (str(c_addr), n)
@@ -353,8 +348,8 @@ def test_containers_ping_across_hosts(net, pair):
     _, _, hosts = build_vxlan_fan(net, *pair, addrs)
     _ping_all(hosts)
     # a host reaches another host's bridge (.1) and container over the fan too
-    assert ping(hosts[0].ns, hosts[1].gw, count=1).returncode == 0
-    assert ping(hosts[0].ns, hosts[2].containers[0][1], count=1).returncode == 0
+    assert ping(hosts[0].ns, hosts[1].gw, count=1)
+    assert ping(hosts[0].ns, hosts[2].containers[0][1], count=1)
     for h in hosts:
         with rtnl.Rtnl(netns=h.ns) as nl:
             assert maps_of(nl, DEV) == [f"{fmap.overlay}:{fmap.underlay}"]
@@ -368,7 +363,6 @@ def test_two_hosts_ping(net):
 def test_kernel_fan_hosts_and_upstream_host_talk(net):
     """Differential / wire compatibility: hosts 0 and 2 use the kernel VXLAN fan,
     host 1 fangen's upstream datapath (vxlan external + tc BPF), same VNI and port."""
-    pytest.importorskip("fangen.datapath.upstream")
     _, _, hosts = build_vxlan_fan(net, *FAN_A, ["172.16.1.2", "172.16.2.3", "172.16.3.4"],
                                   upstream_hosts=(1,))
     _ping_all(hosts)
@@ -378,7 +372,7 @@ class VxlanCapture:
     """VXLAN datagrams leaving ``dev`` in ``ns``, read from a packet socket."""
 
     def __init__(self, ns: str, dev: str):
-        self.sock = kutil.socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        self.sock = socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
         self.sock.bind((dev, 0))
         self.sock.settimeout(0.05)
 
@@ -445,7 +439,7 @@ def test_outer_header_matches_the_formula(net):
     vni = 0x123456
     kf.create_vxlan_fan(nl, DEV, vni, "192.0.2.1", [], up=True)
     cap = VxlanCapture(name, "eth0")
-    udp = kutil.socket_in(name, socket.AF_INET, socket.SOCK_DGRAM)
+    udp = socket_in(name, socket.AF_INET, socket.SOCK_DGRAM)
     rng = random.Random(5)
     checked = {b"\x08\x00": 0, b"\x08\x06": 0}
     try:
@@ -487,9 +481,9 @@ def test_unmapped_and_self_destinations_are_dropped(net):
         before = kutil.link_stats(h0.ns, DEV)["tx"]["errors"]
         cap.drain()
         # no map: the ARP request for 198.51.100.7 is dropped by the fan device
-        assert ping(h0.ns, "198.51.100.7", count=1, timeout=1).returncode != 0
+        assert not ping(h0.ns, "198.51.100.7", count=1, wait=1)
         # our own slice: an absent local container is not looked for elsewhere
-        assert ping(h0.ns, "250.1.2.200", count=1, timeout=1).returncode != 0
+        assert not ping(h0.ns, "250.1.2.200", count=1, wait=1)
         after = kutil.link_stats(h0.ns, DEV)["tx"]["errors"]
         assert after >= before + 2
         sent = [g for g in cap.frames(tries=10)
