@@ -16,6 +16,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PYTHON = os.environ.get("FANGEN_TEST_PYTHON", "/usr/bin/python3")
 
 
+def install(root: str, text: str | bytes, name: str = "fan.yaml") -> str:
+    """Write ROOT/etc/netplan/fan.d/NAME (mode 0600, as netplan wants) and return its path."""
+    path = os.path.join(root, "etc/netplan/fan.d", name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb" if isinstance(text, bytes) else "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
 def env(**extra: str) -> dict[str, str]:
     """The caller's environment minus DBUS_SYSTEM_BUS_ADDRESS (fangen must find no bus but
     one a test gives it), with this checkout on PYTHONPATH and no bytecode files."""

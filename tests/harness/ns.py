@@ -168,6 +168,16 @@ def veth(ns_a: str, name_a: str, ns_b: str, name_b: str, mtu: int | None = None)
     ip(ns_b, "link", "set", name_b, "up")
 
 
+def underlay_host(run: Run, address: str = "172.16.3.4/16") -> tuple[str, str]:
+    """Namespaces ``h`` (a host) and ``sw`` (its switch), joined by a veth that is up:
+    ``ul0`` in the host, holding ``address``, and ``p1`` in the switch."""
+    sw = run.netns("sw")
+    h = run.netns("h")
+    veth(h, "ul0", sw, "p1")
+    ip(h, "addr", "add", address, "dev", "ul0")
+    return h, sw
+
+
 def ipip_available() -> bool:
     """Can this kernel make a collect-metadata IPIP device?  (This project's machines: no;
     the kernel-check VMs: yes.)  Probed in a namespace of its own, removed again."""

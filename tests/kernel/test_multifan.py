@@ -25,8 +25,9 @@ from kutil import lease
 from test_runtime import snapshot
 
 from fangen.datapath import kernelfan as kf
+from tests.harness import cli
 from tests.harness.cli import REPO, fangen
-from tests.harness.ns import Run, ip, ipip_available, nsexec, ping, sh, socket_in
+from tests.harness.ns import Run, ip, ipip_available, nsexec, ping, sh, socket_in, veth
 from tests.harness.packets import ipv4_udp
 
 EXAMPLE = os.path.join(REPO, "examples", "two-fans.yaml")
@@ -95,16 +96,12 @@ def _two_fans(net: Run, workdir: str) -> None:
     for i, addrs in enumerate(HOSTS):
         h = net.netns(f"h{i}")
         for nic, (lan, addr) in enumerate(zip(("front", "storage"), addrs, strict=True)):
-            ip(switches[lan], "link", "add", f"p{i}", "type", "veth", "peer", "name",
-               f"eth{nic}", "netns", h)
-            ip(switches[lan], "link", "set", f"p{i}", "master", "br0", "up")
+            veth(switches[lan], f"p{i}", h, f"eth{nic}")
+            ip(switches[lan], "link", "set", f"p{i}", "master", "br0")
             ip(h, "addr", "add", f"{addr}/16", "dev", f"eth{nic}")
-            ip(h, "link", "set", f"eth{nic}", "up")
         root = os.path.join(workdir, f"h{i}")
-        os.makedirs(os.path.join(root, "etc/netplan/fan.d"))
-        path = os.path.join(root, "etc/netplan/fan.d/two-fans.yaml")
-        shutil.copyfile(EXAMPLE, path)
-        os.chmod(path, 0o600)
+        with open(EXAMPLE) as fh:
+            cli.install(root, fh.read(), "two-fans.yaml")
         hosts.append((h, root, snapshot(h)))
 
     # both fans up on both hosts, sharing one collect-metadata IPIP device per host

@@ -20,6 +20,7 @@ from kutil import lease
 
 from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
+from tests.harness import cli
 from tests.harness.cli import fangen
 from tests.harness.ns import Run, ip, nsexec, ping
 
@@ -60,11 +61,7 @@ def bring_up(net: Run, datapath: str):
         ip(h, "addr", "add", f"{addr}/16", "dev", "eth0")
         ip(h, "link", "set", "eth0", "up")
         root = os.path.join(workdir, f"h{i}")
-        os.makedirs(os.path.join(root, "etc/netplan/fan.d"))
-        path = os.path.join(root, "etc/netplan/fan.d/10-fan.yaml")
-        with open(path, "w") as fh:
-            fh.write(STANZA.format(datapath=datapath))
-        os.chmod(path, 0o600)
+        cli.install(root, STANZA.format(datapath=datapath), "10-fan.yaml")
         before = snapshot(h)
         fangen(h, root, "up", "fan250", "--no-systemd", "--timeout", "10")
         hosts.append((h, root, before))

@@ -21,6 +21,7 @@ import os
 import pytest
 import yaml
 
+from tests.harness import cli
 from tests.harness.cli import REPO, fangen
 from tests.harness.ns import Run, ip, nsexec, ping, sh, veth
 
@@ -73,12 +74,7 @@ class World:
                 ip(self.switches[net], "link", "set", f"p{i}", "master", "br0")
                 ip(h, "addr", "add", f"{addr}/16", "dev", f"eth{nic}")
             root = str(tmp_path / f"h{i}")
-            fan_d = os.path.join(root, "etc/netplan/fan.d")
-            os.makedirs(fan_d)
-            path = os.path.join(fan_d, "two-fans.yaml")
-            with open(path, "w") as fh:
-                yaml.safe_dump(data, fh)
-            os.chmod(path, 0o600)
+            cli.install(root, yaml.safe_dump(data), "two-fans.yaml")
             self.hosts.append((h, root, front))
 
     def container(self, i: int, fan: str, bridge: str) -> tuple[str, str]:

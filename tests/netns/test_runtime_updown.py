@@ -23,7 +23,7 @@ import pytest
 from tests.harness import cli
 from tests.harness.cli import fangen
 from tests.harness.host import wait_for as wait_until
-from tests.harness.ns import Run, ip, nsexec, sh, veth
+from tests.harness.ns import Run, ip, nsexec, sh, underlay_host, veth
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
 
@@ -47,20 +47,12 @@ exit 0
 class World:
     def __init__(self, run: Run, root: str):
         self.run, self.root = run, root
-        self.sw = run.netns("sw")
-        self.h = run.netns("h")
+        self.h, self.sw = underlay_host(run)
         self.c = run.netns("c")
-        veth(self.h, "ul0", self.sw, "p1")
-        ip(self.h, "addr", "add", "172.16.3.4/16", "dev", "ul0")
         ip(self.sw, "addr", "add", "172.16.0.1/16", "dev", "p1")
         ip(self.h, "route", "add", "default", "via", "172.16.0.1")
         veth(self.h, "c0", self.c, "eth0")
-        fan_d = os.path.join(root, "etc/netplan/fan.d")
-        os.makedirs(fan_d)
-        path = os.path.join(fan_d, "fan.yaml")
-        with open(path, "w") as fh:
-            fh.write(FAN_YAML)
-        os.chmod(path, 0o600)
+        cli.install(root, FAN_YAML)
 
     def state(self) -> dict:
         with open(os.path.join(self.root, "run/fangen/fan250/state.json")) as fh:
