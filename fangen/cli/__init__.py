@@ -32,13 +32,9 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in commands:
-        try:
-            module = importlib.import_module(f"fangen.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fangen.cli.{name}":
-                continue                       # command not built yet
-            raise
-        module.register(sub)
+        # every command in COMMANDS ships; one that does not import is a broken
+        # installation, which main() reports
+        importlib.import_module(f"fangen.cli.{name}").register(sub)
     return parser
 
 
@@ -73,7 +69,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     wanted = [a for a in argv if not a.startswith("-")][:1]
     commands = wanted if wanted and wanted[0] in COMMANDS else COMMANDS
-    parser = build_parser(commands)
+    try:
+        parser = build_parser(commands)
+    except ImportError as exc:
+        print(printable(f"fangen: cannot load its commands ({exc}): this installation of "
+                        "fangen is broken; reinstall it"), file=sys.stderr)
+        return EXIT_INTERNAL
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0

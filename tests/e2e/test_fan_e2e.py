@@ -40,15 +40,8 @@ VXLAN_PORT = 8472
 VNI = int(OVERLAY.network_address) >> 8
 
 
-def _runtime_missing() -> bool:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return not os.path.exists(os.path.join(here, "..", "..", "fangen", "cli", "run.py"))
-
-
 @pytest.fixture(scope="module")
 def lab(request):
-    if _runtime_missing():
-        pytest.skip("fangen run is not there yet")
     lab = Lab(hosts=3, containers=2, tag="e")
     failed_before = request.session.testsfailed
     try:
