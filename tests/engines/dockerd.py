@@ -1,6 +1,7 @@
 """A real dockerd (docker.io 20.10 from Debian) inside one harness host's namespace.
 
-How it is kept to the test (FACTS.md, "Docker ... in a namespace"):
+How it is kept to the test (what docker.io 20.10 needed to run in a namespace of its
+own on this project's machines):
 
 * ``unshare -m --propagation slave nsenter --net=/run/netns/HOST``: dockerd gets the
   host's network namespace (not ``ip netns exec``, which remounts /sys and hides the
