@@ -168,6 +168,23 @@ def veth(ns_a: str, name_a: str, ns_b: str, name_b: str, mtu: int | None = None)
     ip(ns_b, "link", "set", name_b, "up")
 
 
+def switch_ns(run: Run, short: str = "sw") -> str:
+    """A namespace holding a bridge ``br0`` that is up: the underlay switch of a test."""
+    sw = run.netns(short)
+    ip(sw, "link", "add", "br0", "type", "bridge")
+    ip(sw, "link", "set", "br0", "up")
+    return sw
+
+
+def plug(sw: str, port: str, ns: str, dev: str, address: str | None = None,
+         mtu: int | None = None) -> None:
+    """A veth from ``dev`` in ``ns`` (holding ``address``) to ``port`` on ``sw``'s br0, up."""
+    veth(ns, dev, sw, port, mtu)
+    ip(sw, "link", "set", port, "master", "br0")
+    if address:
+        ip(ns, "addr", "add", address, "dev", dev)
+
+
 def underlay_host(run: Run, address: str = "172.16.3.4/16") -> tuple[str, str]:
     """Namespaces ``h`` (a host) and ``sw`` (its switch), joined by a veth that is up:
     ``ul0`` in the host, holding ``address``, and ``p1`` in the switch."""

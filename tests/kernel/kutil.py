@@ -21,7 +21,7 @@ from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
 from tests.harness.cli import REPO
-from tests.harness.ns import Run, ip, sh, socket_in, sysctl
+from tests.harness.ns import Run, ip, ping, plug, sh, socket_in, switch_ns, sysctl
 
 BUSYBOX = "/bin/busybox"
 UDHCPC_SCRIPT = os.path.join(REPO, "tests/harness/udhcpc.sh")
@@ -51,6 +51,23 @@ def lease(net: Run, host_ns: str, bridge: str, name: str, workdir: str) -> str:
     return got["ip"]
 
 
+SENDER = IPv4Address("192.0.2.1")
+
+
+def sender(net: Run, short: str) -> str:
+    """A namespace at 192.0.2.1 whose every packet leaves eth0 for a gateway with a fixed
+    MAC (no ARP): what leaves there is what a tunnel sent."""
+    name = net.netns(short)
+    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+    ip(name, "addr", "add", f"{SENDER}/24", "dev", "eth0")
+    for dev in ("eth0", "eth1"):
+        ip(name, "link", "set", dev, "up")
+    ip(name, "neigh", "add", "192.0.2.254", "lladdr", "02:00:00:00:00:fe", "dev", "eth0",
+       "nud", "permanent")
+    ip(name, "route", "add", "default", "via", "192.0.2.254", "dev", "eth0")
+    return name
+
+
 @dataclass
 class Host:
     ns: str
@@ -66,23 +83,27 @@ class Fan:
     hosts: list
 
 
+def ping_across(fan: Fan) -> None:
+    """Every host's container pings every other host's container."""
+    for a in fan.hosts:
+        for b in fan.hosts:
+            if a is not b:
+                (c_ns, _), (_, c_addr) = a.containers[0], b.containers[0]
+                assert ping(c_ns, c_addr, count=2), f"{a.addr} -> {c_addr}"
+
+
 def build_kernel_fan(net: Run, overlay: str, underlay: str, host_addrs: list[str],
                      tunnel: str = "fant") -> Fan:
     """Hosts on one underlay bridge, each with an IPIP fan tunnel (kernelfan),
     a fan bridge holding its slice's .1, the overlay routed via the tunnel, and
     one container namespace at slice .2."""
     fmap = FanMap.parse(overlay, underlay)
-    u = net.netns("u")
-    ip(u, "link", "add", "br0", "type", "bridge")
-    ip(u, "link", "set", "br0", "up")
+    u = switch_ns(net, "u")
     hosts = []
     for i, addr in enumerate(host_addrs):
         h = net.netns(f"h{i}")
         sysctl(h, "net.ipv4.ip_forward", 1)
-        ip(u, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", h)
-        ip(u, "link", "set", f"p{i}", "master", "br0", "up")
-        ip(h, "addr", "add", f"{addr}/{fmap.underlay.prefixlen}", "dev", "eth0")
-        ip(h, "link", "set", "eth0", "up")
+        plug(u, f"p{i}", h, "eth0", f"{addr}/{fmap.underlay.prefixlen}")
         with rtnl.Rtnl(netns=h) as nl:
             kf.create_ipip_fan(nl, tunnel, addr, [fmap], up=True)
         sl = fmap.slice_for_host(addr)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import socket
-from ipaddress import IPv4Address
 
 import kutil
 import pytest
@@ -19,7 +18,7 @@ from test_ipip_fan import _remote_pairs
 from fangen.datapath import fanprog, rtnl, upstream
 from fangen.datapath import kernelfan as kf
 from fangen.fanmap import FanMap
-from tests.harness.ns import ip, iproute_in, ping, socket_in
+from tests.harness.ns import ip, iproute_in, socket_in
 
 pytestmark = [
     pytest.mark.skipif(not kf.present()["ipip"], reason="kernel without the IPIP fan"),
@@ -27,24 +26,11 @@ pytestmark = [
 ]
 
 
-LOCAL = IPv4Address("192.0.2.1")
-
-
-def _sender(net, short: str) -> str:
-    """A namespace whose every packet leaves eth0 for a static gateway (no ARP)."""
-    name = net.netns(short)
-    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    ip(name, "addr", "add", f"{LOCAL}/24", "dev", "eth0")
-    for dev in ("eth0", "eth1"):
-        ip(name, "link", "set", dev, "up")
-    ip(name, "neigh", "add", "192.0.2.254", "lladdr", "02:00:00:00:00:fe", "dev", "eth0",
-       "nud", "permanent")
-    ip(name, "route", "add", "default", "via", "192.0.2.254", "dev", "eth0")
-    return name
+LOCAL = kutil.SENDER                  # the address of kutil.sender()
 
 
 def test_same_underlay_host_for_random_pairs(net):
-    kns, uns = _sender(net, "k"), _sender(net, "u")
+    kns, uns = kutil.sender(net, "k"), kutil.sender(net, "u")
     knl = rtnl.Rtnl(netns=kns)
     kf.create_ipip_fan(knl, "fant", LOCAL, up=True)
     ip(uns, "link", "add", "fanu", "type", "ipip", "external")
@@ -109,9 +95,4 @@ def test_kernel_fan_host_and_upstream_host_talk(net):
         ipr.close()
     gw = params.own_slice.network_address + 1
     ip(h1.ns, "route", "add", str(fmap.overlay), "dev", "fanu", "src", str(gw))
-    for a in fan.hosts:
-        for b in fan.hosts:
-            if a is b:
-                continue
-            (c_ns, _), (_, c_addr) = a.containers[0], b.containers[0]
-            assert ping(c_ns, c_addr, count=2), f"{a.addr} -> {c_addr}"
+    kutil.ping_across(fan)

@@ -20,7 +20,7 @@ from kutil import maps_of
 from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
-from tests.harness.ns import ip, iproute_in, nsexec, ping, sh, socket_in
+from tests.harness.ns import ip, iproute_in, nsexec, ping, plug, sh, socket_in
 from tests.harness.packets import ipv4_udp
 
 pytestmark = [
@@ -232,12 +232,7 @@ def test_containers_ping_across_hosts(net, pair):
     hosts = [str(fmap.underlay.network_address + n) for n in (
         (0x0102, 0x0203, 0x0a0b) if fmap.underlay.prefixlen == 16 else (11, 12, 200))]
     fan = kutil.build_kernel_fan(net, *pair, hosts)
-    for a in fan.hosts:
-        for b in fan.hosts:
-            if a is b:
-                continue
-            (c_ns, _), (_, c_addr) = a.containers[0], b.containers[0]
-            assert ping(c_ns, c_addr, count=2), f"{a.addr} -> {c_addr}"
+    kutil.ping_across(fan)
     # hosts reach other hosts' bridges (.1) over the fan too
     h0, h1 = fan.hosts[0], fan.hosts[1]
     gw1 = fmap.slice_for_host(h1.addr).network_address + 1
@@ -278,15 +273,7 @@ def _remote_pairs(seed: int, count: int):
 def test_outer_destination_matches_the_formula(net):
     """Random prefix pairs and addresses: the outer destination the kernel picks
     is fangen.fanmap's host_for_address (the formula)."""
-    name = net.netns("f")
-    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    ip(name, "addr", "add", "192.0.2.1/24", "dev", "eth0")
-    for dev in ("eth0", "eth1"):
-        ip(name, "link", "set", dev, "up")
-    # everything leaves through eth0 to a gateway with a fixed MAC: no ARP needed
-    ip(name, "neigh", "add", "192.0.2.254", "lladdr", "02:00:00:00:00:fe", "dev", "eth0",
-       "nud", "permanent")
-    ip(name, "route", "add", "default", "via", "192.0.2.254", "dev", "eth0")
+    name = kutil.sender(net, "f")
     nl = rtnl.Rtnl(netns=name)
     kf.create_ipip_fan(nl, "fant", "192.0.2.1", up=True)
     cap = kutil.OuterCapture(name, "eth0")
@@ -324,10 +311,7 @@ def test_receive_from_any_underlay_host(net):
     # a third underlay host without a fan tunnel sends a hand-made IPIP packet
     u = fan.underlay_ns
     x = net.netns("x")
-    ip(u, "link", "add", "px", "type", "veth", "peer", "name", "eth0", "netns", x)
-    ip(u, "link", "set", "px", "master", "br0", "up")
-    ip(x, "addr", "add", "172.16.77.77/16", "dev", "eth0")
-    ip(x, "link", "set", "eth0", "up")
+    plug(u, "px", x, "eth0", "172.16.77.77/16")
     raw = socket_in(x, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
     c0_ns, c0_addr = h0.containers[0]
     rx = socket_in(c0_ns, socket.AF_INET, socket.SOCK_DGRAM)

@@ -27,7 +27,17 @@ from test_runtime import snapshot
 from fangen.datapath import kernelfan as kf
 from tests.harness import cli
 from tests.harness.cli import REPO, fangen
-from tests.harness.ns import Run, ip, ipip_available, nsexec, ping, sh, socket_in, veth
+from tests.harness.ns import (
+    Run,
+    ip,
+    ipip_available,
+    nsexec,
+    ping,
+    plug,
+    sh,
+    socket_in,
+    switch_ns,
+)
 from tests.harness.packets import ipv4_udp
 
 EXAMPLE = os.path.join(REPO, "examples", "two-fans.yaml")
@@ -87,18 +97,14 @@ def test_two_ipip_fans_share_one_device(net):
 def _two_fans(net: Run, workdir: str) -> None:
     switches = {}
     for lan in ("front", "storage"):
-        sw = net.netns(f"s{lan[0]}")
-        ip(sw, "link", "add", "br0", "type", "bridge")
-        ip(sw, "link", "set", "br0", "up")
+        sw = switch_ns(net, f"s{lan[0]}")
         ipip_counters(sw)
         switches[lan] = sw
     hosts = []
     for i, addrs in enumerate(HOSTS):
         h = net.netns(f"h{i}")
         for nic, (lan, addr) in enumerate(zip(("front", "storage"), addrs, strict=True)):
-            veth(switches[lan], f"p{i}", h, f"eth{nic}")
-            ip(switches[lan], "link", "set", f"p{i}", "master", "br0")
-            ip(h, "addr", "add", f"{addr}/16", "dev", f"eth{nic}")
+            plug(switches[lan], f"p{i}", h, f"eth{nic}", f"{addr}/16")
         root = os.path.join(workdir, f"h{i}")
         with open(EXAMPLE) as fh:
             cli.install(root, fh.read(), "two-fans.yaml")

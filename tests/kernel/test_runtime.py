@@ -22,7 +22,7 @@ from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
 from tests.harness import cli
 from tests.harness.cli import fangen
-from tests.harness.ns import Run, ip, nsexec, ping
+from tests.harness.ns import Run, ip, nsexec, ping, plug, switch_ns
 
 HOSTS = ["172.16.1.2", "172.16.2.3", "172.16.10.11"]
 STANZA = """network:
@@ -50,16 +50,11 @@ def snapshot(ns: str) -> dict:
 
 def bring_up(net: Run, datapath: str):
     workdir = tempfile.mkdtemp(prefix="fangen-rt-")
-    u = net.netns("u")
-    ip(u, "link", "add", "br0", "type", "bridge")
-    ip(u, "link", "set", "br0", "up")
+    u = switch_ns(net, "u")
     hosts = []
     for i, addr in enumerate(HOSTS):
         h = net.netns(f"h{i}")
-        ip(u, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", h)
-        ip(u, "link", "set", f"p{i}", "master", "br0", "up")
-        ip(h, "addr", "add", f"{addr}/16", "dev", "eth0")
-        ip(h, "link", "set", "eth0", "up")
+        plug(u, f"p{i}", h, "eth0", f"{addr}/16")
         root = os.path.join(workdir, f"h{i}")
         cli.install(root, STANZA.format(datapath=datapath), "10-fan.yaml")
         before = snapshot(h)

@@ -13,7 +13,6 @@ it, and containers on the bridge.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import random
@@ -30,7 +29,7 @@ from test_ipip_fan import BAD_MAPS, _remote_pairs
 from fangen.datapath import kernelfan as kf
 from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
-from tests.harness.ns import ip, iproute_in, nsexec, ping, sh, socket_in
+from tests.harness.ns import ip, iproute_in, nsexec, ping, plug, sh, socket_in, switch_ns
 
 pytestmark = [
     pytest.mark.skipif(not kf.present()["vxlan"], reason="kernel without the VXLAN fan"),
@@ -279,16 +278,11 @@ def build_vxlan_fan(net, overlay: str, underlay: str, host_addrs: list[str],
     """
     fmap = FanMap.parse(overlay, underlay)
     vni = vni_of(overlay)
-    u = net.netns("u")
-    ip(u, "link", "add", "br0", "type", "bridge")
-    ip(u, "link", "set", "br0", "up")
+    u = switch_ns(net, "u")
     hosts = []
     for i, addr in enumerate(host_addrs):
         h = net.netns(f"h{i}")
-        ip(u, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", h)
-        ip(u, "link", "set", f"p{i}", "master", "br0", "up")
-        ip(h, "addr", "add", f"{addr}/{fmap.underlay.prefixlen}", "dev", "eth0")
-        ip(h, "link", "set", "eth0", "up")
+        plug(u, f"p{i}", h, "eth0", f"{addr}/{fmap.underlay.prefixlen}")
         sl = fmap.slice_for_host(addr)
         gw = sl.network_address + 1
         ip(h, "link", "add", "fanbr", "type", "bridge")
@@ -368,18 +362,8 @@ def test_kernel_fan_hosts_and_upstream_host_talk(net):
     _ping_all(hosts)
 
 
-class VxlanCapture:
+class VxlanCapture(kutil.OuterCapture):
     """VXLAN datagrams leaving ``dev`` in ``ns``, read from a packet socket."""
-
-    def __init__(self, ns: str, dev: str):
-        self.sock = socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-        self.sock.bind((dev, 0))
-        self.sock.settimeout(0.05)
-
-    def drain(self) -> None:
-        with contextlib.suppress(TimeoutError, socket.timeout):
-            while True:
-                self.sock.recv(65536)
 
     def frames(self, tries: int = 30):
         """(outer dst, udp dport, vni, inner ethertype, inner target) per datagram."""
@@ -414,27 +398,11 @@ class VxlanCapture:
                 return got
         return None
 
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _sender(net, short: str) -> str:
-    """A namespace at 192.0.2.1 whose underlay packets leave eth0 via a static gateway."""
-    name = net.netns(short)
-    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    ip(name, "addr", "add", "192.0.2.1/24", "dev", "eth0")
-    for dev in ("eth0", "eth1"):
-        ip(name, "link", "set", dev, "up")
-    ip(name, "neigh", "add", "192.0.2.254", "lladdr", "02:00:00:00:00:fe", "dev", "eth0",
-       "nud", "permanent")
-    ip(name, "route", "add", "default", "via", "192.0.2.254", "dev", "eth0")
-    return name
-
 
 def test_outer_header_matches_the_formula(net):
     """Random prefix pairs: the outer destination of IPv4 frames and of ARP requests is
     fanmap's host_for_address, the port 8472, the VNI the device's."""
-    name = _sender(net, "f")
+    name = kutil.sender(net, "f")
     nl = rtnl.Rtnl(netns=name)
     vni = 0x123456
     kf.create_vxlan_fan(nl, DEV, vni, "192.0.2.1", [], up=True)

@@ -23,7 +23,7 @@ import yaml
 
 from tests.harness import cli
 from tests.harness.cli import REPO, fangen
-from tests.harness.ns import Run, ip, nsexec, ping, sh, veth
+from tests.harness.ns import Run, ip, nsexec, ping, plug, sh, switch_ns, veth
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
 
@@ -62,17 +62,13 @@ class World:
         self.run = run
         self.switches = {}
         for net in ("front", "storage"):
-            sw = run.netns(f"sw{net[0]}")
-            ip(sw, "link", "add", "br0", "type", "bridge")
-            ip(sw, "link", "set", "br0", "up")
+            sw = switch_ns(run, f"sw{net[0]}")
             self.switches[net] = sw
         self.hosts = []
         for i, (front, storage) in enumerate(HOSTS, 1):
             h = run.netns(f"h{i}")
             for nic, (net, addr) in enumerate((("front", front), ("storage", storage))):
-                veth(h, f"eth{nic}", self.switches[net], f"p{i}")
-                ip(self.switches[net], "link", "set", f"p{i}", "master", "br0")
-                ip(h, "addr", "add", f"{addr}/16", "dev", f"eth{nic}")
+                plug(self.switches[net], f"p{i}", h, f"eth{nic}", f"{addr}/16")
             root = str(tmp_path / f"h{i}")
             cli.install(root, yaml.safe_dump(data), "two-fans.yaml")
             self.hosts.append((h, root, front))

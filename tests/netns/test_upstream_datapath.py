@@ -23,7 +23,19 @@ from fangen.datapath import bpf, upstream
 from fangen.datapath.fanprog import FanParams
 from fangen.fanmap import FanMap
 from tests.harness import snapshot
-from tests.harness.ns import Run, ip, ipip_available, nsexec, ping, sh, socket_in, sysctl, veth
+from tests.harness.ns import (
+    Run,
+    ip,
+    ipip_available,
+    nsexec,
+    ping,
+    plug,
+    sh,
+    socket_in,
+    switch_ns,
+    sysctl,
+    veth,
+)
 from tests.harness.packets import ipv4_udp, tcp_transfer, vxlan_frame
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), tc")
@@ -56,15 +68,11 @@ class Fan:
 def build_fan(run: Run, underlay: str, host_addrs: list[str],
               containers_per_host: int = 1) -> Fan:
     fmap = FanMap.parse(OVERLAY, underlay)
-    sw = run.netns("sw")
-    ip(sw, "link", "add", "br0", "type", "bridge")
-    ip(sw, "link", "set", "br0", "up")
+    sw = switch_ns(run, "sw")
     hosts = []
     for i, addr in enumerate(host_addrs, 1):
         h = run.netns(f"h{i}")
-        veth(h, "ul0", sw, f"p{i}")
-        ip(sw, "link", "set", f"p{i}", "master", "br0")
-        ip(h, "addr", "add", f"{addr}/{fmap.underlay.prefixlen}", "dev", "ul0")
+        plug(sw, f"p{i}", h, "ul0", f"{addr}/{fmap.underlay.prefixlen}")
         params = FanParams.for_host(fmap, addr, "vxlan")
         gw = params.own_slice.network_address + 1
         ip(h, "link", "add", "fan0", "type", "bridge")
@@ -176,9 +184,7 @@ def outsider(fan):
     """A namespace on the underlay switch holding 192.0.2.5/24 (outside the underlay)
     and 172.16.250.9/16 (inside), with a static neighbour for host 1."""
     ns = fan.run.netns("out")
-    veth(ns, "eth0", fan.switch, "p9")
-    ip(fan.switch, "link", "set", "p9", "master", "br0")
-    ip(ns, "addr", "add", "192.0.2.5/24", "dev", "eth0")
+    plug(fan.switch, "p9", ns, "eth0", "192.0.2.5/24")
     ip(ns, "addr", "add", "172.16.250.9/16", "dev", "eth0")
     h1 = fan.hosts[0]
     mac = json.loads(ip(h1.ns, "-j", "link", "show", "ul0").stdout)[0]["address"]
@@ -366,15 +372,11 @@ def test_two_fans_chained_on_one_device_each_carry_their_own_overlay():
     with Run("m") as run:
         fmaps = [FanMap.parse("250.0.0.0/8", "172.16.0.0/16"),
                  FanMap.parse("251.0.0.0/8", "172.16.0.0/16")]
-        sw = run.netns("sw")
-        ip(sw, "link", "add", "br0", "type", "bridge")
-        ip(sw, "link", "set", "br0", "up")
+        sw = switch_ns(run, "sw")
         hosts = []
         for i, addr in enumerate(["172.16.1.2", "172.16.2.3"], 1):
             h = run.netns(f"h{i}")
-            veth(h, "ul0", sw, f"p{i}")
-            ip(sw, "link", "set", f"p{i}", "master", "br0")
-            ip(h, "addr", "add", f"{addr}/16", "dev", "ul0")
+            plug(sw, f"p{i}", h, "ul0", f"{addr}/16")
             ip(h, "link", "add", "fan0", "type", "bridge")
             ip(h, "link", "add", "vx0", "mtu", str(VX_MTU), "type", "vxlan", "external",
                "dstport", "8472", "nolearning")
@@ -434,15 +436,11 @@ def test_ipip_mode_routes_the_overlay_through_an_external_tunnel():
     """fanctl's layout: slice on the bridge, the whole overlay via the tunnel, src the .1."""
     with Run("j") as run:
         fmap = FanMap.parse(OVERLAY, "172.16.0.0/16")
-        sw = run.netns("sw")
-        ip(sw, "link", "add", "br0", "type", "bridge")
-        ip(sw, "link", "set", "br0", "up")
+        sw = switch_ns(run, "sw")
         hosts = []
         for i, addr in enumerate(["172.16.1.2", "172.16.2.3", "172.16.3.4"], 1):
             h = run.netns(f"h{i}")
-            veth(h, "ul0", sw, f"p{i}")
-            ip(sw, "link", "set", f"p{i}", "master", "br0")
-            ip(h, "addr", "add", f"{addr}/16", "dev", "ul0")
+            plug(sw, f"p{i}", h, "ul0", f"{addr}/16")
             sysctl(h, "net.ipv4.ip_forward", 1)
             params = FanParams.for_host(fmap, addr, "ipip")
             gw = params.own_slice.network_address + 1
