@@ -10,6 +10,7 @@ used from this process, so no helper processes are needed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -151,6 +152,37 @@ def tcp_transfer(server_ns: str, server_addr: str, client_ns: str, size: int = 8
     finally:
         srv.close()
     return result.get("total", 0), hashlib.sha256(data).hexdigest(), result.get("digest", "")
+
+
+class Whoami:
+    """A TCP server inside a namespace that answers each connection with the peer address
+    it saw (and remembers them in ``seen``): proves NAT, or its absence, from both ends."""
+
+    def __init__(self, ns: str, addr: str, port: int) -> None:
+        with in_netns(ns):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, port))
+        self.sock.listen(16)
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.seen.append(peer[0])
+                with contextlib.suppress(OSError):
+                    conn.sendall(f"{peer[0]}\n".encode())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
 
 
 def whoami(ns: str, addr: str, port: int, timeout: float = 5) -> str:
