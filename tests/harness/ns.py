@@ -94,6 +94,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def cmdline(pid: int) -> str:
+    """/proc/PID/cmdline with spaces for the NULs; "" once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def remove_netns(name: str) -> None:
     """Kill every process inside the namespace (by PID), then delete it."""
     for _ in range(3):

@@ -23,6 +23,7 @@ import pytest
 
 from tests.harness import DOC_ADDR, Lab
 from tests.harness.ns import in_netns, ip, nsexec
+from tests.harness.ns import ping as ns_ping
 from tests.harness.outside import WHOAMI_PORT
 from tests.harness.packets import whoami
 
@@ -117,9 +118,7 @@ def dns_answers(ns: str, server: str, name: str = "localhost", timeout: float = 
 
 
 def ping(ns: str, addr: str, count: int = 2) -> bool:
-    res = nsexec(ns, "busybox", "ping", "-c", str(count), "-W", "1", addr, check=False,
-                 timeout=count + 10)
-    return res.returncode == 0
+    return ns_ping(ns, addr, count, wait=1)
 
 
 def _gateway(host) -> str:
