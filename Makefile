@@ -25,7 +25,8 @@ test:
 test-unit:
 	$(PYTEST) tests/unit tests/golden
 
-# The same pure tests against the current PyPI releases of our dependencies.
+# The pure tests, and as root the namespace (pyroute2) tests, against the newest PyPI
+# releases of our dependencies, in a venv (scripts/test-pypi.sh).
 test-pypi:
 	./scripts/test-pypi.sh
 

@@ -41,6 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from fangen.doctor.icmp import checksum  # noqa: E402
 from tests.harness import Container, Lab  # noqa: E402
 from tests.harness.host import UPLINK, wait  # noqa: E402
 from tests.harness.ns import in_netns, ip, nsexec  # noqa: E402
@@ -88,13 +89,6 @@ class AddrWatch:
         self.ipr.close()
 
 
-def _checksum(data: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 class Pinger:
     """ICMP echo from a namespace, one outstanding request at a time, 10 ms timeout."""
 
@@ -108,7 +102,7 @@ class Pinger:
         self.seq = (self.seq + 1) & 0xFFFF
         head = struct.pack("!BBHHH", 8, 0, 0, self.ident, self.seq)
         body = b"fangen-convergence"
-        packet = head[:2] + struct.pack("!H", _checksum(head + body)) + head[4:] + body
+        packet = head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
         self.sock.sendto(packet, (self.dst, 0))
         deadline = time.monotonic() + self.timeout
         while True:

@@ -31,7 +31,7 @@ unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
 # What a Debian host running fangen on netplan has, plus busybox-static (the guest's
 # "containers" use its udhcpc) and initramfs-tools (the guest's initramfs).
 PACKAGES="systemd systemd-sysv udev dbus kmod procps netplan.io dnsmasq-base nftables
-iproute2 python3 python3-yaml python3-jsonschema python3-netaddr python3-pyroute2
+iproute2 python3 python3-yaml python3-jsonschema python3-pyroute2
 python3-dbus busybox-static initramfs-tools"
 
 log() { echo "boot/image.sh: $*" >&2; }

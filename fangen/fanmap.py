@@ -25,10 +25,6 @@ class FanMapError(ValueError):
     """An address or prefix pair that the fan cannot map."""
 
 
-def _mask(prefixlen: int) -> int:
-    return (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF if prefixlen else 0
-
-
 @dataclass(frozen=True)
 class FanMap:
     """One overlay/underlay pair, checked on construction."""
@@ -69,7 +65,7 @@ class FanMap:
         host = IPv4Address(host)
         if host not in self.underlay:
             raise FanMapError(f"{host} is not in the underlay {self.underlay}")
-        hostpart = int(host) & ~_mask(self.underlay.prefixlen) & 0xFFFFFFFF
+        hostpart = int(host) & int(self.underlay.hostmask)
         net = int(self.overlay.network_address) | (hostpart << self.shift)
         return IPv4Network((net, self.slice_prefix))
 
@@ -78,7 +74,7 @@ class FanMap:
         addr = IPv4Address(addr)
         if addr not in self.overlay:
             raise FanMapError(f"{addr} is not in the overlay {self.overlay}")
-        low = int(addr) & ~_mask(self.overlay.prefixlen) & 0xFFFFFFFF
+        low = int(addr) & int(self.overlay.hostmask)
         return IPv4Address(int(self.underlay.network_address) | (low >> self.shift))
 
     def slice_for_address(self, addr: IPv4Address | str) -> IPv4Network:
@@ -86,7 +82,7 @@ class FanMap:
         addr = IPv4Address(addr)
         if addr not in self.overlay:
             raise FanMapError(f"{addr} is not in the overlay {self.overlay}")
-        return IPv4Network((int(addr) & _mask(self.slice_prefix), self.slice_prefix))
+        return IPv4Network((addr, self.slice_prefix), strict=False)
 
 
 @dataclass(frozen=True)

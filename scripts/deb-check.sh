@@ -51,7 +51,7 @@ START=$(now)
 
 # -- 1. tools and build dependencies -------------------------------------------------------
 TOOLS="dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
-python3-pytest python3-yaml python3-jsonschema python3-netaddr lintian debootstrap"
+python3-pytest python3-yaml python3-jsonschema lintian debootstrap"
 missing=()
 for pkg in $TOOLS; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||

@@ -7,7 +7,7 @@ PACKAGES="
 systemd dbus
 dnsmasq-base nftables netplan.io iproute2
 busybox-static isc-dhcp-client iperf3 tcpdump
-python3 python3-yaml python3-jsonschema python3-netaddr python3-pyroute2 python3-dbus
+python3 python3-yaml python3-jsonschema python3-pyroute2 python3-dbus
 python3-pytest python3-fastjsonschema python3-venv
 mandoc
 clang llvm libbpf-dev bpftool

@@ -141,11 +141,13 @@ class Fan:
             raise UnderlayError(f"{self.name}: the underlay network is not known yet")
         return FanMap(self.overlay, network)
 
-    def slice_for(self, host: IPv4Address | str) -> Slice:
-        """This host's slice, given its underlay address."""
+    def slice_for(self, host: IPv4Address | str,
+                  underlay_network: IPv4Network | None = None) -> Slice:
+        """This host's slice, given its underlay address (and the underlay network, when
+        the stanza leaves it to be found at run time): FanMap computes it."""
         host = IPv4Address(host)
-        network = IPv4Network((host, self.underlay.prefixlen), strict=False)
-        return Slice(FanMap(self.overlay, network).slice_for_host(host), self.host_reserve)
+        network = underlay_network or IPv4Network((host, self.underlay.prefixlen), strict=False)
+        return Slice(self.fanmap(network).slice_for_host(host), self.host_reserve)
 
     @property
     def static_slice(self) -> Slice | None:

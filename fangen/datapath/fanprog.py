@@ -99,10 +99,6 @@ _KEY = -32        # struct bpf_tunnel_key, first TK_SIZE_V4 (28) bytes: -32 .. -
 _PKT = -64        # packet bytes copied by bpf_skb_load_bytes: -64 .. -32
 
 
-def _mask(prefixlen: int) -> int:
-    return (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF if prefixlen else 0
-
-
 @dataclass(frozen=True)
 class FanParams:
     """Everything a fan's programs depend on."""
@@ -247,7 +243,7 @@ def _in_net(reg: int, net: IPv4Network, otherwise: str, *, inside: bool = True) 
     it is outside)."""
     return [
         mov32_reg(R1, reg),
-        alu32_imm(AND, R1, _mask(net.prefixlen)),
+        alu32_imm(AND, R1, int(net.netmask)),
         *ld_imm64(R2, int(net.network_address)),
         jmp_reg(JNE if inside else JEQ, R1, R2, otherwise),
     ]
@@ -257,14 +253,14 @@ def _map_remote(params: FanParams) -> list[Item]:
     """r7 = inner destination -> r8 = remote underlay host; next filter outside the
     overlay, drop for our own slice and unusable remotes."""
     fmap = params.fanmap
-    ov_mask = _mask(params.overlay.prefixlen)
-    ul_mask = _mask(params.underlay.prefixlen)
+    ov_hostmask = int(params.overlay.hostmask)
+    ul_hostmask = int(params.underlay.hostmask)
     code: list[Item] = [
         *_in_net(R7, params.overlay, "next"),                      # this fan's at all?
         *_in_net(R7, params.own_slice, "drop", inside=False),      # stays home
         # remote = underlay | ((dst & ~overlay_mask) >> shift)
         mov32_reg(R8, R7),
-        alu32_imm(AND, R8, ~ov_mask & 0xFFFFFFFF),
+        alu32_imm(AND, R8, ov_hostmask),
         alu32_imm(RSH, R8, fmap.shift),
         alu32_imm(OR, R8, int(params.underlay.network_address)),
     ]
@@ -272,9 +268,9 @@ def _map_remote(params: FanParams) -> list[Item]:
         # never the underlay's network or broadcast address
         code += [
             mov32_reg(R1, R8),
-            alu32_imm(AND, R1, ~ul_mask & 0xFFFFFFFF),
+            alu32_imm(AND, R1, ul_hostmask),
             jmp_imm(JEQ, R1, 0, "drop"),
-            *ld_imm64(R2, ~ul_mask & 0xFFFFFFFF),
+            *ld_imm64(R2, ul_hostmask),
             jmp_reg(JEQ, R1, R2, "drop"),
         ]
     return code

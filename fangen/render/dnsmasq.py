@@ -9,6 +9,8 @@ bridge address unless they come in on the bridge, the tunnel or ``lo``.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
+
 from fangen.config.model import Fan
 from fangen.fanmap import Slice
 from fangen.render import names
@@ -19,7 +21,7 @@ def render(fan: Fan, sl: Slice, mtu: int, root: str = "/") -> str | None:
     if not fan.dhcp:
         return None
     first, last = sl.dhcp_range
-    netmask = _netmask(fan.bridge_prefix)
+    netmask = IPv4Network((0, fan.bridge_prefix)).netmask
     state = f"{root.rstrip('/')}/{names.STATE_DIR}/{fan.name}"
     lines = [
         names.HEADER.format(sources=f"fan {fan.name}").rstrip("\n"),
@@ -44,8 +46,3 @@ def render(fan: Fan, sl: Slice, mtu: int, root: str = "/") -> str | None:
     else:
         lines.append("port=0")
     return "\n".join(lines) + "\n"
-
-
-def _netmask(prefixlen: int) -> str:
-    mask = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
-    return ".".join(str((mask >> shift) & 0xFF) for shift in (24, 16, 8, 0))

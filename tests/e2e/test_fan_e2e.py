@@ -23,7 +23,7 @@ import pytest
 
 from tests.harness import DOC_ADDR, HarnessError, Lab, snapshot
 from tests.harness.host import wait
-from tests.harness.ns import ip, pids_in, sh
+from tests.harness.ns import cmdline, ip, pids_in, sh
 from tests.harness.outside import WHOAMI_PORT
 from tests.harness.packets import UdpListener, ipv4_udp, send_udp, tcp_transfer, vxlan_frame, whoami
 from tests.harness.switch import host_address
@@ -40,15 +40,8 @@ VXLAN_PORT = 8472
 VNI = int(OVERLAY.network_address) >> 8
 
 
-def _runtime_missing() -> bool:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return not os.path.exists(os.path.join(here, "..", "..", "fangen", "cli", "run.py"))
-
-
 @pytest.fixture(scope="module")
 def lab(request):
-    if _runtime_missing():
-        pytest.skip("fangen run is not there yet")
     lab = Lab(hosts=3, containers=2, tag="e")
     failed_before = request.session.testsfailed
     try:
@@ -194,15 +187,7 @@ def test_up_twice_duplicates_nothing(lab):
     # per hook (ingress, egress): the fan's filter and the final drop filter
     assert len([d for d in second["tc"] if d[1] != "qdisc"]) == 4
     assert len([p for p in pids_in(host.ns)
-                if "dnsmasq" in _cmdline(p) and host.root in _cmdline(p)]) == 1
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+                if "dnsmasq" in cmdline(p) and host.root in cmdline(p)]) == 1
 
 
 def test_underlay_lease_change_moves_the_slice(lab):
@@ -244,4 +229,4 @@ def test_down_restores_the_host(lab):
         pass
     left = snapshot.diff(lab.before[host.name], snapshot.snapshot(host.ns))
     assert left == {}, f"after fangen down, {host.name} differs from before up: {left}"
-    assert not [p for p in pids_in(host.ns) if "dnsmasq" in _cmdline(p)]
+    assert not [p for p in pids_in(host.ns) if "dnsmasq" in cmdline(p)]

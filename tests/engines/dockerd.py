@@ -1,6 +1,7 @@
 """A real dockerd (docker.io 20.10 from Debian) inside one harness host's namespace.
 
-How it is kept to the test (FACTS.md, "Docker ... in a namespace"):
+How it is kept to the test (what docker.io 20.10 needed to run in a namespace of its
+own on this project's machines):
 
 * ``unshare -m --propagation slave nsenter --net=/run/netns/HOST``: dockerd gets the
   host's network namespace (not ``ip netns exec``, which remounts /sys and hides the
@@ -214,41 +215,3 @@ def network_create_argv(host: Host, fan: str, network: str) -> list[str]:
     if argv[:3] != ["docker", "network", "create"]:
         raise HarnessError(f"unexpected: {argv}")
     return argv[1:]
-
-
-class Whoami:
-    """A TCP server inside a namespace that answers each connection with the peer address
-    it saw (and remembers them)."""
-
-    def __init__(self, ns: str, addr: str, port: int) -> None:
-        import socket
-        import threading
-
-        from tests.harness.ns import in_netns
-
-        with in_netns(ns):
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((addr, port))
-        self.sock.listen(8)
-        self.seen: list[str] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, peer = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                self.seen.append(peer[0])
-                with contextlib.suppress(OSError):
-                    conn.sendall(f"{peer[0]}\n".encode())
-
-    def close(self) -> None:
-        import socket
-
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()

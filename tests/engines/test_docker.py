@@ -31,7 +31,7 @@ from tests.engines import dockerd as dk
 from tests.harness import DOC_ADDR, Lab, fan_stanza
 from tests.harness.ns import in_netns, nsexec
 from tests.harness.outside import WHOAMI_PORT
-from tests.harness.packets import tcp_transfer, whoami
+from tests.harness.packets import Whoami, tcp_transfer, whoami
 
 pytestmark = [
     pytest.mark.root, pytest.mark.slow,
@@ -150,7 +150,7 @@ def test_ping_across_hosts(lab):
 
 def test_tcp_across_hosts_keeps_the_containers_addresses(lab):
     b1 = lab.c["b1"]
-    server = dk.Whoami(b1["ns"], b1["ip"], 7000)
+    server = Whoami(b1["ns"], b1["ip"], 7000)
     try:
         for name in ("a1", "c1"):
             assert whoami(lab.c[name]["ns"], b1["ip"], 7000) == lab.c[name]["ip"]
@@ -172,7 +172,7 @@ def test_a_full_mtu_packet_passes(lab):
 def test_a_published_port_answers_another_host(lab):
     a2 = lab.c["a2"]
     h1, h2 = _host(lab, "h1"), _host(lab, "h2")
-    server = dk.Whoami(a2["ns"], "0.0.0.0", 80)
+    server = Whoami(a2["ns"], "0.0.0.0", 80)
     try:
         assert whoami(h2.ns, h1.address(), PUBLISHED) == h2.address()
     finally:

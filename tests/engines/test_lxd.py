@@ -25,7 +25,7 @@ from fangen.engines import lxd as lxd_profile
 from tests.engines import images, lifecycle, traffic
 from tests.engines.lxd_host import Lxd
 from tests.harness import Lab
-from tests.harness.ns import ip, nsexec, pids_in
+from tests.harness.ns import cmdline, ip, nsexec, pids_in
 from tests.harness.packets import tcp_transfer
 
 pytestmark = [
@@ -126,9 +126,9 @@ def test_host_side_veths_take_the_bridges_mtu(lab):
 
 def test_lxd_runs_no_dhcp_server_of_its_own(lab):
     for host in lab.hosts:
-        dnsmasqs = [pid for pid in pids_in(host.ns) if "dnsmasq" in _cmdline(pid)]
-        assert len(dnsmasqs) == 1, [_cmdline(p) for p in dnsmasqs]
-        assert host.root in _cmdline(dnsmasqs[0])            # fangen's, for this root
+        dnsmasqs = [pid for pid in pids_in(host.ns) if "dnsmasq" in cmdline(pid)]
+        assert len(dnsmasqs) == 1, [cmdline(p) for p in dnsmasqs]
+        assert host.root in cmdline(dnsmasqs[0])            # fangen's, for this root
 
 
 def test_ping_across_hosts(lab):
@@ -164,14 +164,6 @@ def test_restarting_the_fans_unit_keeps_containers_attached(lab):
     assert attached() == before
     addr = {key: lease["ip"] for key, lease in lab.lease.items()}
     assert traffic.ping(lab.ctr["a"].ns, addr["b"]) and traffic.ping(lab.ctr["b"].ns, addr["a"])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def test_lxd_adds_no_firewall_rules_for_the_bridge(lab):

@@ -31,7 +31,7 @@ from tests.engines import images, lifecycle, traffic
 from tests.engines.podman_host import Podman
 from tests.harness import Lab, fan_stanza
 from tests.harness.host import wait
-from tests.harness.ns import in_netns, ip, pids_in
+from tests.harness.ns import cmdline, in_netns, ip, pids_in
 from tests.harness.packets import tcp_transfer
 from tests.harness.switch import host_address
 
@@ -258,12 +258,4 @@ def test_down_removes_the_network(lab):
                     "sleep", "10", check=False)
     assert res.returncode != 0
     assert FAN in res.stderr
-    assert not [p for p in pids_in(h2.ns) if _cmdline(p).startswith("/usr/lib/cni")]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+    assert not [p for p in pids_in(h2.ns) if cmdline(p).startswith("/usr/lib/cni")]

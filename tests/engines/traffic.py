@@ -6,7 +6,8 @@ import errno
 import json
 import socket
 
-from tests.harness.ns import in_netns, ip, nsexec
+from tests.harness.ns import in_netns, ip
+from tests.harness.ns import ping as ns_ping
 from tests.harness.packets import UdpListener
 
 IP_MTU_DISCOVER = 10
@@ -15,11 +16,7 @@ IPV4_UDP_HEADERS = 28
 
 
 def ping(ns: str, addr: str, tries: int = 3) -> bool:
-    for _ in range(tries):
-        if nsexec(ns, "busybox", "ping", "-c", "1", "-W", "1", addr,
-                  check=False, timeout=10).returncode == 0:
-            return True
-    return False
+    return any(ns_ping(ns, addr, count=1, wait=1) for _ in range(tries))
 
 
 def iface(ns: str, dev: str = "eth0") -> dict:

@@ -3,7 +3,11 @@
     with Lab(hosts=3, containers=2) as lab:      # switch + DHCP, outside, hosts, containers
         lab.start()                               # networkd, fangen run, container leases
 
-Pieces: :mod:`tests.harness.ns` (Run: unique prefix, namespaces, processes, cleanup),
+Pieces: :mod:`tests.harness.ns` (Run: unique prefix, namespaces, processes, cleanup;
+in_netns, veth, plug, switch_ns, underlay_host, ping, sockets and IPRoute handles in a
+namespace: the one namespace helper of every test, tests/kernel included),
+:mod:`tests.harness.packets` (the one packet builder, UDP/TCP/whoami traffic),
+:mod:`tests.harness.cli` (fangen run in a namespace on a root directory),
 :mod:`tests.harness.switch` (underlay bridge + dnsmasq), :mod:`tests.harness.outside`
 (203.0.113.1), :mod:`tests.harness.host` (real networkd on a private bus + fangen),
 :mod:`tests.harness.container` (veth into the fan bridge + udhcpc), :mod:`tests.harness.lab`.

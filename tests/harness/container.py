@@ -16,7 +16,7 @@ import signal
 import time
 
 from .host import Host, wait
-from .ns import Run, ip, nsexec
+from .ns import Run, ip, nsexec, ping
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "udhcpc.sh")
 IFACE = "eth0"
@@ -86,9 +86,7 @@ class Container:
 
     # -- traffic ----------------------------------------------------------------
     def ping(self, addr: str, count: int = 1, wait_s: int = 1) -> bool:
-        res = nsexec(self.ns, "busybox", "ping", "-c", str(count), "-W", str(wait_s), addr,
-                     check=False, timeout=count * wait_s + 10)
-        return res.returncode == 0
+        return ping(self.ns, addr, count, wait_s)
 
     def ping_until(self, addr: str, timeout: float = 10) -> bool:
         deadline = time.monotonic() + timeout

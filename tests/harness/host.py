@@ -7,7 +7,8 @@ Per host, under ``<run workdir>/h<N>/root`` (the ``--root-dir`` given to fangen)
   ``run/systemd/network/10-fangen-*`` from it;
 * a private ``dbus-daemon`` (socket ``bus.sock``) that stands in for the system bus:
   ``DBUS_SYSTEM_BUS_ADDRESS`` points at it for networkd, networkctl and fangen;
-* ``systemd-networkd`` in a private mount namespace (FACTS.md): a tmpfs over
+* ``systemd-networkd`` in a private mount namespace (``unshare -m``, the way that worked
+  on this project's machines): a tmpfs over
   /run/systemd, then ``root/run/systemd/network`` bound onto /run/systemd/network,
   ``root/run/systemd/netif`` onto /run/systemd/netif and ``root/etc/systemd/network``
   onto /etc/systemd/network, the host's own ``machine-id`` onto /etc/machine-id (networkd

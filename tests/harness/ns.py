@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 
+from fangen.datapath.rtnl import CLONE_NEWNET, setns
+
 PREFIX = "fh"                       # every harness namespace name starts with this
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _setns_lock = threading.Lock()
 
 
@@ -94,6 +94,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def cmdline(pid: int) -> str:
+    """/proc/PID/cmdline with spaces for the NULs; "" once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def remove_netns(name: str) -> None:
     """Kill every process inside the namespace (by PID), then delete it."""
     for _ in range(3):
@@ -115,21 +124,100 @@ def cleanup(prefix: str = PREFIX) -> list[str]:
 
 @contextlib.contextmanager
 def in_netns(name: str):
-    """Run the body with this thread inside namespace ``name``; sockets made there stay there."""
+    """Run the body with this thread inside namespace ``name``; sockets made there stay there.
+
+    The setns is fangen's own (:func:`fangen.datapath.rtnl.setns`): one way into a
+    namespace for the product and the tests."""
     with _setns_lock:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(f"/run/netns/{name}", os.O_RDONLY)
         try:
-            if _libc.setns(target, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns {name}: {os.strerror(err)}")
+            try:
+                setns(target, CLONE_NEWNET)
+            except OSError as exc:
+                raise OSError(exc.errno, f"setns {name}: {exc.strerror}") from None
             try:
                 yield
             finally:
-                _libc.setns(home, CLONE_NEWNET)
+                setns(home, CLONE_NEWNET)
         finally:
             os.close(target)
             os.close(home)
+
+
+def socket_in(name: str, family=socket.AF_INET, type_=socket.SOCK_STREAM,
+              proto: int = 0) -> socket.socket:
+    """A socket that lives in namespace ``name``, used from this process."""
+    with in_netns(name):
+        return socket.socket(family, type_, proto)
+
+
+def iproute_in(name: str):
+    """A pyroute2 IPRoute whose netlink socket lives in ``name`` but is used from this
+    process (so bpf program fds of this process can be passed to tc)."""
+    from pyroute2 import IPRoute
+
+    with in_netns(name):
+        return IPRoute()
+
+
+def sysctl(ns: str, key: str, value) -> None:
+    """Write /proc/sys/KEY inside ``ns`` (no sysctl(8) needed: the kernel VM has none)."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    nsexec(ns, "sh", "-c", f"echo {value} > {path}")
+
+
+def veth(ns_a: str, name_a: str, ns_b: str, name_b: str, mtu: int | None = None) -> None:
+    """A veth pair between two namespaces (created in ns_a, the peer moved to ns_b), up."""
+    ip(ns_a, "link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", ns_b)
+    if mtu:
+        ip(ns_a, "link", "set", name_a, "mtu", str(mtu))
+        ip(ns_b, "link", "set", name_b, "mtu", str(mtu))
+    ip(ns_a, "link", "set", name_a, "up")
+    ip(ns_b, "link", "set", name_b, "up")
+
+
+def switch_ns(run: Run, short: str = "sw") -> str:
+    """A namespace holding a bridge ``br0`` that is up: the underlay switch of a test."""
+    sw = run.netns(short)
+    ip(sw, "link", "add", "br0", "type", "bridge")
+    ip(sw, "link", "set", "br0", "up")
+    return sw
+
+
+def plug(sw: str, port: str, ns: str, dev: str, address: str | None = None,
+         mtu: int | None = None) -> None:
+    """A veth from ``dev`` in ``ns`` (holding ``address``) to ``port`` on ``sw``'s br0, up."""
+    veth(ns, dev, sw, port, mtu)
+    ip(sw, "link", "set", port, "master", "br0")
+    if address:
+        ip(ns, "addr", "add", address, "dev", dev)
+
+
+def underlay_host(run: Run, address: str = "172.16.3.4/16") -> tuple[str, str]:
+    """Namespaces ``h`` (a host) and ``sw`` (its switch), joined by a veth that is up:
+    ``ul0`` in the host, holding ``address``, and ``p1`` in the switch."""
+    sw = run.netns("sw")
+    h = run.netns("h")
+    veth(h, "ul0", sw, "p1")
+    ip(h, "addr", "add", address, "dev", "ul0")
+    return h, sw
+
+
+def ipip_available() -> bool:
+    """Can this kernel make a collect-metadata IPIP device?  (This project's machines: no;
+    the kernel-check VMs: yes.)  Probed in a namespace of its own, removed again."""
+    with Run("i") as run:
+        ns = run.netns("probe")
+        return ip(ns, "link", "add", "t0", "type", "ipip", "external",
+                  check=False).returncode == 0
+
+
+def ping(ns: str, addr, count: int = 1, wait: int = 2) -> bool:
+    """busybox ping from ``ns``: did ``count`` echoes (``wait`` s each at most) get an answer?"""
+    res = nsexec(ns, "busybox", "ping", "-c", str(count), "-W", str(wait), str(addr),
+                 check=False, timeout=count * wait + 10)
+    return res.returncode == 0
 
 
 class Run:
@@ -142,21 +230,28 @@ class Run:
         self.keep_workdir = keep_workdir
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
+        self.handles: list = []
         self.closed = False
         atexit.register(self.close)
 
     # -- namespaces ---------------------------------------------------------------
     def netns(self, short: str) -> str:
-        """A fresh namespace ``<prefix>-<short>``: lo up, rp_filter off, IPv6 off."""
+        """A fresh namespace ``<prefix>-<short>``: lo up, rp_filter off, IPv6 off (where
+        the kernel has IPv6: the kernel-check VM's has none)."""
         name = f"{self.prefix}-{short}"
         sh("ip", "netns", "add", name)
         self.namespaces.append(name)
         ip(name, "link", "set", "lo", "up")
         nsexec(name, "sh", "-c",
-               "for k in net.ipv4.conf.all.rp_filter net.ipv4.conf.default.rp_filter; do "
-               "sysctl -qw $k=0; done; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
-               "net.ipv6.conf.default.disable_ipv6=1")
+               "cd /proc/sys/net && for k in all default; do echo 0 > ipv4/conf/$k/rp_filter; "
+               "if [ -d ipv6 ]; then echo 1 > ipv6/conf/$k/disable_ipv6; fi; done")
         return name
+
+    def ipr(self, ns: str):
+        """A pyroute2 IPRoute in ``ns`` (see :func:`iproute_in`), closed by close()."""
+        handle = iproute_in(ns)
+        self.handles.append(handle)
+        return handle
 
     def path(self, *parts: str) -> str:
         path = os.path.join(self.workdir, *parts)
@@ -194,6 +289,10 @@ class Run:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=1)
         self.procs.clear()
+        for handle in self.handles:
+            with contextlib.suppress(Exception):
+                handle.close()
+        self.handles.clear()
         for name in reversed(self.namespaces):
             remove_netns(name)
         self.namespaces.clear()

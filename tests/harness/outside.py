@@ -9,11 +9,8 @@ connection with the peer address it saw, so a test can prove NAT from both ends.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
-
-from .ns import Run, in_netns, ip
+from .ns import Run, ip
+from .packets import Whoami
 from .switch import ROUTER_ADDR, UNDERLAY, Switch
 
 DOC_ADDR = "203.0.113.1"
@@ -27,37 +24,19 @@ class Outside:
         ip(self.ns, "addr", "add", f"{ROUTER_ADDR}/{UNDERLAY.prefixlen}", "dev", "up0")
         ip(self.ns, "link", "set", "up0", "up")
         ip(self.ns, "addr", "add", f"{DOC_ADDR}/32", "dev", "lo")   # no dummy module here
-        self.seen: list[str] = []
-        self._server: socket.socket | None = None
-        self._thread: threading.Thread | None = None
+        self._server: Whoami | None = None
 
     def whoami(self) -> None:
         """Start (once) a TCP server on DOC_ADDR:WHOAMI_PORT replying with the peer address."""
-        if self._server is not None:
-            return
-        with in_netns(self.ns):
-            srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((DOC_ADDR, WHOAMI_PORT))
-        srv.listen(16)
-        self._server = srv
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        if self._server is None:
+            self._server = Whoami(self.ns, DOC_ADDR, WHOAMI_PORT)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, peer = self._server.accept()
-            except OSError:
-                return
-            with conn:
-                self.seen.append(peer[0])
-                with contextlib.suppress(OSError):
-                    conn.sendall(f"{peer[0]}\n".encode())
+    @property
+    def seen(self) -> list[str]:
+        """The peer addresses the whoami server saw, in order."""
+        return self._server.seen if self._server is not None else []
 
     def close(self) -> None:
         if self._server is not None:
-            with contextlib.suppress(OSError):
-                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None

@@ -1,11 +1,16 @@
 """Crafted packets and small traffic helpers (TCP transfer, UDP listener) for the tests.
 
+The one packet builder of the tests: Ethernet, ARP, IPv4, IPv6, UDP and VXLAN, each
+a pure function returning bytes (the Internet checksum is fangen's own,
+:func:`fangen.doctor.icmp.checksum`: the kernel checks what these build).
+
 Sockets are created inside a namespace with :func:`~tests.harness.ns.in_netns` and
 used from this process, so no helper processes are needed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -13,36 +18,66 @@ import socket
 import struct
 import threading
 
+from fangen.doctor.icmp import checksum
+
 from .ns import in_netns
 
 VXLAN_FLAGS = 0x08000000            # the I flag: the VNI is valid
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+SOURCE_MAC = "02:fa:00:00:00:01"
+ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def mac_bytes(mac: str) -> bytes:
+def mac_bytes(mac: str | bytes) -> bytes:
+    if isinstance(mac, bytes):
+        return mac
     return bytes(int(part, 16) for part in mac.split(":"))
 
 
+def ethernet(ethertype: int, payload: bytes, dst: str | bytes = BROADCAST,
+             src: str | bytes = SOURCE_MAC) -> bytes:
+    return mac_bytes(dst) + mac_bytes(src) + struct.pack("!H", ethertype) + payload
+
+
+def arp(sender: str, target: str, op: int = 1, htype: int = 1, ptype: int = ETH_P_IP,
+        hlen: int = 6, plen: int = 4, src: str | bytes = SOURCE_MAC) -> bytes:
+    """An ARP request (op 1) or reply (op 2) in a broadcast Ethernet frame."""
+    body = struct.pack("!HHBBH6s4s6s4s", htype, ptype, hlen, plen, op, mac_bytes(src),
+                       ipaddress.IPv4Address(sender).packed, bytes(6),
+                       ipaddress.IPv4Address(target).packed)
+    return ethernet(ETH_P_ARP, body, src=src)
+
+
+def ipv4(src: str, dst: str, payload: bytes = b"", proto: int = 17, ttl: int = 64,
+         version: int = 4) -> bytes:
+    """An IPv4 packet: a 20-byte header (checksum set) and ``payload``.  ``version``
+    other than 4 makes a malformed one."""
+    header = struct.pack("!BBHHHBBH4s4s", (version << 4) | 5, 0, 20 + len(payload), 0, 0, ttl,
+                         proto, 0, ipaddress.IPv4Address(src).packed,
+                         ipaddress.IPv4Address(dst).packed)
+    return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
+
+
+def ipv6(src: str, dst: str, payload: bytes = b"", next_header: int = 17,
+         hop_limit: int = 64) -> bytes:
+    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, hop_limit,
+                       ipaddress.IPv6Address(src).packed,
+                       ipaddress.IPv6Address(dst).packed) + payload
+
+
+def udp(sport: int, dport: int, payload: bytes) -> bytes:
+    """A UDP datagram without a checksum (0: none, which IPv4 allows)."""
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
 def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes, ttl: int = 64) -> bytes:
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload   # checksum 0: none
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0x1234, 0, ttl, 17, 0,
-                         ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
-    return header + udp
+    return ipv4(src, dst, udp(sport, dport, payload), ttl=ttl)
 
 
 def vxlan_frame(vni: int, dst_mac: str, src_mac: str, inner_ip: bytes) -> bytes:
-    """VXLAN header + inner Ethernet frame (IPv4): the UDP payload sent to port 8472."""
-    eth = mac_bytes(dst_mac) + mac_bytes(src_mac) + struct.pack("!H", 0x0800)
-    return struct.pack("!II", VXLAN_FLAGS, vni << 8) + eth + inner_ip
+    """VXLAN header + inner Ethernet frame (IPv4): the payload of a VXLAN UDP datagram."""
+    return struct.pack("!II", VXLAN_FLAGS, vni << 8) + ethernet(ETH_P_IP, inner_ip, dst_mac,
+                                                                 src_mac)
 
 
 def send_udp(ns: str, src: str, dst: str, dport: int, payload: bytes, sport: int = 0) -> None:
@@ -117,6 +152,37 @@ def tcp_transfer(server_ns: str, server_addr: str, client_ns: str, size: int = 8
     finally:
         srv.close()
     return result.get("total", 0), hashlib.sha256(data).hexdigest(), result.get("digest", "")
+
+
+class Whoami:
+    """A TCP server inside a namespace that answers each connection with the peer address
+    it saw (and remembers them in ``seen``): proves NAT, or its absence, from both ends."""
+
+    def __init__(self, ns: str, addr: str, port: int) -> None:
+        with in_netns(ns):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, port))
+        self.sock.listen(16)
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.seen.append(peer[0])
+                with contextlib.suppress(OSError):
+                    conn.sendall(f"{peer[0]}\n".encode())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
 
 
 def whoami(ns: str, addr: str, port: int, timeout: float = 5) -> str:

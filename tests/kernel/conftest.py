@@ -1,18 +1,16 @@
 """Fixtures of the kernel fan tests (run inside the qemu guest by make kernel-check)."""
 
-import kutil
 import pytest
-from kutil import ip
 
-from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
+from tests.harness.ns import Run, ip
 
 
 @pytest.fixture
 def net():
     """Namespaces of one test, removed again afterwards (also on failure)."""
-    n = kutil.Net()
-    yield n
-    n.close()
+    with Run("k") as run:
+        yield run
 
 
 @pytest.fixture
@@ -23,5 +21,5 @@ def ns(net):
     ip(name, "addr", "add", "172.16.3.4/16", "dev", "eth0")
     ip(name, "link", "set", "eth0", "up")
     ip(name, "link", "set", "eth1", "up")
-    with kf.Rtnl(netns=name) as nl:
+    with rtnl.Rtnl(netns=name) as nl:
         yield name, nl

@@ -1,9 +1,11 @@
-"""Helpers for the kernel fan tests (tests/kernel), which run inside the qemu
-guest booted by kernel/boot.sh (any kernel with the IPIP fan patch works too).
+"""What only the kernel fan tests (tests/kernel) need: a kernel-fan network of hosts and
+containers, a capture of outer IPIP headers, random overlays.  They run inside the qemu
+guest booted by kernel/boot.sh (any kernel with the IPIP fan patch works too), so this
+imports nothing but the standard library, pyroute2 and the repository.
 
-Everything happens in namespaces these helpers create, named with a per-run
-prefix, and removed again (with every process found in them, by PID) by
-:meth:`Net.close`.  Shelling out to ``ip`` is fine here: this is test code.
+Namespaces, processes, ping, veths and sockets come from tests/harness/ns.py, like
+every other test's: everything lives in the namespaces of a
+:class:`~tests.harness.ns.Run` and is removed by ``Run.close()``.
 """
 
 from __future__ import annotations
@@ -11,44 +13,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
-import signal
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
-from tests.harness.ns import in_netns  # noqa: F401  (used here and by the tests)
+from tests.harness.cli import REPO
+from tests.harness.ns import Run, ip, ping, plug, sh, socket_in, switch_ns, sysctl
 
 BUSYBOX = "/bin/busybox"
-
-
-def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    res = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
-    if check and res.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} -> {res.returncode}: "
-                           f"{(res.stderr or res.stdout).strip()}")
-    return res
-
-
-def ip(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh("ip", "-n", ns, *args, check=check)
-
-
-def nsexec(ns: str, *args: str, check: bool = True, timeout: float = 30):
-    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
-
-
-def sysctl(ns: str, key: str, value) -> None:
-    path = "/proc/sys/" + key.replace(".", "/")
-    nsexec(ns, "sh", "-c", f"echo {value} > {path}")
-
-
-def socket_in(ns: str, family, type_, proto=0) -> socket.socket:
-    with in_netns(ns):
-        return socket.socket(family, type_, proto)
+UDHCPC_SCRIPT = os.path.join(REPO, "tests/harness/udhcpc.sh")
 
 
 def link_stats(ns: str, dev: str) -> dict:
@@ -60,38 +36,36 @@ def maps_of(nl, dev) -> list[str]:
     return [str(m) for m in kf.get_maps(nl, dev)]
 
 
-def ping(ns: str, addr, count: int = 3, timeout: int = 2, check: bool = False):
-    return nsexec(ns, BUSYBOX, "ping", "-c", str(count), "-W", str(timeout), str(addr),
-                  check=check, timeout=count * timeout + 10)
+def lease(net: Run, host_ns: str, bridge: str, name: str, workdir: str) -> str:
+    """A container namespace ``name`` on the host's fan bridge; returns the address the
+    fan's dnsmasq gave it (busybox udhcpc, tests/harness/udhcpc.sh)."""
+    c = net.netns(name)
+    ip(host_ns, "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0", "netns", c)
+    ip(host_ns, "link", "set", f"v{name}", "master", bridge, "up")
+    ip(c, "link", "set", "eth0", "up")
+    lease_file = os.path.join(workdir, f"{name}.lease")
+    sh("ip", "netns", "exec", c, "env", f"LEASE_FILE={lease_file}", BUSYBOX, "udhcpc",
+       "-i", "eth0", "-s", UDHCPC_SCRIPT, "-q", "-n", "-t", "10", "-T", "1", timeout=60)
+    with open(lease_file) as fh:
+        got = dict(line.strip().split("=", 1) for line in fh if "=" in line)
+    return got["ip"]
 
 
-class Net:
-    """Namespaces of one test, removed again by close()."""
+SENDER = IPv4Address("192.0.2.1")
 
-    def __init__(self) -> None:
-        self.prefix = f"fk{secrets.token_hex(2)}"
-        self.namespaces: list[str] = []
 
-    def netns(self, short: str) -> str:
-        name = f"{self.prefix}-{short}"
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        ip(name, "link", "set", "lo", "up")
-        for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
-            sysctl(name, key, 0)
-        return name
-
-    def rtnl(self, ns: str) -> kf.Rtnl:
-        return kf.Rtnl(netns=ns)
-
-    def close(self) -> None:
-        for name in reversed(self.namespaces):
-            pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            sh("ip", "netns", "del", name, check=False)
-        self.namespaces.clear()
+def sender(net: Run, short: str) -> str:
+    """A namespace at 192.0.2.1 whose every packet leaves eth0 for a gateway with a fixed
+    MAC (no ARP): what leaves there is what a tunnel sent."""
+    name = net.netns(short)
+    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+    ip(name, "addr", "add", f"{SENDER}/24", "dev", "eth0")
+    for dev in ("eth0", "eth1"):
+        ip(name, "link", "set", dev, "up")
+    ip(name, "neigh", "add", "192.0.2.254", "lladdr", "02:00:00:00:00:fe", "dev", "eth0",
+       "nud", "permanent")
+    ip(name, "route", "add", "default", "via", "192.0.2.254", "dev", "eth0")
+    return name
 
 
 @dataclass
@@ -103,30 +77,34 @@ class Host:
 
 @dataclass
 class Fan:
-    net: Net
+    net: Run
     fmap: FanMap
     underlay_ns: str
     hosts: list
 
 
-def build_kernel_fan(net: Net, overlay: str, underlay: str, host_addrs: list[str],
+def ping_across(fan: Fan) -> None:
+    """Every host's container pings every other host's container."""
+    for a in fan.hosts:
+        for b in fan.hosts:
+            if a is not b:
+                (c_ns, _), (_, c_addr) = a.containers[0], b.containers[0]
+                assert ping(c_ns, c_addr, count=2), f"{a.addr} -> {c_addr}"
+
+
+def build_kernel_fan(net: Run, overlay: str, underlay: str, host_addrs: list[str],
                      tunnel: str = "fant") -> Fan:
     """Hosts on one underlay bridge, each with an IPIP fan tunnel (kernelfan),
     a fan bridge holding its slice's .1, the overlay routed via the tunnel, and
     one container namespace at slice .2."""
     fmap = FanMap.parse(overlay, underlay)
-    u = net.netns("u")
-    ip(u, "link", "add", "br0", "type", "bridge")
-    ip(u, "link", "set", "br0", "up")
+    u = switch_ns(net, "u")
     hosts = []
     for i, addr in enumerate(host_addrs):
         h = net.netns(f"h{i}")
         sysctl(h, "net.ipv4.ip_forward", 1)
-        ip(u, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", h)
-        ip(u, "link", "set", f"p{i}", "master", "br0", "up")
-        ip(h, "addr", "add", f"{addr}/{fmap.underlay.prefixlen}", "dev", "eth0")
-        ip(h, "link", "set", "eth0", "up")
-        with kf.Rtnl(netns=h) as nl:
+        plug(u, f"p{i}", h, "eth0", f"{addr}/{fmap.underlay.prefixlen}")
+        with rtnl.Rtnl(netns=h) as nl:
             kf.create_ipip_fan(nl, tunnel, addr, [fmap], up=True)
         sl = fmap.slice_for_host(addr)
         gw = sl.network_address + 1
@@ -186,8 +164,7 @@ class OuterCapture:
 def random_overlay(rng, prefix: int) -> IPv4Network:
     """A random unicast overlay network (not 0/8, 127/8, >= 224/4, 172.16/12 or 10/8)."""
     while True:
-        addr = rng.getrandbits(32)
-        net = IPv4Network((addr & ((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF), prefix))
+        net = IPv4Network((rng.getrandbits(32), prefix), strict=False)
         first, last = int(net.network_address) >> 24, int(net.broadcast_address) >> 24
         if first == 0 or last >= 224 or first <= 127 <= last or first <= 10 <= last:
             continue

@@ -10,65 +10,35 @@ from __future__ import annotations
 
 import random
 import socket
-from ipaddress import IPv4Address
 
+import kutil
 import pytest
+from test_ipip_fan import _remote_pairs
 
+from fangen.datapath import fanprog, rtnl, upstream
 from fangen.datapath import kernelfan as kf
+from fangen.fanmap import FanMap
+from tests.harness.ns import ip, iproute_in, socket_in
 
 pytestmark = [
     pytest.mark.skipif(not kf.present()["ipip"], reason="kernel without the IPIP fan"),
     pytest.mark.root,
 ]
 
-upstream = pytest.importorskip("fangen.datapath.upstream")
-fanprog = pytest.importorskip("fangen.datapath.fanprog")
 
-import kutil  # noqa: E402
-from kutil import ip, ping  # noqa: E402
-from test_ipip_fan import _remote_pairs  # noqa: E402
-
-from fangen.fanmap import FanMap  # noqa: E402
-
-LOCAL = IPv4Address("192.0.2.1")
-
-
-@pytest.fixture
-def net():
-    n = kutil.Net()
-    yield n
-    n.close()
-
-
-def _sender(net, short: str) -> str:
-    """A namespace whose every packet leaves eth0 for a static gateway (no ARP)."""
-    name = net.netns(short)
-    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    ip(name, "addr", "add", f"{LOCAL}/24", "dev", "eth0")
-    for dev in ("eth0", "eth1"):
-        ip(name, "link", "set", dev, "up")
-    ip(name, "neigh", "add", "192.0.2.254", "lladdr", "02:00:00:00:00:fe", "dev", "eth0",
-       "nud", "permanent")
-    ip(name, "route", "add", "default", "via", "192.0.2.254", "dev", "eth0")
-    return name
-
-
-def _iproute_in(ns: str):
-    from pyroute2 import IPRoute
-    with kutil.in_netns(ns):
-        return IPRoute()
+LOCAL = kutil.SENDER                  # the address of kutil.sender()
 
 
 def test_same_underlay_host_for_random_pairs(net):
-    kns, uns = _sender(net, "k"), _sender(net, "u")
-    knl = kf.Rtnl(netns=kns)
+    kns, uns = kutil.sender(net, "k"), kutil.sender(net, "u")
+    knl = rtnl.Rtnl(netns=kns)
     kf.create_ipip_fan(knl, "fant", LOCAL, up=True)
     ip(uns, "link", "add", "fanu", "type", "ipip", "external")
     ip(uns, "link", "set", "fanu", "up")
-    ipr = _iproute_in(uns)
+    ipr = iproute_in(uns)
     uidx = ipr.link_lookup(ifname="fanu")[0]
     caps = {kns: kutil.OuterCapture(kns, "eth0"), uns: kutil.OuterCapture(uns, "eth0")}
-    udp = {ns: kutil.socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM) for ns in (kns, uns)}
+    udp = {ns: socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM) for ns in (kns, uns)}
     rng = random.Random(11)
     compared = 0
     try:
@@ -118,17 +88,11 @@ def test_kernel_fan_host_and_upstream_host_talk(net):
     ip(h1.ns, "link", "add", "fanu", "type", "ipip", "external")
     ip(h1.ns, "link", "set", "fanu", "up")
     params = fanprog.FanParams.for_host(fmap, h1.addr, "ipip")
-    ipr = _iproute_in(h1.ns)
+    ipr = iproute_in(h1.ns)
     try:
         upstream.attach(ipr, ipr.link_lookup(ifname="fanu")[0], params)
     finally:
         ipr.close()
     gw = params.own_slice.network_address + 1
     ip(h1.ns, "route", "add", str(fmap.overlay), "dev", "fanu", "src", str(gw))
-    for a in fan.hosts:
-        for b in fan.hosts:
-            if a is b:
-                continue
-            (c_ns, _), (_, c_addr) = a.containers[0], b.containers[0]
-            res = ping(c_ns, c_addr, count=2)
-            assert res.returncode == 0, f"{a.addr} -> {c_addr}: {res.stdout}{res.stderr}"
+    kutil.ping_across(fan)

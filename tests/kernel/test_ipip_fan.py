@@ -10,22 +10,23 @@ from __future__ import annotations
 import errno
 import random
 import socket
-import struct
 import time
 from ipaddress import IPv4Address, IPv4Network
 
+import kutil
 import pytest
+from kutil import maps_of
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
+from tests.harness.ns import ip, iproute_in, nsexec, ping, plug, sh, socket_in
+from tests.harness.packets import ipv4_udp
 
 pytestmark = [
     pytest.mark.skipif(not kf.present()["ipip"], reason="kernel without the IPIP fan"),
     pytest.mark.root,
 ]
-
-import kutil  # noqa: E402
-from kutil import ip, maps_of, ping  # noqa: E402
 
 FAN_A = ("250.0.0.0/8", "172.16.0.0/16")
 FAN_B = ("100.64.0.0/10", "10.224.220.0/24")      # the kernel comment's non-/8 example
@@ -38,7 +39,7 @@ def test_proc_version_in_every_namespace(net):
     with open("/proc/sys/net/fan/version") as f:
         assert f.read().strip() == "3"
     name = net.netns("p")
-    assert kutil.nsexec(name, "cat", "/proc/sys/net/fan/version").stdout.strip() == "3"
+    assert nsexec(name, "cat", "/proc/sys/net/fan/version").stdout.strip() == "3"
     with pytest.raises(PermissionError):
         with open("/proc/sys/net/fan/version", "w") as f:
             f.write("4\n")
@@ -49,15 +50,13 @@ def test_proc_version_in_every_namespace(net):
 def test_create_and_read_back(ns):
     name, nl = ns
     idx = kf.create_ipip_fan(nl, "fant", "172.16.3.4", [FAN_A])
-    link = kf.get_link(nl, "fant")
+    link = rtnl.get_link(nl, "fant")
     assert link.index == idx and link.kind == "ipip"
     assert link.data_attr(kf.IFLA_IPTUN_LOCAL) == IPv4Address("172.16.3.4").packed
     assert link.data_attr(kf.IFLA_IPTUN_REMOTE) == bytes(4)
     assert maps_of(nl, "fant") == ["250.0.0.0/8:172.16.0.0/16"]
     # pyroute2 handles work too (the namespace of their socket is used)
-    with kutil.in_netns(name):
-        from pyroute2 import IPRoute
-        ipr = IPRoute()
+    ipr = iproute_in(name)
     try:
         assert maps_of(ipr, "fant") == ["250.0.0.0/8:172.16.0.0/16"]
     finally:
@@ -67,9 +66,9 @@ def test_create_and_read_back(ns):
 def test_no_maps_no_attribute(ns):
     _, nl = ns
     kf.create_ipip_fan(nl, "plain", "172.16.3.4")
-    link = kf.get_link(nl, "plain")
+    link = rtnl.get_link(nl, "plain")
     assert link.data_attr(kf.IFLA_IPTUN_FAN_MAP) is None
-    assert link.fan_maps == []
+    assert kf.fan_maps(link) == []
 
 
 def test_add_several_delete_flush(ns):
@@ -82,12 +81,12 @@ def test_add_several_delete_flush(ns):
                                    "10.128.0.0/9:192.168.0.0/24"]
     kf.delete_map(nl, "fant", "100.64.0.0/10")
     assert maps_of(nl, "fant") == ["250.0.0.0/8:172.16.0.0/16", "10.128.0.0/9:192.168.0.0/24"]
-    with pytest.raises(kf.KernelFanError) as exc:
+    with pytest.raises(rtnl.NetlinkError) as exc:
         kf.delete_map(nl, "fant", "100.64.0.0/10")
     assert exc.value.errno == errno.ENOENT
     kf.flush_maps(nl, "fant")
     assert maps_of(nl, "fant") == []
-    assert kf.get_link(nl, "fant").data_attr(kf.IFLA_IPTUN_FAN_MAP) is None
+    assert rtnl.get_link(nl, "fant").data_attr(kf.IFLA_IPTUN_FAN_MAP) is None
     # several requests in one nest are applied in order: flush, then add two
     kf.change_maps(nl, "fant", [kf.FLUSH, FAN_B, FAN_A])
     assert maps_of(nl, "fant") == ["100.64.0.0/10:10.224.220.0/24",
@@ -98,14 +97,14 @@ def test_changes_keep_tunnel_parameters(ns):
     _, nl = ns
     kf.create_ipip_fan(nl, "fant", "172.16.3.4", [FAN_A], ttl=64, mtu=1400)
     kf.add_map(nl, "fant", *FAN_B)
-    link = kf.get_link(nl, "fant")
+    link = rtnl.get_link(nl, "fant")
     assert link.data_attr(kf.IFLA_IPTUN_LOCAL) == IPv4Address("172.16.3.4").packed
     assert link.data_attr(kf.IFLA_IPTUN_TTL) == b"\x40"
     assert link.mtu == 1400
     # a request carrying only IFLA_IPTUN_FAN_MAP changes only the maps
     nl.request(kf.changelink_fan(link.index, "ipip", [kf.FLUSH], seq=nl.next_seq()))
-    link = kf.get_link(nl, "fant")
-    assert link.fan_maps == []
+    link = rtnl.get_link(nl, "fant")
+    assert kf.fan_maps(link) == []
     assert link.data_attr(kf.IFLA_IPTUN_LOCAL) == IPv4Address("172.16.3.4").packed
     assert link.data_attr(kf.IFLA_IPTUN_TTL) == b"\x40"
     assert link.mtu == 1400
@@ -116,7 +115,7 @@ def test_eexist(ns):
     kf.create_ipip_fan(nl, "fant", "172.16.3.4", [FAN_A])
     for overlay, underlay in (FAN_A, ("250.0.0.0/8", "10.0.0.0/16"),
                               ("250.1.0.0/16", "10.0.0.0/24"), ("248.0.0.0/5", "10.0.0.0/8")):
-        with pytest.raises(kf.KernelFanError) as exc:
+        with pytest.raises(rtnl.NetlinkError) as exc:
             kf.add_map(nl, "fant", overlay, underlay)
         assert exc.value.errno == errno.EEXIST, (overlay, underlay)
         assert "already mapped" in exc.value.extack
@@ -139,11 +138,11 @@ BAD_MAPS = [
 def test_einval_maps(ns, bad):
     name, nl = ns
     kf.create_ipip_fan(nl, "fant", "172.16.3.4", [FAN_A])
-    with pytest.raises(kf.KernelFanError) as exc:
+    with pytest.raises(rtnl.NetlinkError) as exc:
         kf.change_maps(nl, "fant", [bad])
     assert exc.value.errno == errno.EINVAL
     assert maps_of(nl, "fant") == ["250.0.0.0/8:172.16.0.0/16"]
-    with pytest.raises(kf.KernelFanError) as exc:
+    with pytest.raises(rtnl.NetlinkError) as exc:
         kf.create_ipip_fan(nl, "fant2", "172.16.3.4", [bad])
     assert exc.value.errno == errno.EINVAL
     assert "fant2" not in ip(name, "-br", "link").stdout
@@ -152,13 +151,12 @@ def test_einval_maps(ns, bad):
 def test_einval_malformed_child(ns):
     _, nl = ns
     idx = kf.create_ipip_fan(nl, "fant", "172.16.3.4")
-    for payload in (kf.nla(kf.IFLA_FAN_MAPPING, bytes(11)),
-                    kf.nla(kf.IFLA_FAN_MAPPING, kf.pack_fan_map(FAN_A) + bytes(4)),
-                    kf.nla(2, kf.pack_fan_map(FAN_A))):
-        data = kf.nla(kf.IFLA_IPTUN_FAN_MAP | kf.NLA_F_NESTED, payload)
-        msg = kf.nlmsg(kf.RTM_NEWLINK, kf.NLM_F_REQUEST | kf.NLM_F_ACK, nl.next_seq(),
-                       kf.ifinfomsg(idx) + kf.linkinfo("ipip", [data]))
-        with pytest.raises(kf.KernelFanError) as exc:
+    for payload in (rtnl.nla(kf.IFLA_FAN_MAPPING, bytes(11)),
+                    rtnl.nla(kf.IFLA_FAN_MAPPING, kf.pack_fan_map(FAN_A) + bytes(4)),
+                    rtnl.nla(2, kf.pack_fan_map(FAN_A))):
+        data = rtnl.nla(kf.IFLA_IPTUN_FAN_MAP | rtnl.NLA_F_NESTED, payload)
+        msg = rtnl.changelink(idx, "ipip", [data], seq=nl.next_seq())
+        with pytest.raises(rtnl.NetlinkError) as exc:
             nl.request(msg)
         assert exc.value.errno == errno.EINVAL
 
@@ -167,21 +165,19 @@ def test_einval_tunnel_with_remote(ns):
     name, nl = ns
     # at creation
     data = kf.ipip_fan_info_data("172.16.3.4", [FAN_A])
-    data.append(kf.nla(kf.IFLA_IPTUN_REMOTE, IPv4Address("172.16.9.9").packed))
-    msg = kf.nlmsg(kf.RTM_NEWLINK, kf.NLM_F_REQUEST | kf.NLM_F_ACK | kf.NLM_F_CREATE |
-                   kf.NLM_F_EXCL, nl.next_seq(),
-                   kf.ifinfomsg() + kf.nla(kf.IFLA_IFNAME, b"p2p\0") + kf.linkinfo("ipip", data))
-    with pytest.raises(kf.KernelFanError) as exc:
+    data.append(rtnl.nla(kf.IFLA_IPTUN_REMOTE, IPv4Address("172.16.9.9").packed))
+    msg = rtnl.newlink("p2p", "ipip", data, seq=nl.next_seq())
+    with pytest.raises(rtnl.NetlinkError) as exc:
         nl.request(msg)
     assert exc.value.errno == errno.EINVAL
     # on an existing point-to-point tunnel, with or without its parameters
     ip(name, "link", "add", "p2p", "type", "ipip", "local", "172.16.3.4",
        "remote", "172.16.9.9")
-    with pytest.raises(kf.KernelFanError) as exc:
+    with pytest.raises(rtnl.NetlinkError) as exc:
         kf.add_map(nl, "p2p", *FAN_A)
     assert exc.value.errno == errno.EINVAL
-    idx = kf.get_link(nl, "p2p").index
-    with pytest.raises(kf.KernelFanError) as exc:
+    idx = rtnl.get_link(nl, "p2p").index
+    with pytest.raises(rtnl.NetlinkError) as exc:
         nl.request(kf.changelink_fan(idx, "ipip", [FAN_A], seq=nl.next_seq()))
     assert exc.value.errno == errno.EINVAL
     assert kf.get_maps(nl, "p2p") == []
@@ -190,7 +186,7 @@ def test_einval_tunnel_with_remote(ns):
 def test_einval_collect_md(ns):
     name, nl = ns
     ip(name, "link", "add", "md", "type", "ipip", "external")
-    with pytest.raises(kf.KernelFanError) as exc:
+    with pytest.raises(rtnl.NetlinkError) as exc:
         kf.add_map(nl, "md", *FAN_A)
     assert exc.value.errno == errno.EINVAL
 
@@ -212,7 +208,7 @@ def test_many_maps_fit_in_a_dump(ns):
     # a full dump (get_size must account for every map) and iproute2 still work
     out = ip(name, "-d", "link", "show", "dev", "fant").stdout
     assert "ipip" in out
-    kf.delete_link(nl, "fant")
+    rtnl.delete_link(nl, "fant")
     assert "fant" not in ip(name, "-br", "link").stdout
 
 
@@ -220,11 +216,11 @@ def test_delete_namespace_with_fan_tunnels(net):
     name = net.netns("d")
     ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
     ip(name, "addr", "add", "172.16.3.4/16", "dev", "eth0")
-    with kf.Rtnl(netns=name) as nl:
+    with rtnl.Rtnl(netns=name) as nl:
         for i in range(5):
             kf.create_ipip_fan(nl, f"fan{i}", "172.16.3.4" if i == 0 else f"172.16.3.{i + 10}",
                                [FAN_A, FAN_B], up=True)
-    kutil.sh("ip", "netns", "del", name)
+    sh("ip", "netns", "del", name)
     net.namespaces.remove(name)
 
 
@@ -236,19 +232,13 @@ def test_containers_ping_across_hosts(net, pair):
     hosts = [str(fmap.underlay.network_address + n) for n in (
         (0x0102, 0x0203, 0x0a0b) if fmap.underlay.prefixlen == 16 else (11, 12, 200))]
     fan = kutil.build_kernel_fan(net, *pair, hosts)
-    for a in fan.hosts:
-        for b in fan.hosts:
-            if a is b:
-                continue
-            (c_ns, _), (_, c_addr) = a.containers[0], b.containers[0]
-            res = ping(c_ns, c_addr, count=2)
-            assert res.returncode == 0, f"{a.addr} -> {c_addr}: {res.stdout}{res.stderr}"
+    kutil.ping_across(fan)
     # hosts reach other hosts' bridges (.1) over the fan too
     h0, h1 = fan.hosts[0], fan.hosts[1]
     gw1 = fmap.slice_for_host(h1.addr).network_address + 1
-    assert ping(h0.ns, gw1, count=1).returncode == 0
+    assert ping(h0.ns, gw1, count=1)
     for h in fan.hosts:
-        assert [str(m) for m in kf.get_maps(kf.Rtnl(netns=h.ns), "fant")] == [
+        assert [str(m) for m in kf.get_maps(rtnl.Rtnl(netns=h.ns), "fant")] == [
             f"{fmap.overlay}:{fmap.underlay}"]
 
 
@@ -257,9 +247,9 @@ def test_unmapped_and_self_destinations_are_dropped(net):
     h0 = fan.hosts[0]
     ip(h0.ns, "route", "add", "198.51.100.0/24", "dev", "fant")
     before = kutil.link_stats(h0.ns, "fant")["tx"]["errors"]
-    assert ping(h0.ns, "198.51.100.7", count=1, timeout=1).returncode != 0   # no map
+    assert not ping(h0.ns, "198.51.100.7", count=1, wait=1)   # no map
     ip(h0.ns, "route", "add", "250.1.2.128/25", "dev", "fant")
-    assert ping(h0.ns, "250.1.2.200", count=1, timeout=1).returncode != 0    # maps to self
+    assert not ping(h0.ns, "250.1.2.200", count=1, wait=1)    # maps to self
     after = kutil.link_stats(h0.ns, "fant")["tx"]["errors"]
     assert after >= before + 2
 
@@ -271,8 +261,7 @@ def _remote_pairs(seed: int, count: int):
         uplen = rng.randint(8, 30)
         oplen = rng.randint(max(5, uplen - 24), uplen - 2)     # slice prefix <= 30
         overlay = kutil.random_overlay(rng, oplen)
-        underlay = IPv4Network((rng.getrandbits(32) & ((0xFFFFFFFF << (32 - uplen))
-                                                       & 0xFFFFFFFF), uplen))
+        underlay = IPv4Network((rng.getrandbits(32), uplen), strict=False)
         first = int(underlay.network_address) >> 24
         if (underlay.overlaps(overlay) or underlay.overlaps(IPv4Network("192.0.2.0/24"))
                 or first in (0, 127) or first >= 224):
@@ -284,19 +273,11 @@ def _remote_pairs(seed: int, count: int):
 def test_outer_destination_matches_the_formula(net):
     """Random prefix pairs and addresses: the outer destination the kernel picks
     is fangen.fanmap's host_for_address (the formula)."""
-    name = net.netns("f")
-    ip(name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    ip(name, "addr", "add", "192.0.2.1/24", "dev", "eth0")
-    for dev in ("eth0", "eth1"):
-        ip(name, "link", "set", dev, "up")
-    # everything leaves through eth0 to a gateway with a fixed MAC: no ARP needed
-    ip(name, "neigh", "add", "192.0.2.254", "lladdr", "02:00:00:00:00:fe", "dev", "eth0",
-       "nud", "permanent")
-    ip(name, "route", "add", "default", "via", "192.0.2.254", "dev", "eth0")
-    nl = kf.Rtnl(netns=name)
+    name = kutil.sender(net, "f")
+    nl = rtnl.Rtnl(netns=name)
     kf.create_ipip_fan(nl, "fant", "192.0.2.1", up=True)
     cap = kutil.OuterCapture(name, "eth0")
-    udp = kutil.socket_in(name, socket.AF_INET, socket.SOCK_DGRAM)
+    udp = socket_in(name, socket.AF_INET, socket.SOCK_DGRAM)
     rng = random.Random(4)
     checked = 0
     try:
@@ -330,22 +311,15 @@ def test_receive_from_any_underlay_host(net):
     # a third underlay host without a fan tunnel sends a hand-made IPIP packet
     u = fan.underlay_ns
     x = net.netns("x")
-    ip(u, "link", "add", "px", "type", "veth", "peer", "name", "eth0", "netns", x)
-    ip(u, "link", "set", "px", "master", "br0", "up")
-    ip(x, "addr", "add", "172.16.77.77/16", "dev", "eth0")
-    ip(x, "link", "set", "eth0", "up")
-    raw = kutil.socket_in(x, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+    plug(u, "px", x, "eth0", "172.16.77.77/16")
+    raw = socket_in(x, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
     c0_ns, c0_addr = h0.containers[0]
-    rx = kutil.socket_in(c0_ns, socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket_in(c0_ns, socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("0.0.0.0", 4242))
     rx.settimeout(3)
     try:
         payload = b"hello-fan"
-        udp = struct.pack("!HHHH", 5555, 4242, 8 + len(payload), 0) + payload
-        inner = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
-                            IPv4Address("250.77.77.9").packed, c0_addr.packed)
-        csum = _ip_checksum(inner)
-        inner = inner[:10] + struct.pack("!H", csum) + inner[12:] + udp
+        inner = ipv4_udp("250.77.77.9", str(c0_addr), 5555, 4242, payload)
         for _ in range(3):
             raw.sendto(inner, (str(h0.addr), 0))
             try:
@@ -359,10 +333,3 @@ def test_receive_from_any_underlay_host(net):
     finally:
         raw.close()
         rx.close()
-
-
-def _ip_checksum(header: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF

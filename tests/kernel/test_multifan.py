@@ -18,31 +18,31 @@ import json
 import os
 import shutil
 import socket
-import struct
 import tempfile
-from ipaddress import IPv4Address
 
-import kutil
 import pytest
-from kutil import BUSYBOX, ip, nsexec, ping
-from test_runtime import fangen, snapshot
+from kutil import lease
+from test_runtime import snapshot
 
 from fangen.datapath import kernelfan as kf
+from tests.harness import cli
+from tests.harness.cli import REPO, fangen
+from tests.harness.ns import (
+    Run,
+    ip,
+    ipip_available,
+    nsexec,
+    ping,
+    plug,
+    sh,
+    socket_in,
+    switch_ns,
+)
+from tests.harness.packets import ipv4_udp
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "examples", "two-fans.yaml")
-UDHCPC_SCRIPT = os.path.join(REPO, "tests/harness/udhcpc.sh")
 HOSTS = [("10.10.5.6", "10.20.5.6"), ("10.10.7.8", "10.20.7.8")]
 FANS = {"front": ("br-front", "250"), "storage": ("br-storage", "251")}
-
-
-def _have_ipip() -> bool:
-    net = kutil.Net()
-    try:
-        ns = net.netns("probe")
-        return ip(ns, "link", "add", "t0", "type", "ipip", "external", check=False).returncode == 0
-    finally:
-        net.close()
 
 
 pytestmark = [
@@ -50,24 +50,9 @@ pytestmark = [
     pytest.mark.skipif(kf.present()["ipip"], reason="the example's fans take the kernel "
                        "datapath on a kernel with the IPIP fan (one tunnel each): this is "
                        "the upstream datapath's test, make kernel-check-stock runs it"),
-    pytest.mark.skipif(os.geteuid() == 0 and not _have_ipip(),
+    pytest.mark.skipif(os.geteuid() == 0 and not ipip_available(),
                        reason="this kernel has no ipip: make kernel-check-stock runs this"),
 ]
-
-
-def lease(net: kutil.Net, host_ns: str, bridge: str, name: str, workdir: str) -> str:
-    """A container on the host's fan bridge; returns the address DHCP gave it."""
-    c = net.netns(name)
-    ip(host_ns, "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0", "netns", c)
-    ip(host_ns, "link", "set", f"v{name}", "master", bridge, "up")
-    ip(c, "link", "set", "eth0", "up")
-    lease_file = os.path.join(workdir, f"{name}.lease")
-    kutil.sh("ip", "netns", "exec", c, "env", f"LEASE_FILE={lease_file}", BUSYBOX, "udhcpc",
-             "-i", "eth0", "-s", UDHCPC_SCRIPT, "-q", "-n", "-t", "10", "-T", "1",
-             timeout=60)
-    with open(lease_file) as fh:
-        got = dict(line.strip().split("=", 1) for line in fh if "=" in line)
-    return got["ip"]
 
 
 def ipip_counters(switch: str) -> None:
@@ -90,20 +75,6 @@ def ipip_seen(switch: str) -> int:
     return next(o["counter"]["packets"] for o in out["nftables"] if "counter" in o)
 
 
-def _csum(data: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def inner_udp(src: str, dst: str, port: int, payload: bytes) -> bytes:
-    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                      IPv4Address(src).packed, IPv4Address(dst).packed)
-    return hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:] + udp
-
-
 def received(sock: socket.socket) -> set[str]:
     got = set()
     sock.settimeout(2.0)
@@ -111,7 +82,7 @@ def received(sock: socket.socket) -> set[str]:
         while True:
             got.add(sock.recv(2048).decode())
             sock.settimeout(0.5)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return got
 
 
@@ -123,28 +94,20 @@ def test_two_ipip_fans_share_one_device(net):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _two_fans(net: kutil.Net, workdir: str) -> None:
+def _two_fans(net: Run, workdir: str) -> None:
     switches = {}
     for lan in ("front", "storage"):
-        sw = net.netns(f"s{lan[0]}")
-        ip(sw, "link", "add", "br0", "type", "bridge")
-        ip(sw, "link", "set", "br0", "up")
+        sw = switch_ns(net, f"s{lan[0]}")
         ipip_counters(sw)
         switches[lan] = sw
     hosts = []
     for i, addrs in enumerate(HOSTS):
         h = net.netns(f"h{i}")
-        for nic, (lan, addr) in enumerate(zip(("front", "storage"), addrs)):
-            ip(switches[lan], "link", "add", f"p{i}", "type", "veth", "peer", "name",
-               f"eth{nic}", "netns", h)
-            ip(switches[lan], "link", "set", f"p{i}", "master", "br0", "up")
-            ip(h, "addr", "add", f"{addr}/16", "dev", f"eth{nic}")
-            ip(h, "link", "set", f"eth{nic}", "up")
+        for nic, (lan, addr) in enumerate(zip(("front", "storage"), addrs, strict=True)):
+            plug(switches[lan], f"p{i}", h, f"eth{nic}", f"{addr}/16")
         root = os.path.join(workdir, f"h{i}")
-        os.makedirs(os.path.join(root, "etc/netplan/fan.d"))
-        path = os.path.join(root, "etc/netplan/fan.d/two-fans.yaml")
-        shutil.copyfile(EXAMPLE, path)
-        os.chmod(path, 0o600)
+        with open(EXAMPLE) as fh:
+            cli.install(root, fh.read(), "two-fans.yaml")
         hosts.append((h, root, snapshot(h)))
 
     # both fans up on both hosts, sharing one collect-metadata IPIP device per host
@@ -157,7 +120,7 @@ def _two_fans(net: kutil.Net, workdir: str) -> None:
         assert "external" in ip(h, "-d", "link", "show", "dev", "fangen-ipip").stdout
         for dev in ("front-tun", "storage-tun"):
             assert ip(h, "link", "show", "dev", dev, check=False).returncode != 0
-        egress = kutil.sh("tc", "-n", h, "filter", "show", "dev", "fangen-ipip",
+        egress = sh("tc", "-n", h, "filter", "show", "dev", "fangen-ipip",
                           "egress").stdout
         for name in ("fangen:fan:front", "fangen:fan:storage", "fangen:drop"):
             assert name in egress, egress
@@ -178,8 +141,8 @@ def _two_fans(net: kutil.Net, workdir: str) -> None:
     for fan, other in (("front", "storage"), ("storage", "front")):
         seen = {lan: ipip_seen(sw) for lan, sw in switches.items()}
         (a_ns, a_addr), (b_ns, b_addr) = containers[0, fan], containers[1, fan]
-        assert ping(a_ns, b_addr, count=2).returncode == 0, f"{fan}: {a_addr} -> {b_addr}"
-        assert ping(b_ns, a_addr, count=2).returncode == 0, f"{fan}: {b_addr} -> {a_addr}"
+        assert ping(a_ns, b_addr, count=2), f"{fan}: {a_addr} -> {b_addr}"
+        assert ping(b_ns, a_addr, count=2), f"{fan}: {b_addr} -> {a_addr}"
         assert ipip_seen(switches[fan]) >= seen[fan] + 8
         assert ipip_seen(switches[other]) == seen[other], f"{fan} traffic on the {other} LAN"
 
@@ -187,15 +150,15 @@ def _two_fans(net: kutil.Net, workdir: str) -> None:
     # for a front address and dropped for a storage address (the storage fan's program
     # wants a sender on the storage network; nft passes both, they come from the front)
     (h0, _, _), (h1, _, _) = hosts
-    rx = {fan: kutil.socket_in(containers[0, fan][0], socket.AF_INET, socket.SOCK_DGRAM)
+    rx = {fan: socket_in(containers[0, fan][0], socket.AF_INET, socket.SOCK_DGRAM)
           for fan in FANS}
-    tx = kutil.socket_in(h1, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+    tx = socket_in(h1, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
     try:
         for fan, sock in rx.items():
             sock.bind((containers[0, fan][1], 5555))
         for fan in FANS:
-            tx.sendto(inner_udp(containers[1, "front"][1], containers[0, fan][1], 5555,
-                                fan.encode()), (HOSTS[0][0], 0))
+            tx.sendto(ipv4_udp(containers[1, "front"][1], containers[0, fan][1], 40000, 5555,
+                               fan.encode()), (HOSTS[0][0], 0))
         assert received(rx["front"]) == {"front"}
         assert received(rx["storage"]) == set()
     finally:
@@ -207,12 +170,12 @@ def _two_fans(net: kutil.Net, workdir: str) -> None:
     (h, root, before) = hosts[0]
     ip(h, "link", "del", "vc0f")                # the container's veth is the test's
     fangen(h, root, "down", "front")
-    egress = kutil.sh("tc", "-n", h, "filter", "show", "dev", "fangen-ipip", "egress").stdout
+    egress = sh("tc", "-n", h, "filter", "show", "dev", "fangen-ipip", "egress").stdout
     assert "fangen:fan:front" not in egress and "fangen:fan:storage" in egress
     assert "250.0.0.0/8" not in ip(h, "route", "show", "dev", "fangen-ipip").stdout
     (a_ns, a_addr), (b_ns, b_addr) = containers[0, "storage"], containers[1, "storage"]
-    assert ping(a_ns, b_addr, count=2).returncode == 0
-    assert ping(b_ns, a_addr, count=2).returncode == 0
+    assert ping(a_ns, b_addr, count=2)
+    assert ping(b_ns, a_addr, count=2)
     ip(h, "link", "del", "vc0s")
     fangen(h, root, "down", "storage")
     assert ip(h, "link", "show", "dev", "fangen-ipip", check=False).returncode != 0

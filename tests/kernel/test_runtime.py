@@ -15,14 +15,15 @@ import os
 import tempfile
 import time
 
-import kutil
 import pytest
-from kutil import BUSYBOX, ip, nsexec, ping
+from kutil import lease
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath import rtnl
+from tests.harness import cli
+from tests.harness.cli import fangen
+from tests.harness.ns import Run, ip, nsexec, ping, plug, switch_ns
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-UDHCPC_SCRIPT = os.path.join(REPO, "tests/harness/udhcpc.sh")
 HOSTS = ["172.16.1.2", "172.16.2.3", "172.16.10.11"]
 STANZA = """network:
   version: 2
@@ -33,16 +34,6 @@ STANZA = """network:
       type: ipip
       datapath: {datapath}
 """
-
-
-def fangen(ns: str, root: str, *args: str, check: bool = True):
-    env = {"PYTHONPATH": REPO, "PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ["PATH"]}
-    res = kutil.sh("ip", "netns", "exec", ns, "env", *[f"{k}={v}" for k, v in env.items()],
-                   "/usr/bin/python3", "-m", "fangen", *args, "--root-dir", root,
-                   check=False, timeout=120)
-    if check:
-        assert res.returncode == 0, f"fangen {' '.join(args)}: {res.stderr}"
-    return res
 
 
 def snapshot(ns: str) -> dict:
@@ -57,39 +48,15 @@ def snapshot(ns: str) -> dict:
     }
 
 
-def lease(net: kutil.Net, host_ns: str, name: str, workdir: str) -> str:
-    """A container on the host's fan bridge; returns the address DHCP gave it."""
-    c = net.netns(name)
-    ip(host_ns, "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0", "netns", c)
-    ip(host_ns, "link", "set", f"v{name}", "master", "fan250", "up")
-    ip(c, "link", "set", "eth0", "up")
-    lease_file = os.path.join(workdir, f"{name}.lease")
-    kutil.sh("ip", "netns", "exec", c, "env", f"LEASE_FILE={lease_file}", BUSYBOX, "udhcpc",
-             "-i", "eth0", "-s", UDHCPC_SCRIPT, "-q", "-n", "-t", "10", "-T", "1",
-             timeout=60)
-    with open(lease_file) as fh:
-        got = dict(line.strip().split("=", 1) for line in fh if "=" in line)
-    return got["ip"]
-
-
-def bring_up(net: kutil.Net, datapath: str):
+def bring_up(net: Run, datapath: str):
     workdir = tempfile.mkdtemp(prefix="fangen-rt-")
-    u = net.netns("u")
-    ip(u, "link", "add", "br0", "type", "bridge")
-    ip(u, "link", "set", "br0", "up")
+    u = switch_ns(net, "u")
     hosts = []
     for i, addr in enumerate(HOSTS):
         h = net.netns(f"h{i}")
-        ip(u, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", h)
-        ip(u, "link", "set", f"p{i}", "master", "br0", "up")
-        ip(h, "addr", "add", f"{addr}/16", "dev", "eth0")
-        ip(h, "link", "set", "eth0", "up")
+        plug(u, f"p{i}", h, "eth0", f"{addr}/16")
         root = os.path.join(workdir, f"h{i}")
-        os.makedirs(os.path.join(root, "etc/netplan/fan.d"))
-        path = os.path.join(root, "etc/netplan/fan.d/10-fan.yaml")
-        with open(path, "w") as fh:
-            fh.write(STANZA.format(datapath=datapath))
-        os.chmod(path, 0o600)
+        cli.install(root, STANZA.format(datapath=datapath), "10-fan.yaml")
         before = snapshot(h)
         fangen(h, root, "up", "fan250", "--no-systemd", "--timeout", "10")
         hosts.append((h, root, before))
@@ -104,15 +71,14 @@ def check_fan(net, datapath: str, while_up=None) -> None:
     # one container per host, addressed by the fan's dnsmasq from its host's slice
     containers = []
     for i, (h, _, _) in enumerate(hosts):
-        addr = lease(net, h, f"c{i}", workdir)
+        addr = lease(net, h, "fan250", f"c{i}", workdir)
         third, fourth = HOSTS[i].split(".")[2:]
         assert addr.startswith(f"250.{third}.{fourth}."), addr
         containers.append((f"{net.prefix}-c{i}", addr))
     for a_ns, _ in containers:
         for b_ns, b_addr in containers:
             if a_ns != b_ns:
-                res = ping(a_ns, b_addr, count=2)
-                assert res.returncode == 0, f"{a_ns} -> {b_addr}: {res.stdout}"
+                assert ping(a_ns, b_addr, count=2), f"{a_ns} -> {b_addr}"
     if while_up is not None:
         while_up(hosts)
     # up again: nothing to do; down: each host as it was before up
@@ -133,7 +99,7 @@ def check_fan(net, datapath: str, while_up=None) -> None:
 def test_fangen_up_kernel_datapath(net):
     def maps_read_back(hosts):
         for h, _, _ in hosts:
-            with kf.Rtnl(netns=h) as nl:
+            with rtnl.Rtnl(netns=h) as nl:
                 assert [str(m) for m in kf.get_maps(nl, "fan250-tun")] == \
                     ["250.0.0.0/8:172.16.0.0/16"]
     check_fan(net, "kernel", maps_read_back)

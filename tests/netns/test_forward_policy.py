@@ -17,14 +17,14 @@ import os
 import socket
 import struct
 import subprocess
-import threading
 
 import pytest
 
 from tests.harness import DOC_ADDR, Lab
 from tests.harness.ns import in_netns, ip, nsexec
+from tests.harness.ns import ping as ns_ping
 from tests.harness.outside import WHOAMI_PORT
-from tests.harness.packets import whoami
+from tests.harness.packets import Whoami, whoami
 
 pytestmark = [
     pytest.mark.root, pytest.mark.slow,
@@ -45,7 +45,7 @@ def lab(request):
         lab.wait_fans()
         lab.add_containers()
         ip(lab.outside.ns, "route", "add", "250.0.0.0/8", "via", lab.hosts[0].address())
-        lab.servers = [Server(c.ns) for c in lab.containers]
+        lab.servers = [Whoami(c.ns, "0.0.0.0", SERVICE_PORT) for c in lab.containers]
         yield lab
     finally:
         for server in getattr(lab, "servers", []):
@@ -56,47 +56,12 @@ def lab(request):
         lab.close()
 
 
-class Server:
-    """A TCP server in a container namespace answering every connection with "hello"."""
-
-    def __init__(self, ns: str) -> None:
-        with in_netns(ns):
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", SERVICE_PORT))
-        self.sock.listen(8)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    conn.sendall(b"hello\n")
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-
-
 def tcp_hello(ns: str, addr: str, port: int, timeout: float = 2) -> bool:
-    with in_netns(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with s:
-        s.settimeout(timeout)
-        try:
-            s.connect((addr, port))
-            return s.recv(16) == b"hello\n"
-        except OSError:
-            return False
+    """Does a TCP connection from ``ns`` get the container's Whoami server to answer?"""
+    try:
+        return bool(whoami(ns, addr, port, timeout))
+    except OSError:
+        return False
 
 
 def dns_answers(ns: str, server: str, name: str = "localhost", timeout: float = 2) -> bool:
@@ -117,9 +82,7 @@ def dns_answers(ns: str, server: str, name: str = "localhost", timeout: float = 
 
 
 def ping(ns: str, addr: str, count: int = 2) -> bool:
-    res = nsexec(ns, "busybox", "ping", "-c", str(count), "-W", "1", addr, check=False,
-                 timeout=count + 10)
-    return res.returncode == 0
+    return ns_ping(ns, addr, count, wait=1)
 
 
 def _gateway(host) -> str:

@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from fangen.datapath import kernelfan as kf
-from tests.harness import snapshot
-from tests.harness.ns import Run, in_netns, ip, nsexec
+from fangen.datapath import rtnl
+from tests.harness import cli, snapshot
+from tests.harness.ns import Run, in_netns, ip, nsexec, underlay_host
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns"),
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PYTHON = "/usr/bin/python3"
 # fangen as on a kernel that claims the VXLAN fan; the creation request carries no fan map
 CLAIMS_FAN = """import sys
 from fangen.datapath import kernelfan as kf
@@ -64,46 +62,32 @@ needs_6_14 = pytest.mark.skipif(_release() < (6, 14) or kf.present()["vxlan"],
 
 @pytest.fixture
 def host():
-    run = Run("kp")
-    try:
-        h = run.netns("h")
-        sw = run.netns("sw")
-        ip(h, "link", "add", "ul0", "type", "veth", "peer", "name", "p1", "netns", sw)
-        ip(h, "addr", "add", "172.16.3.4/16", "dev", "ul0")
-        ip(h, "link", "set", "ul0", "up")
+    with Run("kp") as run:
+        h, _ = underlay_host(run)
         yield run, h
-    finally:
-        run.close()
 
 
 @needs_6_14
 def test_this_kernel_reads_attribute_33_back_as_something_else(host):
     _, h = host
     with in_netns(h):
-        nl = kf.Rtnl()
+        nl = rtnl.Rtnl()
     with nl:
         kf.create_vxlan_fan(nl, "vx0", 42, "172.16.3.4", dev="ul0")     # no maps: no attr 33
-        link = kf.get_link(nl, "vx0")
-        assert len(link.fan_attr) == 8                                  # struct vxlanhdr
+        link = rtnl.get_link(nl, "vx0")
+        assert len(kf.fan_attr(link)) == 8                                  # struct vxlanhdr
         assert kf.fan_attr_meaning(link) == "foreign"
-        assert link.fan_maps == []
+        assert kf.fan_maps(link) == []
 
 
 def _fangen(run, h, root, *args, wrapper=True):
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
-    env.update(PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
-    head = [PYTHON, "-c", CLAIMS_FAN] if wrapper else [PYTHON, "-m", "fangen"]
-    return subprocess.run(["ip", "netns", "exec", h, *head, *args, "--root-dir", root],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    return cli.fangen(h, root, *args, check=False,
+                      head=[cli.PYTHON, "-c", CLAIMS_FAN] if wrapper else None)
 
 
 def _root(run, datapath: str) -> str:
     root = os.path.join(run.workdir, f"root-{datapath}")
-    os.makedirs(os.path.join(root, "etc/netplan/fan.d"))
-    path = os.path.join(root, "etc/netplan/fan.d/fan.yaml")
-    with open(path, "w") as fh:
-        fh.write(FAN_YAML.format(datapath=datapath))
-    os.chmod(path, 0o600)
+    cli.install(root, FAN_YAML.format(datapath=datapath))
     return root
 
 

@@ -17,32 +17,19 @@ removed in the finalizer, also on failure.
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 import yaml
 
+from tests.harness import cli
+from tests.harness.cli import REPO, fangen
+from tests.harness.ns import Run, ip, nsexec, ping, plug, sh, switch_ns, veth
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
 
-import nsutil  # noqa: E402
-from nsutil import ip, nsexec, sh  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "examples", "two-fans.yaml")
 HOSTS = [("10.10.1.2", "10.20.1.2"), ("10.10.2.3", "10.20.2.3")]
 VX_MTU = 1450
-
-
-def fangen(ns: str, root: str, *args: str, check: bool = True):
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
-    env.update(PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
-    res = subprocess.run(["ip", "netns", "exec", ns, "/usr/bin/python3", "-m", "fangen", *args,
-                          "--root-dir", root], capture_output=True, text=True, cwd=REPO,
-                         env=env, timeout=120)
-    if check and res.returncode != 0:
-        raise AssertionError(f"fangen {' '.join(args)} -> {res.returncode}\n"
-                             f"{res.stdout}\n{res.stderr}")
-    return res
 
 
 def example_as_vxlan(storage_port: int | None) -> dict:
@@ -71,28 +58,19 @@ def snapshot(ns: str) -> dict:
 
 
 class World:
-    def __init__(self, pool: nsutil.NsPool, tmp_path, data: dict):
-        self.pool = pool
+    def __init__(self, run: Run, tmp_path, data: dict):
+        self.run = run
         self.switches = {}
         for net in ("front", "storage"):
-            sw = pool.add(f"sw{net[0]}")
-            ip(sw, "link", "add", "br0", "type", "bridge")
-            ip(sw, "link", "set", "br0", "up")
+            sw = switch_ns(run, f"sw{net[0]}")
             self.switches[net] = sw
         self.hosts = []
         for i, (front, storage) in enumerate(HOSTS, 1):
-            h = pool.add(f"h{i}")
+            h = run.netns(f"h{i}")
             for nic, (net, addr) in enumerate((("front", front), ("storage", storage))):
-                nsutil.veth(h, f"eth{nic}", self.switches[net], f"p{i}")
-                ip(self.switches[net], "link", "set", f"p{i}", "master", "br0")
-                ip(h, "addr", "add", f"{addr}/16", "dev", f"eth{nic}")
+                plug(self.switches[net], f"p{i}", h, f"eth{nic}", f"{addr}/16")
             root = str(tmp_path / f"h{i}")
-            fan_d = os.path.join(root, "etc/netplan/fan.d")
-            os.makedirs(fan_d)
-            path = os.path.join(fan_d, "two-fans.yaml")
-            with open(path, "w") as fh:
-                yaml.safe_dump(data, fh)
-            os.chmod(path, 0o600)
+            cli.install(root, yaml.safe_dump(data), "two-fans.yaml")
             self.hosts.append((h, root, front))
 
     def container(self, i: int, fan: str, bridge: str) -> tuple[str, str]:
@@ -101,8 +79,8 @@ class World:
         h, _, front = self.hosts[i]
         third, fourth = front.split(".")[2:]
         first = "250" if fan == "front" else "251"
-        c = self.pool.add(f"c{i}{fan[0]}")
-        nsutil.veth(h, f"c-{fan}", c, "eth0", mtu=VX_MTU)
+        c = self.run.netns(f"c{i}{fan[0]}")
+        veth(h, f"c-{fan}", c, "eth0", mtu=VX_MTU)
         ip(h, "link", "set", f"c-{fan}", "master", bridge)
         addr = f"{first}.{third}.{fourth}.10"
         ip(c, "addr", "add", f"{addr}/8", "dev", "eth0")
@@ -110,16 +88,13 @@ class World:
 
 
 @pytest.fixture
-def pool():
-    p = nsutil.NsPool("mf")
-    try:
-        yield p
-    finally:
-        p.cleanup()
+def run():
+    with Run("mf") as r:
+        yield r
 
 
-def test_two_vxlan_fans_on_distinct_ports_both_carry_traffic(pool, tmp_path):
-    w = World(pool, tmp_path, example_as_vxlan(storage_port=4789))
+def test_two_vxlan_fans_on_distinct_ports_both_carry_traffic(run, tmp_path):
+    w = World(run, tmp_path, example_as_vxlan(storage_port=4789))
     before = [snapshot(h) for h, _, _ in w.hosts]
     for h, root, _ in w.hosts:
         fangen(h, root, "up", "front")
@@ -133,20 +108,20 @@ def test_two_vxlan_fans_on_distinct_ports_both_carry_traffic(pool, tmp_path):
     cs = {(i, fan): w.container(i, fan, bridge) for i in (0, 1) for fan, bridge in fans.items()}
     for fan in fans:
         (a_ns, _), (b_ns, b_addr) = cs[0, fan], cs[1, fan]
-        assert nsutil.ping(a_ns, b_addr, count=2), f"{fan}: host 1 -> host 2"
-        assert nsutil.ping(b_ns, cs[0, fan][1]), f"{fan}: host 2 -> host 1"
+        assert ping(a_ns, b_addr, count=2), f"{fan}: host 1 -> host 2"
+        assert ping(b_ns, cs[0, fan][1]), f"{fan}: host 2 -> host 1"
     # the overlays stay apart: no route from one fan's container into the other's overlay
-    assert not nsutil.ping(cs[0, "front"][0], cs[1, "storage"][1], wait=1)
+    assert not ping(cs[0, "front"][0], cs[1, "storage"][1], wait=1)
 
     # down of one fan on host 1 leaves the other fan working there
     h1, root1, _ = w.hosts[0]
     fangen(h1, root1, "down", "front")
     assert ip(h1, "link", "show", "dev", "front-tun", check=False).returncode != 0
-    assert nsutil.ping(cs[0, "storage"][0], cs[1, "storage"][1], count=2)
-    assert not nsutil.ping(cs[1, "front"][0], cs[0, "front"][1], wait=1)
+    assert ping(cs[0, "storage"][0], cs[1, "storage"][1], count=2)
+    assert not ping(cs[1, "front"][0], cs[0, "front"][1], wait=1)
     fangen(h1, root1, "up", "front")
     ip(h1, "link", "set", "c-front", "master", "br-front")     # the bridge is a new one
-    assert nsutil.ping(cs[1, "front"][0], cs[0, "front"][1], count=2)
+    assert ping(cs[1, "front"][0], cs[0, "front"][1], count=2)
 
     # down of both leaves each host as it was (the containers' veths are the test's)
     for i, (h, root, _) in enumerate(w.hosts):
@@ -156,8 +131,8 @@ def test_two_vxlan_fans_on_distinct_ports_both_carry_traffic(pool, tmp_path):
         assert snapshot(h) == before[i]
 
 
-def test_two_vxlan_fans_on_one_port_are_refused_with_one_line(pool, tmp_path):
-    w = World(pool, tmp_path, example_as_vxlan(storage_port=None))
+def test_two_vxlan_fans_on_one_port_are_refused_with_one_line(run, tmp_path):
+    w = World(run, tmp_path, example_as_vxlan(storage_port=None))
     h, root, _ = w.hosts[0]
     before = snapshot(h)
     path = os.path.join(root, "etc/netplan/fan.d/two-fans.yaml")
@@ -183,10 +158,10 @@ def test_two_vxlan_fans_on_one_port_are_refused_with_one_line(pool, tmp_path):
     assert snapshot(h) == before
 
 
-def test_a_foreign_device_on_the_port_is_named_and_nothing_is_made(pool, tmp_path):
+def test_a_foreign_device_on_the_port_is_named_and_nothing_is_made(run, tmp_path):
     """Not fangen's collect-metadata VXLAN device on the fan's port (the kernel allows one
     per port): up says which device, instead of the kernel's EEXIST, and makes nothing."""
-    w = World(pool, tmp_path, example_as_vxlan(storage_port=4789))
+    w = World(run, tmp_path, example_as_vxlan(storage_port=4789))
     h, root, _ = w.hosts[0]
     ip(h, "link", "add", "vx-other", "type", "vxlan", "external", "dstport", "4789")
     before = snapshot(h)

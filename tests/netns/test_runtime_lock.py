@@ -21,17 +21,16 @@ import time
 
 import pytest
 
-from tests.harness import snapshot
+from tests.harness import cli, snapshot
+from tests.harness.cli import PYTHON, REPO
 from tests.harness.host import wait_for
-from tests.harness.ns import Run, ip, nsexec, pids_in
+from tests.harness.ns import Run, ip, nsexec, pids_in, underlay_host
 
 pytestmark = [
     pytest.mark.root, pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft"),
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PYTHON = "/usr/bin/python3"
 ROUNDS = 3
 FAN_YAML = """network:
   version: 2
@@ -47,41 +46,21 @@ FAN_YAML = """network:
 class World:
     def __init__(self, run: Run):
         self.run = run
-        self.sw = run.netns("sw")
-        self.h = run.netns("h")
-        ip(self.h, "link", "add", "ul0", "type", "veth", "peer", "name", "p1", "netns", self.sw)
-        ip(self.h, "addr", "add", "172.16.3.4/16", "dev", "ul0")
-        ip(self.h, "link", "set", "ul0", "up")
+        self.h, self.sw = underlay_host(run)
         ip(self.sw, "addr", "add", "172.16.0.1/16", "dev", "p1")
-        ip(self.sw, "link", "set", "p1", "up")
         self.root = os.path.join(run.workdir, "root")
-        fan_d = os.path.join(self.root, "etc/netplan/fan.d")
-        os.makedirs(fan_d)
-        with open(os.path.join(fan_d, "fan.yaml"), "w") as fh:
-            fh.write(FAN_YAML)
-        os.chmod(os.path.join(fan_d, "fan.yaml"), 0o600)
-
-    def env(self, **extra) -> dict:
-        env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
-        env.update(PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1", **extra)
-        return env
+        cli.install(self.root, FAN_YAML)
 
     def argv(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.h, PYTHON, "-m", "fangen", *args,
-                "--root-dir", self.root]
+        return cli.argv(self.h, self.root, *args)
 
     def fangen(self, *args: str, check: bool = True, **env):
-        res = subprocess.run(self.argv(*args), capture_output=True, text=True, cwd=REPO,
-                             env=self.env(**env), timeout=120)
-        if check and res.returncode != 0:
-            raise AssertionError(f"fangen {' '.join(args)} -> {res.returncode}\n"
-                                 f"{res.stdout}\n{res.stderr}")
-        return res
+        return cli.fangen(self.h, self.root, *args, check=check, environ=cli.env(**env))
 
     def together(self, *commands: tuple) -> list[subprocess.CompletedProcess]:
         """Start every command at once; wait for all of them."""
         procs = [subprocess.Popen(self.argv(*cmd), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, cwd=REPO, env=self.env())
+                                  stderr=subprocess.PIPE, text=True, cwd=REPO, env=cli.env())
                  for cmd in commands]
         out = []
         for cmd, proc in zip(commands, procs, strict=True):
@@ -170,9 +149,7 @@ def test_a_second_command_waits_for_the_lock_and_gives_up_clearly(world):
     lock_file = os.path.join(w.root, "run/fangen/.lock")
     # an `up` that cannot finish (no underlay yet) waits outside the lock ...
     ip(w.h, "addr", "del", "172.16.3.4/16", "dev", "ul0")
-    waiting = subprocess.Popen(w.argv("up", "fan250", "--timeout", "30"), cwd=REPO,
-                               env=w.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    waiting = cli.spawn(w.h, w.root, "up", "fan250", "--timeout", "30")
     try:
         time.sleep(1)
         assert not os.path.exists(lock_file)
@@ -204,7 +181,7 @@ def test_run_holds_the_lock_only_while_it_changes_the_fan(world):
     before = w.snap()
     proc = w.run.spawn(w.h, [PYTHON, "-m", "fangen", "run", "fan250", "--root-dir", w.root,
                              "--no-systemd"], log=os.path.join(w.run.workdir, "run.log"),
-                       env=w.env())
+                       env=cli.env())
     try:
         wait_for(lambda: os.path.exists(w.state_path()) and
                  json.load(open(w.state_path())).get("dnsmasq"), 20, "fangen run's up")
@@ -281,7 +258,7 @@ def test_down_force_after_a_killed_up_and_with_a_good_state(world):
     down --force on a fan whose state is fine does what down does (ip_forward too)."""
     w = world
     before = w.snap()
-    proc = subprocess.Popen(w.argv("up", "fan250"), cwd=REPO, env=w.env(),
+    proc = subprocess.Popen(w.argv("up", "fan250"), cwd=REPO, env=cli.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # (the kernel takes no alias at creation: the mark follows a netlink call later, a
     # window of one request that the kill must not hit for this test to be exact)

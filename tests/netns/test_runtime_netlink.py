@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import nsutil  # noqa: E402
-from nsutil import ip  # noqa: E402
-
-from fangen.runtime.netlink import Netlink  # noqa: E402
+from fangen.runtime.netlink import Netlink
+from tests.harness.ns import Run, ip
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
 
 @pytest.fixture
 def ns():
-    pool = nsutil.NsPool("nl")
-    try:
-        yield pool, pool.add("h")
-    finally:
-        pool.cleanup()
+    with Run("nl") as run:
+        yield run, run.netns("h")
 
 
 def mtu(ns_name: str, dev: str) -> int:
@@ -32,8 +25,8 @@ def mtu(ns_name: str, dev: str) -> int:
 
 def test_bridge_keeps_the_fan_mtu_when_a_1500_byte_port_joins(ns):
     """An IPIP fan's bridge has only container ports; their veths are 1500 bytes."""
-    pool, name = ns
-    Netlink(pool.ipr(name)).create_bridge("fanbr", 1480)
+    run, name = ns
+    Netlink(run.ipr(name)).create_bridge("fanbr", 1480)
     assert mtu(name, "fanbr") == 1480
     ip(name, "link", "add", "c0", "type", "veth", "peer", "name", "c1")
     ip(name, "link", "set", "c0", "master", "fanbr")

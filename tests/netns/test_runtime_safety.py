@@ -18,17 +18,15 @@ import subprocess
 
 import pytest
 
-from tests.harness import snapshot
+from tests.harness import cli, snapshot
 from tests.harness.host import wait_for
-from tests.harness.ns import Run, ip, nsexec
+from tests.harness.ns import Run, ip, nsexec, underlay_host
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, nft, dnsmasq"),
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PYTHON = "/usr/bin/python3"
 FANS = """network:
   version: 2
   fan:
@@ -46,31 +44,15 @@ FANS = """network:
 
 @pytest.fixture
 def host():
-    run = Run("sf")
-    try:
-        h = run.netns("h")
-        sw = run.netns("sw")
-        ip(h, "link", "add", "ul0", "type", "veth", "peer", "name", "p1", "netns", sw)
-        ip(h, "addr", "add", "172.16.3.4/16", "dev", "ul0")
-        ip(h, "link", "set", "ul0", "up")
+    with Run("sf") as run:
+        h, _ = underlay_host(run)
         root = os.path.join(run.workdir, "root")
-        os.makedirs(os.path.join(root, "etc/netplan/fan.d"))
-        path = os.path.join(root, "etc/netplan/fan.d/fans.yaml")
-        with open(path, "w") as fh:
-            fh.write(FANS)
-        os.chmod(path, 0o600)
+        cli.install(root, FANS, "fans.yaml")
         yield run, h, root
-    finally:
-        run.close()
 
 
 def fangen(h: str, root: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
-    env.update(PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
-    res = subprocess.run(["ip", "netns", "exec", h, PYTHON, "-m", "fangen", *args,
-                          "--root-dir", root], capture_output=True, text=True, cwd=REPO,
-                         env=env, timeout=120)
-    assert res.returncode == 0, f"fangen {' '.join(args)}: {res.stdout}{res.stderr}"
+    res = cli.fangen(h, root, *args)
     assert "Traceback" not in res.stderr
     return res
 

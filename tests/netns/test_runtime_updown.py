@@ -16,20 +16,17 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
+from tests.harness import cli
+from tests.harness.cli import fangen
+from tests.harness.host import wait_for as wait_until
+from tests.harness.ns import Run, ip, nsexec, sh, underlay_host, veth
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
 
-import nsutil  # noqa: E402
-from nsutil import ip, nsexec, sh  # noqa: E402
-
-from tests.harness.host import wait_for as wait_until  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PYTHON = os.environ.get("FANGEN_TEST_PYTHON", "/usr/bin/python3")   # e.g. a venv with PyPI pyroute2
 FAN_YAML = """network:
   version: 2
   fan:
@@ -47,41 +44,15 @@ exit 0
 """
 
 
-def fangen(ns: str, root: str, *args: str, check: bool = True, timeout: float = 60):
-    env = _env()
-    res = subprocess.run(["ip", "netns", "exec", ns, PYTHON, "-m", "fangen", *args,
-                          "--root-dir", root], capture_output=True, text=True,
-                         cwd=REPO, env=env, timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"fangen {' '.join(args)} -> {res.returncode}\n"
-                             f"{res.stdout}\n{res.stderr}")
-    return res
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
-    env["PYTHONPATH"] = REPO
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
 class World:
-    def __init__(self, pool: nsutil.NsPool, root: str):
-        self.pool, self.root = pool, root
-        self.sw = pool.add("sw")
-        self.h = pool.add("h")
-        self.c = pool.add("c")
-        nsutil.veth(self.h, "ul0", self.sw, "p1")
-        ip(self.h, "addr", "add", "172.16.3.4/16", "dev", "ul0")
+    def __init__(self, run: Run, root: str):
+        self.run, self.root = run, root
+        self.h, self.sw = underlay_host(run)
+        self.c = run.netns("c")
         ip(self.sw, "addr", "add", "172.16.0.1/16", "dev", "p1")
         ip(self.h, "route", "add", "default", "via", "172.16.0.1")
-        nsutil.veth(self.h, "c0", self.c, "eth0")
-        fan_d = os.path.join(root, "etc/netplan/fan.d")
-        os.makedirs(fan_d)
-        path = os.path.join(fan_d, "fan.yaml")
-        with open(path, "w") as fh:
-            fh.write(FAN_YAML)
-        os.chmod(path, 0o600)
+        veth(self.h, "c0", self.c, "eth0")
+        cli.install(root, FAN_YAML)
 
     def state(self) -> dict:
         with open(os.path.join(self.root, "run/fangen/fan250/state.json")) as fh:
@@ -95,14 +66,13 @@ class World:
 
 @pytest.fixture
 def world(tmp_path):
-    pool = nsutil.NsPool("rt")
+    run = Run("rt")
     root = str(tmp_path / "root")
-    w = World(pool, root)
     try:
-        yield w
+        yield World(run, root)
     finally:
         _end_dnsmasq(root)
-        pool.cleanup()
+        run.close()
 
 
 def _end_dnsmasq(root: str) -> None:
@@ -227,11 +197,8 @@ def test_up_waits_for_the_underlay_and_fails_clearly(world):
                                   "interface that is up holds an address in 172.16.0.0/16 "
                                   "after 0.5 s")
     # the address appears while up waits: up returns once it is there
-    proc = subprocess.Popen(["ip", "netns", "exec", w.h, PYTHON, "-m", "fangen", "up",
-                             "fan250", "--timeout", "20", "--root-dir", w.root],
-                            cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    w.pool.pids.append(proc.pid)
+    proc = cli.spawn(w.h, w.root, "up", "fan250", "--timeout", "20")
+    w.run.procs.append(proc)
     time.sleep(0.5)
     t0 = time.monotonic()
     ip(w.h, "addr", "add", "172.16.7.8/16", "dev", "ul0")
@@ -250,11 +217,9 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
     notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify_sock.bind(notify_path)
     notify_sock.settimeout(20)
-    proc = subprocess.Popen(["ip", "netns", "exec", w.h, PYTHON, "-m", "fangen", "run",
-                             "fan250", "--root-dir", w.root], cwd=REPO,
-                            env=dict(_env(), NOTIFY_SOCKET=notify_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    w.pool.pids.append(proc.pid)
+    proc = cli.spawn(w.h, w.root, "run", "fan250",
+                     environ=cli.env(NOTIFY_SOCKET=notify_path))
+    w.run.procs.append(proc)
     try:
         messages = []
         while not any("READY=1" in m for m in messages):

@@ -1,7 +1,7 @@
 """The upstream (no kernel fan patch) VXLAN datapath on real kernel objects.
 
 Needs root (network namespaces, bpf(2), tc); skipped otherwise.  Builds, in
-namespaces named ``fgt<pid>...``: an underlay "switch" (a bridge), three host
+namespaces of a :class:`tests.harness.ns.Run`: an underlay "switch" (a bridge), three host
 namespaces with veths into it (172.16.x.y/16), per host a fan bridge carrying
 the overlay prefix, a collect-metadata VXLAN port with fangen's programs
 attached through :mod:`fangen.datapath.upstream`, and container namespaces on
@@ -11,25 +11,34 @@ fixtures' finalizers, also on failure.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import os
 import socket
-import struct
-import threading
 from dataclasses import dataclass, field
 
 import pytest
 
+from fangen.datapath import bpf, upstream
+from fangen.datapath.fanprog import FanParams
+from fangen.fanmap import FanMap
+from tests.harness import snapshot
+from tests.harness.ns import (
+    Run,
+    ip,
+    ipip_available,
+    nsexec,
+    ping,
+    plug,
+    sh,
+    socket_in,
+    switch_ns,
+    sysctl,
+    veth,
+)
+from tests.harness.packets import ipv4_udp, tcp_transfer, vxlan_frame
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), tc")
-
-import nsutil  # noqa: E402
-from nsutil import ip, sh  # noqa: E402
-
-from fangen.datapath import bpf, upstream  # noqa: E402
-from fangen.datapath.fanprog import FanParams  # noqa: E402
-from fangen.fanmap import FanMap  # noqa: E402
 
 OVERLAY = "250.0.0.0/8"
 VX_MTU = 1450
@@ -50,24 +59,20 @@ class Host:
 
 @dataclass
 class Fan:
-    pool: nsutil.NsPool
+    run: Run
     fmap: FanMap
     switch: str
     hosts: list
 
 
-def build_fan(pool: nsutil.NsPool, underlay: str, host_addrs: list[str],
+def build_fan(run: Run, underlay: str, host_addrs: list[str],
               containers_per_host: int = 1) -> Fan:
     fmap = FanMap.parse(OVERLAY, underlay)
-    sw = pool.add("sw")
-    ip(sw, "link", "add", "br0", "type", "bridge")
-    ip(sw, "link", "set", "br0", "up")
+    sw = switch_ns(run, "sw")
     hosts = []
     for i, addr in enumerate(host_addrs, 1):
-        h = pool.add(f"h{i}")
-        nsutil.veth(h, "ul0", sw, f"p{i}")
-        ip(sw, "link", "set", f"p{i}", "master", "br0")
-        ip(h, "addr", "add", f"{addr}/{fmap.underlay.prefixlen}", "dev", "ul0")
+        h = run.netns(f"h{i}")
+        plug(sw, f"p{i}", h, "ul0", f"{addr}/{fmap.underlay.prefixlen}")
         params = FanParams.for_host(fmap, addr, "vxlan")
         gw = params.own_slice.network_address + 1
         ip(h, "link", "add", "fan0", "type", "bridge")
@@ -77,18 +82,18 @@ def build_fan(pool: nsutil.NsPool, underlay: str, host_addrs: list[str],
         ip(h, "link", "set", "vx0", "master", "fan0")
         ip(h, "link", "set", "vx0", "up")
         ip(h, "link", "set", "fan0", "up")
-        host = Host(h, ipaddress.IPv4Address(addr), params, pool.ipr(h))
+        host = Host(h, ipaddress.IPv4Address(addr), params, run.ipr(h))
         upstream.attach(host.ipr, host.vx_index, params)
         for j in range(containers_per_host):
-            c = pool.add(f"h{i}c{j}")
-            nsutil.veth(h, f"c{j}", c, "eth0", mtu=VX_MTU)
+            c = run.netns(f"h{i}c{j}")
+            veth(h, f"c{j}", c, "eth0", mtu=VX_MTU)
             ip(h, "link", "set", f"c{j}", "master", "fan0")
             caddr = params.own_slice.network_address + 10 + j
             ip(c, "addr", "add", f"{caddr}/{fmap.overlay.prefixlen}", "dev", "eth0")
             mac = json.loads(ip(c, "-j", "link", "show", "eth0").stdout)[0]["address"]
             host.containers.append((c, caddr, mac))
         hosts.append(host)
-    return Fan(pool, fmap, sw, hosts)
+    return Fan(run, fmap, sw, hosts)
 
 
 def add_switch_counters(fan: Fan) -> None:
@@ -104,32 +109,26 @@ def add_switch_counters(fan: Fan) -> None:
     rules.append("add rule bridge fgt fw udp dport 8472 counter name vxlan_all")
     rules.append(f"add rule bridge fgt fw udp dport 8472 @th,96,24 {vni} counter name vni_ok")
     script = "\n".join(rules) + "\n"
-    path = f"/tmp/{fan.pool.prefix}.nft"
+    path = fan.run.path("switch.nft")
     with open(path, "w") as f:
         f.write(script)
-    try:
-        nsutil.nsexec(fan.switch, "nft", "-f", path)
-    finally:
-        os.unlink(path)
+    nsexec(fan.switch, "nft", "-f", path)
 
 
 def counters(fan: Fan) -> dict[str, int]:
-    out = json.loads(nsutil.nsexec(fan.switch, "nft", "-j", "list", "counters",
-                                   "table", "bridge", "fgt").stdout)
+    out = json.loads(nsexec(fan.switch, "nft", "-j", "list", "counters",
+                            "table", "bridge", "fgt").stdout)
     return {o["counter"]["name"]: o["counter"]["packets"]
             for o in out["nftables"] if "counter" in o}
 
 
 @pytest.fixture(scope="module")
 def fan():
-    pool = nsutil.NsPool("a")
-    try:
-        fan = build_fan(pool, "172.16.0.0/16", ["172.16.1.2", "172.16.2.3", "172.16.3.4"],
+    with Run("a") as run:
+        fan = build_fan(run, "172.16.0.0/16", ["172.16.1.2", "172.16.2.3", "172.16.3.4"],
                         containers_per_host=2)
         add_switch_counters(fan)
         yield fan
-    finally:
-        pool.cleanup()
 
 
 # ---------------------------------------------------------------- traffic
@@ -139,7 +138,7 @@ def test_ping_across_hosts_goes_to_the_right_host_only(fan):
     h1, h2, h3 = fan.hosts
     before = counters(fan)
     src, dst = h1.containers[0], h2.containers[1]
-    assert nsutil.ping(src[0], str(dst[1]), count=3), f"{src[1]} cannot ping {dst[1]}"
+    assert ping(src[0], str(dst[1]), count=3), f"{src[1]} cannot ping {dst[1]}"
     after = counters(fan)
     delta = {k: after[k] - before[k] for k in after}
     assert delta["to_h1"] >= 3 and delta["to_h2"] >= 3     # requests, replies (and ARP)
@@ -152,79 +151,40 @@ def test_every_container_reaches_every_other(fan):
     for a in everyone:
         for b in everyone:
             if a is not b:
-                assert nsutil.ping(a[0], str(b[1])), f"{a[1]} -> {b[1]}"
+                assert ping(a[0], str(b[1])), f"{a[1]} -> {b[1]}"
 
 
 def test_host_reaches_remote_container(fan):
     h1, _, h3 = fan.hosts
-    assert nsutil.ping(h1.ns, str(h3.containers[0][1]))
+    assert ping(h1.ns, str(h3.containers[0][1]))
 
 
 def test_tcp_transfer(fan):
     h1, _, h3 = fan.hosts
     (cns, _, _), (sns, saddr, _) = h1.containers[0], h3.containers[1]
-    payload = os.urandom(4 << 20)
-    server = nsutil.socket_in(sns)
-    client = nsutil.socket_in(cns)
-    result = {}
-
-    def serve():
-        conn, _ = server.accept()
-        digest, n = hashlib.sha256(), 0
-        with conn:
-            conn.settimeout(20)
-            while chunk := conn.recv(65536):
-                digest.update(chunk)
-                n += len(chunk)
-        result["n"], result["sha"] = n, digest.hexdigest()
-
-    try:
-        server.bind((str(saddr), 5001))
-        server.listen(1)
-        server.settimeout(20)
-        t = threading.Thread(target=serve)
-        t.start()
-        client.settimeout(20)
-        client.connect((str(saddr), 5001))
-        client.sendall(payload)
-        client.shutdown(socket.SHUT_WR)
-        t.join(30)
-    finally:
-        client.close()
-        server.close()
-    assert result.get("n") == len(payload)
-    assert result["sha"] == hashlib.sha256(payload).hexdigest()
+    got, sent_sha, got_sha = tcp_transfer(sns, str(saddr), cns, size=4 << 20, port=5001)
+    assert got == 4 << 20
+    assert got_sha == sent_sha
 
 
 # ---------------------------------------------------------------- crafted VXLAN
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+SENDER_MAC = "02:fa:00:00:00:99"
 
 
-def vxlan_frame(vni: int, dst_mac: str, src_ip, dst_ip, port: int, payload: bytes) -> bytes:
-    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                      ipaddress.IPv4Address(src_ip).packed, ipaddress.IPv4Address(dst_ip).packed)
-    hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
-    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex("02fa00000099") + b"\x08\x00"
-    return struct.pack("!B3xI", 0x08, vni << 8) + eth + hdr + udp
+def crafted(vni: int, dst_mac: str, dst_ip, port: int, payload: bytes) -> bytes:
+    """A VXLAN datagram's payload: from 250.250.9.99 to dst_ip:port."""
+    return vxlan_frame(vni, dst_mac, SENDER_MAC,
+                       ipv4_udp("250.250.9.99", str(dst_ip), 40000, port, payload))
 
 
 @pytest.fixture(scope="module")
 def outsider(fan):
     """A namespace on the underlay switch holding 192.0.2.5/24 (outside the underlay)
     and 172.16.250.9/16 (inside), with a static neighbour for host 1."""
-    ns = fan.pool.add("out")
-    nsutil.veth(ns, "eth0", fan.switch, "p9")
-    ip(fan.switch, "link", "set", "p9", "master", "br0")
-    ip(ns, "addr", "add", "192.0.2.5/24", "dev", "eth0")
+    ns = fan.run.netns("out")
+    plug(fan.switch, "p9", ns, "eth0", "192.0.2.5/24")
     ip(ns, "addr", "add", "172.16.250.9/16", "dev", "eth0")
     h1 = fan.hosts[0]
     mac = json.loads(ip(h1.ns, "-j", "link", "show", "ul0").stdout)[0]["address"]
@@ -236,16 +196,16 @@ def test_crafted_vxlan_needs_our_vni_and_an_underlay_sender(fan, outsider):
     h1 = fan.hosts[0]
     cns, caddr, cmac = h1.containers[0]
     vni = h1.params.vni
-    rx = nsutil.socket_in(cns, socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket_in(cns, socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind((str(caddr), 5555))
     senders = {}
     for src in ("172.16.250.9", "192.0.2.5"):
-        s = nsutil.socket_in(outsider, socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket_in(outsider, socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((src, 0))
         senders[src] = s
 
     def send(src: str, vni_: int, tag: str) -> None:
-        frame = vxlan_frame(vni_, cmac, "250.250.9.99", caddr, 5555, tag.encode())
+        frame = crafted(vni_, cmac, caddr, 5555, tag.encode())
         senders[src].sendto(frame, (str(h1.addr), 8472))
 
     def received() -> set[str]:
@@ -275,14 +235,13 @@ def test_crafted_vxlan_needs_our_vni_and_an_underlay_sender(fan, outsider):
         rx.close()
         for s in senders.values():
             s.close()
-    send_after = nsutil.socket_in(outsider, socket.AF_INET, socket.SOCK_DGRAM)
+    send_after = socket_in(outsider, socket.AF_INET, socket.SOCK_DGRAM)
     try:
         send_after.bind(("192.0.2.5", 0))
-        rx2 = nsutil.socket_in(cns, socket.AF_INET, socket.SOCK_DGRAM)
+        rx2 = socket_in(cns, socket.AF_INET, socket.SOCK_DGRAM)
         rx2.bind((str(caddr), 5556))
         rx2.settimeout(1.0)
-        send_after.sendto(vxlan_frame(vni, cmac, "250.250.9.99", caddr, 5556, b"x"),
-                          (str(h1.addr), 8472))
+        send_after.sendto(crafted(vni, cmac, caddr, 5556, b"x"), (str(h1.addr), 8472))
         with pytest.raises(socket.timeout):
             rx2.recv(2048)
         rx2.close()
@@ -410,33 +369,28 @@ def test_two_fans_chained_on_one_device_each_carry_their_own_overlay():
     device per host, overlays 250/8 (VNI A) and 251/8 (VNI B) on one bridge.  Each
     fan's egress program claims its overlay and passes the rest on; ingress dispatches by
     VNI; detaching one fan stops only its traffic."""
-    pool = nsutil.NsPool("m")
-    try:
+    with Run("m") as run:
         fmaps = [FanMap.parse("250.0.0.0/8", "172.16.0.0/16"),
                  FanMap.parse("251.0.0.0/8", "172.16.0.0/16")]
-        sw = pool.add("sw")
-        ip(sw, "link", "add", "br0", "type", "bridge")
-        ip(sw, "link", "set", "br0", "up")
+        sw = switch_ns(run, "sw")
         hosts = []
         for i, addr in enumerate(["172.16.1.2", "172.16.2.3"], 1):
-            h = pool.add(f"h{i}")
-            nsutil.veth(h, "ul0", sw, f"p{i}")
-            ip(sw, "link", "set", f"p{i}", "master", "br0")
-            ip(h, "addr", "add", f"{addr}/16", "dev", "ul0")
+            h = run.netns(f"h{i}")
+            plug(sw, f"p{i}", h, "ul0", f"{addr}/16")
             ip(h, "link", "add", "fan0", "type", "bridge")
             ip(h, "link", "add", "vx0", "mtu", str(VX_MTU), "type", "vxlan", "external",
                "dstport", "8472", "nolearning")
             ip(h, "link", "set", "vx0", "master", "fan0")
             ip(h, "link", "set", "vx0", "up")
             ip(h, "link", "set", "fan0", "up")
-            ipr = pool.ipr(h)
+            ipr = run.ipr(h)
             index = ipr.link_lookup(ifname="vx0")[0]
             containers = []
             for k, fmap in enumerate(fmaps):
                 params = FanParams.for_host(fmap, addr, "vxlan")
                 upstream.attach(ipr, index, params, f"fan{k}")
-                c = pool.add(f"h{i}c{k}")
-                nsutil.veth(h, f"c{k}", c, "eth0", mtu=VX_MTU)
+                c = run.netns(f"h{i}c{k}")
+                veth(h, f"c{k}", c, "eth0", mtu=VX_MTU)
                 ip(h, "link", "set", f"c{k}", "master", "fan0")
                 caddr = params.own_slice.network_address + 10
                 ip(c, "addr", "add", f"{caddr}/8", "dev", "eth0")
@@ -445,14 +399,12 @@ def test_two_fans_chained_on_one_device_each_carry_their_own_overlay():
         (_, ipr1, idx1, c1), (_, _, _, c2) = hosts
         assert upstream.users(ipr1, idx1) == {"fan0", "fan1"}
         for k in (0, 1):
-            assert nsutil.ping(c1[k][0], str(c2[k][1]), count=2), f"fan{k}"
-            assert nsutil.ping(c2[k][0], str(c1[k][1])), f"fan{k} back"
+            assert ping(c1[k][0], str(c2[k][1]), count=2), f"fan{k}"
+            assert ping(c2[k][0], str(c1[k][1])), f"fan{k} back"
         # host 1 without fan0's programs: fan0 stops (the final drop), fan1 carries on
         assert upstream.detach(ipr1, idx1, "fan0") == {"fan1"}
-        assert not nsutil.ping(c1[0][0], str(c2[0][1]), count=2)
-        assert nsutil.ping(c1[1][0], str(c2[1][1]), count=2)
-    finally:
-        pool.cleanup()
+        assert not ping(c1[0][0], str(c2[0][1]), count=2)
+        assert ping(c1[1][0], str(c2[1][1]), count=2)
 
 
 # ---------------------------------------------------------------- state size
@@ -464,49 +416,32 @@ def test_host_state_does_not_depend_on_the_underlay_prefix():
     for tag, underlay, addrs in (
             ("p", "172.16.0.0/16", ["172.16.1.2", "172.16.2.3", "172.16.3.4"]),
             ("q", "172.16.5.0/24", ["172.16.5.2", "172.16.5.3", "172.16.5.4"])):
-        pool = nsutil.NsPool(tag)
-        try:
-            fan = build_fan(pool, underlay, addrs, containers_per_host=1)
+        with Run(tag) as run:
+            fan = build_fan(run, underlay, addrs, containers_per_host=1)
             h1 = fan.hosts[0]
             for other in fan.hosts[1:]:
-                assert nsutil.ping(h1.containers[0][0], str(other.containers[0][1]))
-            counts[underlay] = nsutil.count_objects(h1.ns, ["vx0", "fan0", "ul0"])
-        finally:
-            pool.cleanup()
+                assert ping(h1.containers[0][0], str(other.containers[0][1]))
+            counts[underlay] = snapshot.count(h1.ns)
     small, large = counts["172.16.5.0/24"], counts["172.16.0.0/16"]
     assert small == large, counts
-    assert large["filters"] == 4        # per hook: the fan's filter and the final drop
+    assert large["tc filters"] == 4     # per hook: the fan's filter and the final drop
 
 
 # ---------------------------------------------------------------- IPIP mode (L3, as fanctl)
 
 
-def _have_ipip() -> bool:
-    pool = nsutil.NsPool("i")
-    try:
-        ns = pool.add("probe")
-        return ip(ns, "link", "add", "t0", "type", "ipip", "external", check=False).returncode == 0
-    finally:
-        pool.cleanup()
-
-
-@pytest.mark.skipif(os.geteuid() == 0 and not _have_ipip(),
+@pytest.mark.skipif(os.geteuid() == 0 and not ipip_available(),
                     reason="this kernel has no ipip (runs in the VM with NET_IPIP)")
 def test_ipip_mode_routes_the_overlay_through_an_external_tunnel():
     """fanctl's layout: slice on the bridge, the whole overlay via the tunnel, src the .1."""
-    pool = nsutil.NsPool("j")
-    try:
+    with Run("j") as run:
         fmap = FanMap.parse(OVERLAY, "172.16.0.0/16")
-        sw = pool.add("sw")
-        ip(sw, "link", "add", "br0", "type", "bridge")
-        ip(sw, "link", "set", "br0", "up")
+        sw = switch_ns(run, "sw")
         hosts = []
         for i, addr in enumerate(["172.16.1.2", "172.16.2.3", "172.16.3.4"], 1):
-            h = pool.add(f"h{i}")
-            nsutil.veth(h, "ul0", sw, f"p{i}")
-            ip(sw, "link", "set", f"p{i}", "master", "br0")
-            ip(h, "addr", "add", f"{addr}/16", "dev", "ul0")
-            nsutil.nsexec(h, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            h = run.netns(f"h{i}")
+            plug(sw, f"p{i}", h, "ul0", f"{addr}/16")
+            sysctl(h, "net.ipv4.ip_forward", 1)
             params = FanParams.for_host(fmap, addr, "ipip")
             gw = params.own_slice.network_address + 1
             ip(h, "link", "add", "fan0", "type", "bridge")
@@ -515,20 +450,18 @@ def test_ipip_mode_routes_the_overlay_through_an_external_tunnel():
             ip(h, "link", "add", "tun0", "mtu", "1480", "type", "ipip", "external")
             ip(h, "link", "set", "tun0", "up")
             ip(h, "route", "add", str(fmap.overlay), "dev", "tun0", "src", str(gw))
-            ipr = pool.ipr(h)
+            ipr = run.ipr(h)
             index = ipr.link_lookup(ifname="tun0")[0]
             assert upstream.attach(ipr, index, params) == {
                 "ingress": "fangen:fan:250.0.0.0/8", "egress": "fangen:fan:250.0.0.0/8"}
-            c = pool.add(f"h{i}c0")
-            nsutil.veth(h, "c0", c, "eth0", mtu=1480)
+            c = run.netns(f"h{i}c0")
+            veth(h, "c0", c, "eth0", mtu=1480)
             ip(h, "link", "set", "c0", "master", "fan0")
             caddr = params.own_slice.network_address + 10
             ip(c, "addr", "add", f"{caddr}/{params.own_slice.prefixlen}", "dev", "eth0")
             ip(c, "route", "add", "default", "via", str(gw))
             hosts.append((h, c, caddr))
         (h1, c1, a1), (h2, c2, a2), (h3, c3, a3) = hosts
-        assert nsutil.ping(c1, str(a2), count=2)
-        assert nsutil.ping(c3, str(a1), count=2)
-        assert nsutil.ping(h1, str(a3))
-    finally:
-        pool.cleanup()
+        assert ping(c1, str(a2), count=2)
+        assert ping(c3, str(a1), count=2)
+        assert ping(h1, str(a3))

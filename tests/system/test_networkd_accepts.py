@@ -61,7 +61,7 @@ def host():
         ip(h.ns, "link", "add", "fanv-tun", "type", "vxlan", "external", "dstport", "8472")
         h.has_ipip = ip(h.ns, "link", "add", "fans-tun", "type", "ipip", "external",
                         check=False).returncode == 0
-        if not h.has_ipip:                 # this machine's kernel: no ipip (FACTS.md)
+        if not h.has_ipip:                 # this project's machines' kernels have no ipip
             ip(h.ns, "link", "add", "fans-tun", "type", "veth", "peer", "name", "fans-peer")
             ip(h.ns, "link", "set", "fans-peer", "up")
         yield h

@@ -128,3 +128,26 @@ def test_run_exits_ex_config_for_a_fan_that_is_not_configured(fanroot):
     res = fangen("run", "gone", "--root-dir", fanroot.path)
     assert res.returncode == 78
     assert res.stderr.startswith("fangen: no fan named 'gone'")
+
+
+def test_a_missing_command_module_is_an_error_not_silence(monkeypatch, capsys):
+    """A command in COMMANDS whose module does not import is a broken installation: the
+    parser does not leave it out, and fangen says so in one line (exit 70)."""
+    from fangen import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "nosuch"))
+    with pytest.raises(ModuleNotFoundError):
+        cli.build_parser(("validate", "nosuch"))
+    for argv in (["nosuch"], ["--help"]):
+        assert cli.main(argv) == cli.EXIT_INTERNAL
+        assert capsys.readouterr().err == (
+            "fangen: cannot load its commands (No module named 'fangen.cli.nosuch'): this "
+            "installation of fangen is broken; reinstall it\n")
+
+
+def test_every_command_module_ships():
+    from fangen import cli
+
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    assert tuple(sub.choices) == cli.COMMANDS

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import struct
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from fangen.doctor.probe import peer_target
 from fangen.runtime import health
 from fangen.runtime.plan import LinkView, RouteView
 from fangen.runtime.state import State
+from tests.harness import packets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -318,8 +320,8 @@ def test_icmp_echo():
     packet = icmp.echo_request(7, 1, 1450)
     assert len(packet) == 1450 - 20
     assert icmp.checksum(packet) == 0
-    reply = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 250, 2, 10, 1, 250, 1, 10, 1]) + \
-        struct.pack("!BBHHH", 0, 0, 0, 7, 1)
+    reply = packets.ipv4("250.2.10.1", "250.1.10.1", struct.pack("!BBHHH", 0, 0, 0, 7, 1),
+                         proto=socket.IPPROTO_ICMP)
     assert icmp.parse_reply(reply, 7, 1, "250.2.10.1")
     assert not icmp.parse_reply(reply, 7, 2, "250.2.10.1")
     assert not icmp.parse_reply(reply, 7, 1, "250.2.10.9")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
-import socket
 import struct
 from ipaddress import IPv4Address, IPv4Network
 
@@ -26,41 +25,31 @@ import pytest
 from fangen.datapath import bpf, fanprog
 from fangen.datapath.fanprog import FanParams, egress_decision, expected_remote
 from fangen.fanmap import FanMap, FanMapError
+from tests.harness import packets
+from tests.harness.packets import arp
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root: programs are loaded with bpf(2)")
 
 SEED = 20240611
 SENTINEL = 0xFEEDF00D       # skb->mark going in; a drop must leave it alone
-MAC_A = bytes.fromhex("02fa00000001")
-MAC_B = bytes.fromhex("02fa00000002")
 NEXT = bpf.TC_ACT_UNSPEC & 0xFFFFFFFF     # the test run reports the verdict as a u32
 
 
 # ---------------------------------------------------------------- frames
 
 
-def ipv4(src, dst, proto=17, payload=b"\0" * 8, version=4) -> bytes:
-    hdr = struct.pack("!BBHHHBBH4s4s", (version << 4) | 5, 0, 20 + len(payload), 0, 0, 64,
-                      proto, 0, IPv4Address(src).packed, IPv4Address(dst).packed)
-    return hdr + payload
+def ipv4(src, dst, payload=b"\0" * 8, **kw) -> bytes:
+    """An IPv4 packet with room for a UDP header (what a datapath program may read)."""
+    return packets.ipv4(src, dst, payload, **kw)
 
 
-def eth(ethertype: int, payload: bytes, dst: bytes = b"\xff" * 6) -> bytes:
-    return dst + MAC_A + struct.pack("!H", ethertype) + payload
-
-
-def arp(sender, target, op=1, htype=1, ptype=0x0800, hlen=6, plen=4) -> bytes:
-    body = struct.pack("!HHBBH6s4s6s4s", htype, ptype, hlen, plen, op, MAC_A,
-                       IPv4Address(sender).packed, bytes(6), IPv4Address(target).packed)
-    return eth(0x0806, body)
+def eth(ethertype: int, payload: bytes) -> bytes:
+    return packets.ethernet(ethertype, payload)
 
 
 def ipv6_frame() -> bytes:
-    hdr = struct.pack("!IHBB16s16s", 6 << 28, 8, 17, 64,
-                      socket.inet_pton(socket.AF_INET6, "fd00::1"),
-                      socket.inet_pton(socket.AF_INET6, "fd00::2"))
-    return eth(0x86DD, hdr + bytes(8))
+    return packets.ethernet(packets.ETH_P_IPV6, packets.ipv6("fd00::1", "fd00::2", bytes(8)))
 
 
 class Loaded:
@@ -106,8 +95,8 @@ def random_fan(rng: random.Random) -> tuple[FanMap, IPv4Address]:
     """A random overlay/underlay pair with slice prefix <= 30, and a host in the underlay."""
     o = rng.randint(1, 28)
     u = rng.randint(o + 2, 31)                  # slice = o + 32 - u, in o+1 .. 30
-    overlay = IPv4Network((rng.getrandbits(32) & fanprog._mask(o), o))
-    underlay = IPv4Network((rng.getrandbits(32) & fanprog._mask(u), u))
+    overlay = IPv4Network((rng.getrandbits(32), o), strict=False)
+    underlay = IPv4Network((rng.getrandbits(32), u), strict=False)
     fmap = FanMap(overlay, underlay)
     assert fmap.slice_prefix <= 30
     if u <= 30:
@@ -202,7 +191,7 @@ def test_own_slice_is_dropped_and_non_overlay_left_to_the_next_filter(vx):
 
 
 def test_dhcp_broadcast_is_not_the_fans(vx):
-    discover = eth(0x0800, ipv4("0.0.0.0", "255.255.255.255", payload=bytes(300)))
+    discover = eth(0x0800, ipv4("0.0.0.0", "255.255.255.255", bytes(300)))
     assert vx.run(discover) == (NEXT, SENTINEL)
 
 
