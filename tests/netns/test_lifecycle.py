@@ -27,10 +27,13 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
 
-import nsutil  # noqa: E402
-from nsutil import ip, nsexec  # noqa: E402
 from test_runtime_updown import (  # noqa: E402
-    FAN_YAML, PYTHON, REPO, World, _end_dnsmasq, _env, dhcp, fangen, snapshot)
+    FAN_YAML, World, _end_dnsmasq, dhcp, snapshot)
+
+from tests.harness import ns  # noqa: E402
+from tests.harness.cli import PYTHON, REPO, fangen  # noqa: E402
+from tests.harness.cli import env as _env  # noqa: E402
+from tests.harness.ns import Run, ip, nsexec  # noqa: E402
 
 from fangen.runtime import repairs  # noqa: E402
 from tests.engines.lifecycle import stop_post_argv  # noqa: E402
@@ -41,14 +44,13 @@ FAN = "fan250"
 
 @pytest.fixture
 def world(tmp_path):
-    pool = nsutil.NsPool("lc")
+    run = Run("lc")
     root = str(tmp_path / "root")
-    w = World(pool, root)
     try:
-        yield w
+        yield World(run, root)
     finally:
         _end_dnsmasq(root)
-        pool.cleanup()
+        run.close()
 
 
 class Runtime:
@@ -70,7 +72,7 @@ class Runtime:
                  "--root-dir", self.w.root], cwd=REPO,
                 env=dict(_env(), NOTIFY_SOCKET=self.sock_path), stdout=out,
                 stderr=subprocess.STDOUT)
-        self.w.pool.pids.append(self.proc.pid)
+        self.w.run.procs.append(self.proc)
         while "READY=1" not in self.sock.recv(4096).decode():
             pass
 
@@ -110,7 +112,7 @@ class Monitor:
         with open(self.out, "wb") as fh:
             self.proc = subprocess.Popen(["ip", "-n", w.h, "-o", "monitor", "link",
                                           "address"], stdout=fh, stderr=subprocess.STDOUT)
-        w.pool.pids.append(self.proc.pid)
+        w.run.procs.append(self.proc)
         # changes of our own show that it listens (nothing the test asserts about)
         mtu = iter([65535, 65536] * 100)
         wait_for(lambda: ip(w.h, "link", "set", "lo", "mtu", str(next(mtu))) and
@@ -137,7 +139,7 @@ def ports(w: World) -> list[str]:
 
 
 def container_pings(w: World, addr: str = "250.3.4.1") -> bool:
-    return nsutil.ping(w.c, addr, count=1, wait=2) or nsutil.ping(w.c, addr, count=1, wait=2)
+    return ns.ping(w.c, addr, count=1, wait=2) or ns.ping(w.c, addr, count=1, wait=2)
 
 
 def write_fan(w: World, text: str) -> None:
@@ -281,7 +283,7 @@ def test_run_repairs_and_stops_fighting(world, runtime, tmp_path):
         ["sh", "-c", f"ip -n {w.h} monitor address | while read -r line; do "
                      f"ip -n {w.h} addr del 250.3.4.1/8 dev {FAN} 2>/dev/null; done"],
         start_new_session=True)
-    w.pool.pids.append(fighter.pid)
+    w.run.procs.append(fighter)
     try:
         ip(w.h, "addr", "del", "250.3.4.1/8", "dev", FAN)
         wait_for(lambda: "something keeps undoing" in rt.text(), 60, "run to give up")
