@@ -27,30 +27,19 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
 
-from test_runtime_updown import (  # noqa: E402
-    FAN_YAML, World, _end_dnsmasq, dhcp, snapshot)
+from test_runtime_updown import (  # noqa: E402,F401  (world: the same fixture)
+    FAN_YAML, World, dhcp, snapshot, world)
 
 from tests.harness import ns  # noqa: E402
 from tests.harness.cli import PYTHON, REPO, fangen  # noqa: E402
 from tests.harness.cli import env as _env  # noqa: E402
-from tests.harness.ns import Run, ip, nsexec  # noqa: E402
+from tests.harness.ns import ip, nsexec  # noqa: E402
 
 from fangen.runtime import repairs  # noqa: E402
 from tests.engines.lifecycle import stop_post_argv  # noqa: E402
 from tests.harness.host import wait_for  # noqa: E402
 
 FAN = "fan250"
-
-
-@pytest.fixture
-def world(tmp_path):
-    run = Run("lc")
-    root = str(tmp_path / "root")
-    try:
-        yield World(run, root)
-    finally:
-        _end_dnsmasq(root)
-        run.close()
 
 
 class Runtime:
