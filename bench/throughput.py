@@ -33,50 +33,25 @@ Run as root: /usr/bin/python3 bench/throughput.py [--rounds 7] [--seconds 5] [--
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import cycles, tunnels  # noqa: E402
 from bench.stats import ratios, rotated, summary  # noqa: E402
 from tests.harness import HarnessError, Lab  # noqa: E402
-from tests.harness.ns import Run, nsexec, sh  # noqa: E402
+from tests.harness.ns import Run, nsexec  # noqa: E402
+from tests.harness.perf import iperf3_end  # noqa: E402
 
 NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay"}
 
 
-def _listening(ns: str, port: int) -> bool:
-    out = sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}", check=False).stdout
-    return bool(out.strip())
-
-
 def run_iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: float,
                extra: tuple = (), port: int = 5202) -> dict:
     """One iperf3 measurement; returns the client's JSON ``end`` section."""
-    log = os.path.join(run.workdir, f"iperf3-{server_ns}.log")
-    srv = run.spawn(server_ns, ["iperf3", "-s", "-1", "-B", server_addr, "-p", str(port)],
-                    log=log)
-    try:
-        deadline = time.monotonic() + 5
-        while not _listening(server_ns, port):
-            if time.monotonic() > deadline or srv.poll() is not None:
-                raise HarnessError(f"iperf3 server in {server_ns} did not start; see {log}")
-            time.sleep(0.02)
-        res = nsexec(client_ns, "iperf3", "-c", server_addr, "-p", str(port),
-                     "-t", str(seconds), "-J", *extra, check=False, timeout=seconds + 30)
-        try:
-            data = json.loads(res.stdout)
-        except ValueError:
-            raise HarnessError(f"iperf3: {res.stderr.strip() or res.stdout[:200]}") from None
-        if "error" in data:
-            raise HarnessError(f"iperf3: {data['error']}")
-        return data.get("end", {})
-    finally:
-        run.stop(srv)
+    return iperf3_end(run, server_ns, server_addr, client_ns, seconds, port, extra)
 
 
 def _cpu_seconds(end: dict, seconds: float) -> float:

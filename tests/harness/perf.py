@@ -14,9 +14,9 @@ def _listening(ns: str, port: int) -> bool:
     return bool(out.strip())
 
 
-def iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: float = 5,
-           port: int = 5201, extra: tuple = ()) -> float:
-    """Gbit/s received by the server over ``seconds`` of one TCP stream."""
+def iperf3_end(run: Run, server_ns: str, server_addr: str, client_ns: str,
+               seconds: float = 5, port: int = 5201, extra: tuple = ()) -> dict:
+    """One iperf3 run (``extra``: client flags, e.g. UDP); the client's JSON ``end`` section."""
     log = os.path.join(run.workdir, f"iperf3-{server_ns}-{port}.log")
     srv = run.spawn(server_ns, ["iperf3", "-s", "-1", "-B", server_addr, "-p", str(port)],
                     log=log)
@@ -34,10 +34,16 @@ def iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: 
             raise HarnessError(f"iperf3: {res.stderr.strip() or res.stdout[:200]}") from None
         if "error" in data:
             raise HarnessError(f"iperf3: {data['error']}")
-        end = data.get("end", {})
-        summary = end.get("sum_received") or end.get("sum_sent") or end.get("sum")
-        if not summary:
-            raise HarnessError("iperf3: no summary in its output")
-        return summary["bits_per_second"] / 1e9
+        return data.get("end", {})
     finally:
         run.stop(srv)
+
+
+def iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: float = 5,
+           port: int = 5201, extra: tuple = ()) -> float:
+    """Gbit/s received by the server over ``seconds`` of one TCP stream."""
+    end = iperf3_end(run, server_ns, server_addr, client_ns, seconds, port, extra)
+    summary = end.get("sum_received") or end.get("sum_sent") or end.get("sum")
+    if not summary:
+        raise HarnessError("iperf3: no summary in its output")
+    return summary["bits_per_second"] / 1e9
