@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+from test_runtime_updown import FAN_YAML  # the same fan as the up/down tests
+
 from tests.harness import cli, snapshot
 from tests.harness.cli import PYTHON, REPO
 from tests.harness.host import wait_for
@@ -32,15 +34,6 @@ pytestmark = [
 ]
 
 ROUNDS = 3
-FAN_YAML = """network:
-  version: 2
-  fan:
-    fan250:
-      overlay: 250.0.0.0/8
-      underlay: 172.16.0.0/16
-      type: vxlan
-      lease-time: 120
-"""
 
 
 class World:
