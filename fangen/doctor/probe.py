@@ -18,7 +18,7 @@ from fangen.doctor.checks import Facts
 from fangen.engines import dockerapi
 from fangen.runtime import observe as observe_mod
 from fangen.runtime import state as state_mod
-from fangen.runtime.plan import FORWARD_SYSCTL
+from fangen.runtime.view import FORWARD_SYSCTL
 
 BRIDGE_NF = "net/bridge/bridge-nf-call-iptables"
 
