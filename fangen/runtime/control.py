@@ -29,10 +29,9 @@ class NotCarrying(FangenError):
 def load_fans(root: str) -> tuple[dict, list, object]:
     """({name: Fan} of valid fans, diagnostics of errors, report); raises
     fangen.config.check.Frozen when a fan.d file is broken (fan.d(5), SAFETY)."""
-    from fangen import hostnames
-    from fangen.config.check import load_checked, require_unfrozen
+    from fangen.config.check import load_for_host, require_unfrozen
 
-    report, result, _ = load_checked(root, hostnames.collect(root, hostnames.live_wanted(root)))
+    report, result, _ = load_for_host(root)
     require_unfrozen(result)
     return {fan.name: fan for fan in result.fans}, report.errors, report
 

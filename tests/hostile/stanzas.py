@@ -15,7 +15,7 @@ import ipaddress
 import random
 import string
 
-from fangen import plan
+from fangen import generate
 from fangen.config import loader, validate
 from fangen.errors import Report
 
@@ -126,7 +126,7 @@ def rendered(fan, root: str = "/") -> tuple[dict[str, str], str]:
     from fangen.runtime.underlay import Resolved
     from fangen.runtime.view import Observed
 
-    files = dict(plan.render_fan(fan, {fan.name: ["/etc/netplan/fan.d/x.yaml"]}, root))
+    files = dict(generate.render_fan(fan, {fan.name: ["/etc/netplan/fan.d/x.yaml"]}, root))
     address = host_address(fan)
     network = ipaddress.IPv4Network((address, fan.underlay.prefixlen), strict=False)
     target = rplan.Target(fan, Resolved("up0", 2, address, network, 1500), "upstream", root)

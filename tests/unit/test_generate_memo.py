@@ -43,9 +43,9 @@ def full_runs(monkeypatch):
     calls = []
     real = generate._full
 
-    def spy(args, live):
-        calls.append(args.root_dir)
-        return real(args, live)
+    def spy(root, *rest):
+        calls.append(root)
+        return real(root, *rest)
 
     monkeypatch.setattr(generate, "_full", spy)
     return calls
