@@ -124,15 +124,7 @@ def _write_file(a: A.WriteFile, host, nl: Netlink, st: State) -> None:
 
 
 def _remove_file(a: A.RemoveFile, host, nl: Netlink, st: State) -> None:
-    path = os.path.join(host.root, a.path)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    try:
-        os.rmdir(os.path.dirname(path))        # an emptied *.network.d
-    except OSError:
-        pass
+    writer.remove_file(os.path.join(host.root, a.path))
 
 
 def _reload_networkd(a: A.ReloadNetworkd, host, nl: Netlink, st: State) -> None:
