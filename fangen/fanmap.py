@@ -22,7 +22,11 @@ MAX_SLICE_PREFIX = 30
 
 
 class FanMapError(ValueError):
-    """An address or prefix pair that the fan cannot map."""
+    """An address or prefix pair that the fan cannot map; ``hint``: what to do about it."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,22 @@ class FanMap:
     underlay: IPv4Network
 
     def __post_init__(self) -> None:
-        if self.slice_prefix > MAX_SLICE_PREFIX:
+        self.check_prefixes(self.overlay.prefixlen, self.underlay.prefixlen)
+
+    @staticmethod
+    def check_prefixes(overlay_prefix: int, underlay_prefix: int) -> int:
+        """The slice prefix of the pair, or FanMapError when the overlay cannot be cut
+        into one slice per underlay host (validation asks this before it has networks)."""
+        slice_prefix = overlay_prefix + (32 - underlay_prefix)
+        if slice_prefix > MAX_SLICE_PREFIX:
             raise FanMapError(
-                f"slice prefix /{self.slice_prefix} (overlay /{self.overlay.prefixlen} + "
-                f"32 - underlay /{self.underlay.prefixlen}) is longer than /{MAX_SLICE_PREFIX}")
-        if self.slice_prefix <= self.overlay.prefixlen:
-            raise FanMapError("the underlay must be smaller than a /32 network")
+                f"slice prefix /{slice_prefix} (overlay /{overlay_prefix} + 32 - underlay "
+                f"/{underlay_prefix}) is longer than /{MAX_SLICE_PREFIX}",
+                "use a larger overlay or a smaller underlay")
+        if slice_prefix <= overlay_prefix:
+            raise FanMapError(f"underlay /{underlay_prefix} leaves no host bits: the overlay "
+                              "cannot be divided into slices")
+        return slice_prefix
 
     @classmethod
     def parse(cls, overlay: str, underlay: str) -> FanMap:

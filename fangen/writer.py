@@ -223,6 +223,16 @@ def write_file(path: str, text: str, mode: int = DEFAULT_MODE, gid: int | None =
     return write_bytes(path, text.encode("utf-8"), mode, gid, durable)
 
 
+def remove_file(path: str) -> None:
+    """Remove ``path`` (already gone is fine), then its folder if that is empty now (an
+    emptied ``*.network.d``)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    _quietly(os.rmdir, os.path.dirname(path))
+
+
 def write_bytes(path: str, data: bytes, mode: int = DEFAULT_MODE, gid: int | None = None,
                 durable: bool = True) -> bool:
     """``write_file`` for bytes."""

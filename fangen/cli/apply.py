@@ -54,22 +54,21 @@ def unit_changes(wanted: set, running: dict) -> dict:
 
 
 def run(args) -> int:
-    from fangen.cli.validate import load_checked
-    from fangen.config.check import require_unfrozen
+    from fangen.config.check import load_for_host, require_unfrozen
     from fangen.runtime import control
     from fangen.runtime import state as state_mod
     from fangen.runtime.dbus import Networkd, Systemd
     from fangen.runtime.host import make_host, systemd_available
 
     # first, before anything changes: a broken file freezes every fan
-    report, checked, _ = load_checked(args.root_dir, args.host_interfaces)
+    report, checked, _ = load_for_host(args.root_dir, args.host_interfaces)
     if checked.frozen:              # every problem into the journal, not only the freezing one
         cli.print_diagnostics(report)
     require_unfrozen(checked, printed=bool(checked.frozen))
     status = 0
     if not args.no_generate:
-        from fangen.cli import generate
-        status = generate.run(_GenerateArgs(args.root_dir, args.host_interfaces))
+        from fangen.cli.generate import generate
+        status = generate(args.root_dir, args.host_interfaces)
     host = make_host(args.root_dir, args.no_systemd)
     if host.bus is not None and Networkd(host.bus).present():
         Networkd(host.bus).reload()
@@ -108,9 +107,3 @@ def run(args) -> int:
         print(f"{name}: up, slice {result.target.slice.network}")
     return status
 
-
-class _GenerateArgs:
-    def __init__(self, root_dir: str, host_interfaces: bool = False):
-        self.root_dir = root_dir
-        self.host_interfaces = host_interfaces
-        self.verbose = False

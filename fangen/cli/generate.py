@@ -78,11 +78,17 @@ def quick_args(argv: list[str]) -> Args | None:
 
 
 def run(args) -> int:
+    return generate(args.root_dir, args.host_interfaces, args.verbose)
+
+
+def generate(root: str = "/", host_interfaces: bool = False, verbose: bool = False) -> int:
+    """Validate the configuration under ``root`` and write its files; the exit status
+    (diagnostics printed to stderr; with ``verbose``, the files written, left unchanged
+    and removed).  ``fangen apply`` calls it too."""
     from fangen import fingerprint, hostnames
 
-    root = args.root_dir
-    live = hostnames.live_wanted(root, getattr(args, "host_interfaces", False))
-    if not getattr(args, "verbose", False):
+    live = hostnames.live_wanted(root, host_interfaces)
+    if not verbose:
         memo = fingerprint.load(root)
         if memo is not None and fingerprint.holds(root, live, memo) and \
                 fingerprint.settled(root, memo):
@@ -93,48 +99,46 @@ def run(args) -> int:
     # one writer at a time (stale removal races otherwise); best effort where the
     # lock file cannot be made: nothing can be written there either
     with lock.held(root, "generate", required=False):
-        return _generate(args, live)
+        return _generate(root, live, host_interfaces, verbose)
 
 
-def _generate(args, live: bool) -> int:
+def _generate(root: str, live: bool, host_interfaces: bool, verbose: bool) -> int:
     from fangen import fingerprint, writer
 
-    root = args.root_dir
     memo = fingerprint.load(root)          # again: another generate may have run
     if memo is not None and fingerprint.holds(root, live, memo):
         # the same inputs as the last clean run: its files, as it wrote them
-        _report(args, writer.write_tree(root, memo.files))
+        _report(verbose, writer.write_tree(root, memo.files))
         return 0
-    return _full(args, live)
+    return _full(root, live, host_interfaces, verbose)
 
 
-def _full(args, live: bool) -> int:
-    from fangen import fingerprint, plan, writer
-    from fangen.cli.validate import load_checked
+def _full(root: str, live: bool, host_interfaces: bool, verbose: bool) -> int:
+    from fangen import fingerprint, writer
+    from fangen import generate as rendered
     from fangen.config import files as config_files
-    from fangen.config.check import require_unfrozen
+    from fangen.config.check import load_for_host, require_unfrozen
 
-    root = args.root_dir
     code = fingerprint.code(root, live)
     with config_files.recording() as tape:      # every read the outcome depends on
-        report, result, loaded = load_checked(root, getattr(args, "host_interfaces", False))
+        report, result, loaded = load_for_host(root, host_interfaces)
     cli.print_diagnostics(report)
     require_unfrozen(result, printed=True)   # a broken file: write nothing, remove nothing
     sources = {name: [_shown(path, root) for path in paths]
                for name, paths in loaded.fan_files.items()}
     # the last run's files of a fan that is broken now are kept (carried over)
     previous = read_manifest(root) if result.broken else None
-    files, keep = plan.render_set(result.fans, sources, root, result.broken, previous)
+    files, keep = rendered.render_set(result.fans, sources, root, result.broken, previous)
     # a broken fan whose files we cannot tell apart (no manifest yet): remove nothing
     remove_stale = not result.broken or previous is not None
-    _report(args, writer.write_tree(root, files, remove_stale=remove_stale, keep=keep))
+    _report(verbose, writer.write_tree(root, files, remove_stale=remove_stale, keep=keep))
     if not report.items and not result.broken:
         fingerprint.store(root, code, tape, files)      # clean: the next run may skip it all
     return 1 if report.errors else 0
 
 
-def _report(args, outcome: dict) -> None:
-    if args.verbose:
+def _report(verbose: bool, outcome: dict) -> None:
+    if verbose:
         for key in ("written", "unchanged", "removed"):
             for rel in outcome[key]:
                 print(f"{key}: /{rel}", file=sys.stderr)
@@ -142,7 +146,7 @@ def _report(args, outcome: dict) -> None:
 
 def read_manifest(root: str) -> dict | None:
     """The last generate's {fan: [files]}, or None when there is none (or it is damaged)."""
-    from fangen import plan
+    from fangen import generate as rendered
     from fangen.config.files import read_limited
     from fangen.render import names
 
@@ -150,7 +154,7 @@ def read_manifest(root: str) -> dict | None:
         raw = read_limited(os.path.join(root, names.MANIFEST))
     except OSError:
         return None
-    return plan.parse_manifest(raw.decode("utf-8", errors="replace"))
+    return rendered.parse_manifest(raw.decode("utf-8", errors="replace"))
 
 
 def _shown(path: str, root: str) -> str:

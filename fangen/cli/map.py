@@ -70,12 +70,12 @@ def _network(text: str, what: str):
 
 
 def _fan_map(name: str, root: str, address):
-    from fangen.cli.validate import load_checked
+    from fangen.config.check import load_for_host
     from fangen.config.check import require_unfrozen
     from fangen.errors import ConfigError
     from fangen.fanmap import FanMap, FanMapError
 
-    report, result, _ = load_checked(root)
+    report, result, _ = load_for_host(root)
     require_unfrozen(result)
     fans = {fan.name: fan for fan in result.fans}
     if name not in fans:

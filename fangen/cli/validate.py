@@ -17,18 +17,10 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def load_checked(root: str, host_interfaces: bool = False):
-    """(report, result, loaded) for the configuration under ``root``, checked against the
-    names the host already uses (its interfaces too for the real root, or when asked)."""
-    from fangen import hostnames
-    from fangen.config.check import load_checked as check
-
-    live = hostnames.live_wanted(root, host_interfaces)
-    return check(root, hostnames.collect(root, live))
-
-
 def run(args) -> int:
-    report, result, loaded = load_checked(args.root_dir, args.host_interfaces)
+    from fangen.config.check import load_for_host
+
+    report, result, loaded = load_for_host(args.root_dir, args.host_interfaces)
     cli.print_diagnostics(report)
     if result.frozen:
         print(f"fangen: {', '.join(_files(result.frozen))}: every fan would be frozen "

@@ -43,6 +43,16 @@ def load_checked(root: str, foreign: ForeignNames | None = None) -> Checked:
     return Checked(report, result, loaded)
 
 
+def load_for_host(root: str, host_interfaces: bool = False) -> Checked:
+    """The configuration under ``root`` checked against the names the host already uses
+    (netplan's and networkd's files; its interfaces too for the real root, or when
+    asked): the pipeline's entry point for every command."""
+    from fangen import hostnames
+
+    live = hostnames.live_wanted(root, host_interfaces)
+    return load_checked(root, hostnames.collect(root, live))
+
+
 def require_unfrozen(result: validate.Result, printed: bool = False) -> None:
     if result.frozen:
         raise Frozen(result.frozen, printed)

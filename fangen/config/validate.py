@@ -23,7 +23,7 @@ from fangen.config.foreign import ForeignNames
 from fangen.config.loader import Loaded, Positions
 from fangen.datapath import tunnels
 from fangen.errors import Diagnostic, Report, shown
-from fangen.fanmap import MAX_SLICE_PREFIX
+from fangen.fanmap import FanMap, FanMapError
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema.json")
 _TYPE_NAMES = {"boolean": "a boolean (true or false)", "integer": "an integer",
@@ -196,16 +196,10 @@ class _Checker:
         except model.UnderlayError as exc:
             self.error(base + ("underlay",), f"invalid underlay: {exc}")
             return None
-        slice_prefix = overlay.prefixlen + 32 - underlay.prefixlen
-        if slice_prefix > MAX_SLICE_PREFIX:
-            self.error(base + ("underlay",),
-                       f"slice prefix /{slice_prefix} (overlay /{overlay.prefixlen} + 32 - "
-                       f"underlay /{underlay.prefixlen}) is longer than /{MAX_SLICE_PREFIX}: "
-                       "use a larger overlay or a smaller underlay")
-            return None
-        if slice_prefix <= overlay.prefixlen:
-            self.error(base + ("underlay",), f"underlay /{underlay.prefixlen} leaves no host "
-                                             "bits: the overlay cannot be divided into slices")
+        try:
+            slice_prefix = FanMap.check_prefixes(overlay.prefixlen, underlay.prefixlen)
+        except FanMapError as exc:
+            self.error(base + ("underlay",), f"{exc}: {exc.hint}" if exc.hint else str(exc))
             return None
         if underlay.network is not None and underlay.network.overlaps(overlay):
             self.error(base + ("overlay",), f"overlay {overlay} overlaps the underlay "

@@ -18,7 +18,7 @@ from fangen.doctor.checks import Facts
 from fangen.engines import dockerapi
 from fangen.runtime import observe as observe_mod
 from fangen.runtime import state as state_mod
-from fangen.runtime.plan import FORWARD_SYSCTL
+from fangen.runtime.view import FORWARD_SYSCTL
 
 BRIDGE_NF = "net/bridge/bridge-nf-call-iptables"
 
@@ -81,22 +81,20 @@ def _docker(host: str | None) -> dict | None:
 
 def peer_target(st, address: str) -> dict:
     """Which host and slice ``address`` (an overlay or underlay address) names.  Pure."""
-    from fangen.fanmap import FanMap, FanMapError
+    from fangen.fanmap import FanMap, FanMapError, Slice, resolve
 
     try:
         addr = IPv4Address(address)
         fmap = FanMap(IPv4Network(st.overlay), IPv4Network(st.underlay["network"]))
-        if addr in fmap.overlay:
-            host, slice_net = fmap.host_for_address(addr), fmap.slice_for_address(addr)
-        elif addr in fmap.underlay:
-            host, slice_net = addr, fmap.slice_for_host(addr)
-        else:
-            return {"error": f"--peer {address} is in neither the overlay {st.overlay} nor "
-                             f"the underlay {st.underlay['network']}"}
-    except (ValueError, KeyError, FanMapError) as exc:
+    except (ValueError, KeyError) as exc:       # FanMapError is a ValueError
         return {"error": f"--peer {address}: {exc}"}
-    return {"address": str(addr), "host": str(host), "slice": str(slice_net),
-            "gateway": str(slice_net.network_address + 1), "size": st.mtu}
+    try:
+        found = resolve(fmap, addr)
+    except FanMapError as exc:                  # in neither network
+        return {"error": f"--peer {exc}"}
+    return {"address": found["address"], "host": found["underlay_host"],
+            "slice": found["slice"], "gateway": str(Slice(IPv4Network(found["slice"])).gateway),
+            "size": st.mtu}
 
 
 def _peer(st, address: str) -> dict:

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from fangen.config.model import Fan
 from fangen.errors import ConfigError, FangenError
 from fangen.runtime import lock
+from fangen.runtime import actions as A
 from fangen.runtime import observe as observe_mod
 from fangen.runtime import plan as P
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
 from fangen.runtime.execute import execute
 from fangen.runtime.host import KernelFanRefused, choose_datapath
+from fangen.runtime.view import FORWARD_SYSCTL
 
 
 class NotCarrying(FangenError):
@@ -27,10 +29,9 @@ class NotCarrying(FangenError):
 def load_fans(root: str) -> tuple[dict, list, object]:
     """({name: Fan} of valid fans, diagnostics of errors, report); raises
     fangen.config.check.Frozen when a fan.d file is broken (fan.d(5), SAFETY)."""
-    from fangen import hostnames
-    from fangen.config.check import load_checked, require_unfrozen
+    from fangen.config.check import load_for_host, require_unfrozen
 
-    report, result, _ = load_checked(root, hostnames.collect(root, hostnames.live_wanted(root)))
+    report, result, _ = load_for_host(root)
     require_unfrozen(result)
     return {fan.name: fan for fan in result.fans}, report.errors, report
 
@@ -230,7 +231,7 @@ def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tupl
         return [], None
     others = _other_fans(host.root, name)
     keep = []
-    if not others and P.FORWARD_SYSCTL in state.sysctls:
+    if not others and FORWARD_SYSCTL in state.sysctls:
         from fangen.runtime import forwarding
         keep = forwarding.users(host)
         if keep and notes is not None:
@@ -242,11 +243,11 @@ def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tupl
     actions = _only_marked(host, state, actions, notes)
     if notes is not None:
         for a in actions:
-            if isinstance(a, P.KeepBridge):
+            if isinstance(a, A.KeepBridge):
                 notes.append(f"{name}: kept bridge {a.name}: {', '.join(a.ports)} still "
                              f"attached (containers); 'fangen down --purge {name}' deletes "
                              "it and detaches them")
-            elif isinstance(a, P.DeleteLink) and (ports := P.foreign_ports(a.name, state, obs)):
+            elif isinstance(a, A.DeleteLink) and (ports := P.foreign_ports(a.name, state, obs)):
                 notes.append(f"{name}: deleted bridge {a.name} with {', '.join(ports)} "
                              "attached: their containers are detached")
     return actions, state
@@ -257,12 +258,12 @@ def _only_marked(host, state, actions: list, notes: list | None) -> list:
     by someone else under the same name stays (a state from before marks: no alias)."""
     from fangen.runtime.netlink import Netlink
 
-    if not any(isinstance(a, P.DeleteLink) for a in actions):
+    if not any(isinstance(a, A.DeleteLink) for a in actions):
         return actions
     aliases = Netlink(host.ipr).aliases()
     kept = []
     for a in actions:
-        if isinstance(a, P.DeleteLink):
+        if isinstance(a, A.DeleteLink):
             want = state.links.get(a.name, {}).get("mark")
             if aliases.get(a.name) != want:
                 if notes is not None:

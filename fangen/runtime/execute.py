@@ -1,7 +1,9 @@
-"""Apply a plan's actions through the host's handles, recording each in the state.
+"""Carry out a plan's actions through the host's handles, recording each in the state.
 
-The state is saved after every action, so a failure half-way leaves a state file
-that ``down`` can clean up from.
+For every action: say it, do its I/O (one function per action type, :data:`_DO`),
+then let the action record itself (``action.record(state, outcome)``, pure, see
+fangen.runtime.actions).  The state is saved after every action, so a failure
+half-way leaves a state file that ``down`` can clean up from.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 
 from fangen import writer
 from fangen.errors import FangenError
-from fangen.runtime import plan as P
+from fangen.runtime import actions as A
 from fangen.runtime import state as state_mod
 from fangen.runtime.netlink import Netlink
 from fangen.runtime.state import State
@@ -20,11 +22,14 @@ def execute(actions: list, host, state: State, save: bool = True) -> State:
     nl = Netlink(host.ipr)
     for action in actions:
         host.say(str(action))
-        _apply(action, host, nl, state)
-        if isinstance(action, P.Forget) and action.keep:
+        do = _DO.get(type(action))
+        if do is None:                      # pragma: no cover - a plan bug
+            raise FangenError(f"unknown action {action!r}")
+        action.record(state, do(action, host, nl, state))
+        if isinstance(action, A.Forget) and action.keep:
             state = state_mod.shrink(host.root, state, action.keep)
             save = False
-        elif isinstance(action, P.Forget):
+        elif isinstance(action, A.Forget):
             state_mod.remove(host.root, state.name)
             save = False
         elif save:
@@ -32,146 +37,130 @@ def execute(actions: list, host, state: State, save: bool = True) -> State:
     return state
 
 
-def _apply(a, host, nl: Netlink, st: State) -> None:
-    if isinstance(a, P.CreateBridge):
-        existed = nl.index(a.name) is not None
-        nl.create_bridge(a.name, a.mtu)
-        if not existed:
-            nl.set_alias(a.name, state_mod.mark(st.name))
-            st.links[a.name] = {"kind": "bridge", "created": True,
-                                "mark": state_mod.mark(st.name)}
-    elif isinstance(a, P.CreateTunnel):
-        existed = nl.index(a.name) is not None
-        _create_tunnel(a, host, nl)
-        if a.shared:            # every user's; the last one to go deletes it (no one fan's mark)
-            st.links[a.name] = {"kind": a.type, "created": False, "shared": True}
-        elif not existed:
-            nl.set_alias(a.name, state_mod.mark(st.name))
-            st.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a),
-                                "mark": state_mod.mark(st.name)}
-    elif isinstance(a, P.DeleteLink):
+# -- the I/O of each action; what one returns is the outcome its record step gets ------------
+
+def _create_bridge(a: A.CreateBridge, host, nl: Netlink, st: State) -> bool:
+    existed = nl.index(a.name) is not None
+    nl.create_bridge(a.name, a.mtu)
+    if not existed:
+        nl.set_alias(a.name, state_mod.mark(st.name))
+    return existed
+
+
+def _create_tunnel(a: A.CreateTunnel, host, nl: Netlink, st: State) -> bool:
+    existed = nl.index(a.name) is not None
+    _make_tunnel(a, host, nl)
+    if not a.shared and not existed:
+        nl.set_alias(a.name, state_mod.mark(st.name))
+    return existed
+
+
+def _delete_link(a: A.DeleteLink, host, nl: Netlink, st: State) -> None:
+    nl.delete_link(a.name)
+
+
+def _set_link(a: A.SetLink, host, nl: Netlink, st: State) -> None:
+    nl.set_link(a.name, a.mtu, a.master, a.up)
+
+
+def _add_address(a: A.AddAddress, host, nl: Netlink, st: State) -> None:
+    nl.add_address(a.dev, a.address)
+
+
+def _del_address(a: A.DelAddress, host, nl: Netlink, st: State) -> None:
+    nl.del_address(a.dev, a.address)
+
+
+def _add_route(a: A.AddRoute, host, nl: Netlink, st: State) -> None:
+    nl.add_route(a.dst, a.dev, a.src)
+
+
+def _del_route(a: A.DelRoute, host, nl: Netlink, st: State) -> None:
+    nl.del_route(a.dst, a.dev, a.src)
+
+
+def _restore_route(a: A.RestoreRoute, host, nl: Netlink, st: State) -> None:
+    nl.add_route(a.dst, a.dev, a.src, kernel=True)
+
+
+def _detach(a: A.DetachPrograms, host, nl: Netlink, st: State) -> None:
+    from fangen.datapath import upstream
+    idx = nl.index(a.dev)
+    if idx is not None:
+        try:
+            upstream.detach(host.ipr, idx, a.fan or None)
+        except OSError as exc:
+            raise FangenError(f"detach the fan programs from {a.dev}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def _release(a: A.ReleaseTunnel, host, nl: Netlink, st: State) -> None:
+    from fangen.datapath import upstream
+    idx = nl.index(a.name)
+    # the users are read again now: a fan that came up since the plan keeps the device
+    if idx is not None and not upstream.users(host.ipr, idx) - {st.name}:
+        host.say(f"  (no other fan uses {a.name}: deleting it)")
         nl.delete_link(a.name)
-        st.links.pop(a.name, None)
-        st.tc.pop(a.name, None)
-        st.addresses = [x for x in st.addresses if x["dev"] != a.name]
-        st.routes = [r for r in st.routes if r["dev"] != a.name]
-    elif isinstance(a, P.SetLink):
-        nl.set_link(a.name, a.mtu, a.master, a.up)
-        link = st.links.setdefault(a.name, {"created": False})
-        if a.mtu_before is not None and not link.get("created"):
-            link.setdefault("mtu_before", a.mtu_before)     # the first value is the original
-    elif isinstance(a, P.AddAddress):
-        nl.add_address(a.dev, a.address)
-        st.add_address(a.dev, a.address)
-    elif isinstance(a, P.DelAddress):
-        nl.del_address(a.dev, a.address)
-        st.drop_address(a.dev, a.address)
-    elif isinstance(a, P.AddRoute):
-        nl.add_route(a.dst, a.dev, a.src)
-        st.add_route(a.dst, a.dev, a.src)
-    elif isinstance(a, P.DelRoute):
-        nl.del_route(a.dst, a.dev, a.src)
-        st.drop_route(a.dst, a.dev, a.src)
-    elif isinstance(a, P.RestoreRoute):
-        nl.add_route(a.dst, a.dev, a.src, kernel=True)
-    elif isinstance(a, P.AttachPrograms):
-        if a.shared:
-            st.links.setdefault(a.dev, {"kind": a.mode, "created": False})["shared"] = True
-        _attach(a, host, nl)
-        st.tc[a.dev] = {"params": a.params()}
-    elif isinstance(a, P.DetachPrograms):
-        from fangen.datapath import upstream
-        idx = nl.index(a.dev)
-        if idx is not None:
-            try:
-                upstream.detach(host.ipr, idx, a.fan or None)
-            except OSError as exc:
-                raise FangenError(f"detach the fan programs from {a.dev}: "
-                                  f"{exc.strerror or exc}") from None
-        st.tc.pop(a.dev, None)
-    elif isinstance(a, P.ReleaseTunnel):
-        from fangen.datapath import upstream
-        idx = nl.index(a.name)
-        # the users are read again now: a fan that came up since the plan keeps the device
-        if idx is not None and not upstream.users(host.ipr, idx) - {st.name}:
-            host.say(f"  (no other fan uses {a.name}: deleting it)")
-            nl.delete_link(a.name)
-        st.links.pop(a.name, None)
-        st.tc.pop(a.name, None)
-        st.routes = [r for r in st.routes if r["dev"] != a.name]
-    elif isinstance(a, P.NftReplace):
-        host.nft.apply(a.script, f"nft table {a.table}")
-        st.nft_tables[a.table] = a.text
-    elif isinstance(a, P.NftDelete):
-        from fangen.render import nft as render_nft
-        host.nft.apply(render_nft.delete_script(a.table), f"delete nft table {a.table}")
-        st.nft_tables.pop(a.table, None)
-    elif isinstance(a, P.SetSysctl):
-        before = host.read_sysctl(a.key)
-        host.write_sysctl(a.key, a.value)
-        if a.restore:
-            st.sysctls.pop(a.key, None)
-        elif before is not None and before != a.value:
-            st.sysctls.setdefault(a.key, before)
-    elif isinstance(a, P.WriteFile):
-        mode, gid = writer.mode_for(a.path)
-        writer.write_file(os.path.join(host.root, a.path), a.text, mode, gid)
-        st.files[a.path] = a.text
-    elif isinstance(a, P.RemoveFile):
-        path = os.path.join(host.root, a.path)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        try:
-            os.rmdir(os.path.dirname(path))        # an emptied *.network.d
-        except OSError:
-            pass
-        st.files.pop(a.path, None)
-    elif isinstance(a, P.ReloadNetworkd):
-        networkd = host.networkd()
-        if networkd is not None:
-            networkd.reload()
-    elif isinstance(a, P.StartDnsmasq):
-        st.dnsmasq = host.dnsmasq(st.name).start(st.dnsmasq)
-    elif isinstance(a, P.StopDnsmasq):
-        if st.dnsmasq:
-            runner = host.dnsmasq(st.name)
-            if st.dnsmasq.get("mode") == "process" or host.systemd:
-                runner.stop(st.dnsmasq)
-            else:
-                from fangen.runtime.dbus import Systemd
-                from fangen.runtime.dnsmasq import UnitDnsmasq
-                if host.bus is not None:
-                    UnitDnsmasq(Systemd(host.bus), st.name).stop(st.dnsmasq)
-        st.dnsmasq = {}
-    elif isinstance(a, P.Record):
-        info = dict(a.info)
-        st.datapath, st.type, st.overlay = info["datapath"], info["type"], info["overlay"]
-        st.bridge, st.tunnel = info["bridge"], info["tunnel"]
-        if info.get("shared_tunnel"):
-            st.links.setdefault(st.tunnel, {"kind": st.type, "created": False})["shared"] = True
-        st.underlay = dict(info["underlay"])
-        st.slice, st.gateway, st.mtu = info["slice"], info["gateway"], info["mtu"]
-        st.kept = []                        # a bridge down kept is the fan's again
-        if st.links.get(st.tunnel, {}).get("created"):
-            st.links[st.tunnel]["spec"] = list(info["tunnel_spec"])
-        if info.get("networkd_bridge"):
-            link = st.links.setdefault(st.bridge, {"created": False})
-            link["networkd"] = True
-            nl.set_alias(st.bridge, state_mod.mark(st.name))      # adopted: ours too
-            link["mark"] = state_mod.mark(st.name)
-        for dev, address in info["own_addresses"]:
-            st.add_address(dev, address)
-        for dst, dev, src in info["own_routes"]:
-            st.add_route(dst, dev, src)
-    elif isinstance(a, (P.Forget, P.KeepBridge)):
-        pass
-    else:                                   # pragma: no cover - a plan bug
-        raise FangenError(f"unknown action {a!r}")
 
 
-def _create_tunnel(a: P.CreateTunnel, host, nl: Netlink) -> None:
+def _nft_replace(a: A.NftReplace, host, nl: Netlink, st: State) -> None:
+    host.nft.apply(a.script, f"nft table {a.table}")
+
+
+def _nft_delete(a: A.NftDelete, host, nl: Netlink, st: State) -> None:
+    from fangen.render import nft as render_nft
+    host.nft.apply(render_nft.delete_script(a.table), f"delete nft table {a.table}")
+
+
+def _set_sysctl(a: A.SetSysctl, host, nl: Netlink, st: State) -> str | None:
+    before = host.read_sysctl(a.key)
+    host.write_sysctl(a.key, a.value)
+    return before
+
+
+def _write_file(a: A.WriteFile, host, nl: Netlink, st: State) -> None:
+    mode, gid = writer.mode_for(a.path)
+    writer.write_file(os.path.join(host.root, a.path), a.text, mode, gid)
+
+
+def _remove_file(a: A.RemoveFile, host, nl: Netlink, st: State) -> None:
+    writer.remove_file(os.path.join(host.root, a.path))
+
+
+def _reload_networkd(a: A.ReloadNetworkd, host, nl: Netlink, st: State) -> None:
+    networkd = host.networkd()
+    if networkd is not None:
+        networkd.reload()
+
+
+def _start_dnsmasq(a: A.StartDnsmasq, host, nl: Netlink, st: State) -> dict:
+    return host.dnsmasq(st.name).start(st.dnsmasq)
+
+
+def _stop_dnsmasq(a: A.StopDnsmasq, host, nl: Netlink, st: State) -> None:
+    if not st.dnsmasq:
+        return
+    runner = host.dnsmasq(st.name)
+    if st.dnsmasq.get("mode") == "process" or host.systemd:
+        runner.stop(st.dnsmasq)
+    else:
+        from fangen.runtime.dbus import Systemd
+        from fangen.runtime.dnsmasq import UnitDnsmasq
+        if host.bus is not None:
+            UnitDnsmasq(Systemd(host.bus), st.name).stop(st.dnsmasq)
+
+
+def _record(a: A.Record, host, nl: Netlink, st: State) -> None:
+    bridge = a.adopts()
+    if bridge is not None:
+        nl.set_alias(bridge, state_mod.mark(st.name))      # adopted: ours too
+
+
+def _nothing(a, host, nl: Netlink, st: State) -> None:
+    pass
+
+
+def _make_tunnel(a: A.CreateTunnel, host, nl: Netlink) -> None:
     if a.datapath == "upstream":
         nl.create_external_tunnel(a.name, a.type, a.mtu, a.port)
         if nl.index(a.name) is None:        # EEXIST for another device's collect-md slot
@@ -196,7 +185,7 @@ def _create_tunnel(a: P.CreateTunnel, host, nl: Netlink) -> None:
                           f"{exc.strerror or exc}") from None
 
 
-def _attach(a: P.AttachPrograms, host, nl: Netlink) -> None:
+def _attach(a: A.AttachPrograms, host, nl: Netlink, st: State) -> None:
     from ipaddress import IPv4Network
 
     from fangen.datapath import upstream
@@ -214,3 +203,17 @@ def _attach(a: P.AttachPrograms, host, nl: Netlink) -> None:
             from None
     if set(found) != {"ingress", "egress"}:
         raise FangenError(f"attach the fan programs to {a.dev}: only {sorted(found)} attached")
+
+
+_DO = {
+    A.CreateBridge: _create_bridge, A.CreateTunnel: _create_tunnel,
+    A.DeleteLink: _delete_link, A.SetLink: _set_link, A.ReleaseTunnel: _release,
+    A.AddAddress: _add_address, A.DelAddress: _del_address,
+    A.AddRoute: _add_route, A.DelRoute: _del_route, A.RestoreRoute: _restore_route,
+    A.AttachPrograms: _attach, A.DetachPrograms: _detach,
+    A.SetSysctl: _set_sysctl, A.NftReplace: _nft_replace, A.NftDelete: _nft_delete,
+    A.WriteFile: _write_file, A.RemoveFile: _remove_file,
+    A.ReloadNetworkd: _reload_networkd, A.StartDnsmasq: _start_dnsmasq,
+    A.StopDnsmasq: _stop_dnsmasq, A.Record: _record,
+    A.KeepBridge: _nothing, A.Forget: _nothing,
+}

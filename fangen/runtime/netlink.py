@@ -13,7 +13,7 @@ import socket
 from ipaddress import IPv4Interface, IPv4Network
 
 from fangen.errors import FangenError
-from fangen.runtime.plan import LinkView, RouteView
+from fangen.runtime.view import LinkView, RouteView
 
 IFF_UP = 0x1
 MAIN_TABLE = 254

@@ -6,7 +6,7 @@ import os
 
 from fangen.engines import cni
 from fangen.render import names
-from fangen.runtime.plan import FORWARD_SYSCTL, Observed
+from fangen.runtime.view import FORWARD_SYSCTL, Observed
 from fangen.runtime.state import State
 
 

@@ -1,68 +1,38 @@
 """Plan: (what is there now, the fan, the underlay) -> ordered actions.  Pure.
 
-``Observed`` is a snapshot of what the plan looks at (read by
-``fangen.runtime.observe``); ``State`` is what fangen made earlier.  ``up`` and
-``down`` return lists of small frozen action dataclasses; ``str(action)`` is the
-line ``--dry-run`` prints; ``fangen.runtime.execute`` applies them.
+``Observed`` (fangen.runtime.view) is a snapshot of what the plan looks at, read by
+``fangen.runtime.observe``; ``State`` is what fangen made earlier; ``Target`` is
+what the fan should look like.  ``plan_up`` and ``plan_down`` return lists of the
+actions of ``fangen.runtime.actions``; ``str(action)`` is the line ``--dry-run``
+prints; ``fangen.runtime.execute`` carries them out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
 
 from fangen.config.model import Fan
 from fangen.datapath import tunnels
 from fangen.engines import cni
 from fangen.errors import FangenError
-from fangen.fanmap import FanMap, Slice
+from fangen.fanmap import Slice
 from fangen.render import dnsmasq as render_dnsmasq
 from fangen.render import names, networkd
 from fangen.render import nft as render_nft
+from fangen.runtime.actions import (AddAddress, AddRoute, AttachPrograms, CreateBridge,
+                                    CreateTunnel, DelAddress, DeleteLink, DelRoute,
+                                    DetachPrograms, Forget, KeepBridge, NftDelete,
+                                    NftReplace, Record, ReleaseTunnel, ReloadNetworkd,
+                                    RemoveFile, RestoreRoute, SetLink, SetSysctl,
+                                    StartDnsmasq, StopDnsmasq, WriteFile)
 from fangen.runtime.state import State
 from fangen.runtime.underlay import Resolved
-
-FORWARD_SYSCTL = "net/ipv4/ip_forward"
+from fangen.runtime.view import FORWARD_SYSCTL, LinkView, Observed, RouteView
 
 
 class PlanError(FangenError):
     """The current state conflicts with the fan (a foreign device in the way, ...)."""
-
-
-# -- what the plan looks at --------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LinkView:
-    name: str
-    index: int
-    kind: str | None
-    mtu: int
-    up: bool
-    master: str | None = None
-    addresses: frozenset = frozenset()      # "A.B.C.D/LEN"
-    info: tuple = ()                        # sorted (key, value): external, port, local, ...
-
-    def get(self, key: str, default=None):
-        return dict(self.info).get(key, default)
-
-
-@dataclass(frozen=True)
-class RouteView:
-    dst: str          # "NET/LEN"
-    dev: str
-    src: str | None
-
-
-@dataclass(frozen=True)
-class Observed:
-    links: dict = field(default_factory=dict)          # name -> LinkView
-    routes: frozenset = frozenset()                    # RouteView (main table)
-    nft_tables: frozenset = frozenset()                # table names in family ip
-    tc: dict = field(default_factory=dict)             # dev -> {direction: filter name}
-    tc_users: dict = field(default_factory=dict)       # dev -> fans with programs on it
-    sysctls: dict = field(default_factory=dict)        # key -> value
-    files: dict = field(default_factory=dict)          # relpath -> text (files we may write)
-    dnsmasq_running: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,12 +46,8 @@ class Target:
     systemd: bool = False
 
     @property
-    def fanmap(self) -> FanMap:
-        return FanMap(self.fan.overlay, self.underlay.network)
-
-    @property
     def slice(self) -> Slice:
-        return Slice(self.fanmap.slice_for_host(self.underlay.address), self.fan.host_reserve)
+        return self.fan.slice_for(self.underlay.address, self.underlay.network)
 
     @property
     def mtu(self) -> int:
@@ -103,267 +69,6 @@ class Target:
     @property
     def shared_tunnel(self) -> bool:
         return tunnels.is_shared(self.fan.type, self.datapath)
-
-
-# -- actions -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CreateBridge:
-    name: str
-    mtu: int
-
-    def __str__(self):
-        return f"create bridge {self.name} mtu {self.mtu}"
-
-
-@dataclass(frozen=True)
-class CreateTunnel:
-    name: str
-    type: str                      # ipip | vxlan
-    datapath: str                  # kernel | upstream
-    mtu: int
-    port: int = 0
-    vni: int = 0
-    local: str = ""                # kernel datapath only
-    underlay_dev: str = ""         # kernel vxlan only
-    overlay: str = ""              # kernel fan map
-    underlay: str = ""
-    shared: bool = False           # the namespace's upstream IPIP device, for every fan
-
-    def __str__(self):
-        if self.datapath == "upstream":
-            extra = f" dstport {self.port}" if self.type == "vxlan" else ""
-            shared = " (shared by the IPIP fans)" if self.shared else ""
-            return f"create {self.type} {self.name} external{extra} mtu {self.mtu}{shared}"
-        extra = f" id {self.vni} dev {self.underlay_dev} dstport {self.port}" \
-            if self.type == "vxlan" else ""
-        return (f"create {self.type} {self.name}{extra} local {self.local} "
-                f"fan-map {self.overlay}:{self.underlay} mtu {self.mtu}")
-
-
-@dataclass(frozen=True)
-class DeleteLink:
-    name: str
-
-    def __str__(self):
-        return f"delete link {self.name}"
-
-
-@dataclass(frozen=True)
-class SetLink:
-    name: str
-    mtu: int | None = None
-    master: str | None = None
-    up: bool = True
-    mtu_before: int | None = None     # a link fangen did not make: its MTU, for down
-
-    def __str__(self):
-        parts = [f"set link {self.name}"]
-        if self.mtu is not None:
-            parts.append(f"mtu {self.mtu}")
-        if self.master is not None:
-            parts.append(f"master {self.master}")
-        parts.append("up" if self.up else "down")
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class AddAddress:
-    dev: str
-    address: str
-
-    def __str__(self):
-        return f"add address {self.address} dev {self.dev}"
-
-
-@dataclass(frozen=True)
-class DelAddress:
-    dev: str
-    address: str
-
-    def __str__(self):
-        return f"delete address {self.address} dev {self.dev}"
-
-
-@dataclass(frozen=True)
-class AddRoute:
-    dst: str
-    dev: str
-    src: str
-
-    def __str__(self):
-        return f"add route {self.dst} dev {self.dev} src {self.src}"
-
-
-@dataclass(frozen=True)
-class DelRoute:
-    dst: str
-    dev: str
-    src: str
-
-    def __str__(self):
-        return f"delete route {self.dst} dev {self.dev} src {self.src}"
-
-
-@dataclass(frozen=True)
-class RestoreRoute:
-    """Put back the route the kernel made with the bridge address (someone deleted it:
-    ``ip route del``, an engine); it stays the address's, so it is not recorded."""
-
-    dst: str
-    dev: str
-    src: str
-
-    def __str__(self):
-        return f"restore route {self.dst} dev {self.dev} src {self.src} (of the bridge address)"
-
-
-@dataclass(frozen=True)
-class AttachPrograms:
-    dev: str
-    mode: str
-    overlay: str
-    underlay: str
-    slice: str
-    vni: int
-    fan: str = ""                  # whose programs (several fans may share the device)
-    shared: bool = False
-
-    def params(self) -> dict:
-        return {"mode": self.mode, "overlay": self.overlay, "underlay": self.underlay,
-                "slice": self.slice, "vni": self.vni}
-
-    def __str__(self):
-        return (f"attach tc programs to {self.dev} ({self.mode}, overlay {self.overlay}, "
-                f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni})")
-
-
-@dataclass(frozen=True)
-class DetachPrograms:
-    dev: str
-    fan: str = ""                  # only this fan's programs ("": all of fangen's)
-
-    def __str__(self):
-        whose = f" of fan {self.fan}" if self.fan else ""
-        return f"detach tc programs{whose} from {self.dev}"
-
-
-@dataclass(frozen=True)
-class ReleaseTunnel:
-    """This fan stops using a shared tunnel device: delete it unless another fan's
-    programs are on it (checked again when it runs)."""
-
-    name: str
-    others: tuple = ()             # the other users the plan saw
-
-    def __str__(self):
-        if self.others:
-            return f"leave {self.name} to fan {', '.join(self.others)}"
-        return f"delete link {self.name} (no other fan uses it)"
-
-
-@dataclass(frozen=True)
-class SetSysctl:
-    key: str
-    value: str
-    restore: bool = False          # putting back the value found before up
-
-    def __str__(self):
-        return f"set sysctl {self.key.replace('/', '.')}={self.value}"
-
-
-@dataclass(frozen=True)
-class NftReplace:
-    table: str
-    script: str
-    text: str
-
-    def __str__(self):
-        return f"replace nft table ip {self.table}:\n" + _indent(self.text)
-
-
-@dataclass(frozen=True)
-class NftDelete:
-    table: str
-
-    def __str__(self):
-        return f"delete nft table ip {self.table}"
-
-
-@dataclass(frozen=True)
-class WriteFile:
-    path: str                       # relative to the root
-    text: str
-
-    def __str__(self):
-        return f"write {self.path}"
-
-
-@dataclass(frozen=True)
-class RemoveFile:
-    path: str
-
-    def __str__(self):
-        return f"remove {self.path}"
-
-
-@dataclass(frozen=True)
-class ReloadNetworkd:
-    def __str__(self):
-        return "reload systemd-networkd (if running)"
-
-
-@dataclass(frozen=True)
-class StartDnsmasq:
-    conf: str                       # relative path of the config
-    systemd: bool
-
-    def __str__(self):
-        how = "fangen-dnsmasq@ unit" if self.systemd else "process"
-        return f"(re)start dnsmasq ({how}) with {self.conf}"
-
-
-@dataclass(frozen=True)
-class StopDnsmasq:
-    def __str__(self):
-        return "stop dnsmasq"
-
-
-@dataclass(frozen=True)
-class Record:
-    """Record the fan's description (datapath, slice, ...) in the state."""
-
-    info: tuple
-
-    def __str__(self):
-        return "record state: " + ", ".join(f"{k} {v}" for k, v in self.info
-                                            if k in ("datapath", "slice", "mtu"))
-
-
-@dataclass(frozen=True)
-class KeepBridge:
-    """down leaves a bridge with ports fangen did not make (containers): deleting it
-    would detach them for good.  ``down --purge`` deletes it anyway."""
-
-    name: str
-    ports: tuple
-
-    def __str__(self):
-        return f"keep bridge {self.name} (ports {', '.join(self.ports)} still attached)"
-
-
-@dataclass(frozen=True)
-class Forget:
-    keep: tuple = ()               # kept bridges: the state shrinks to them
-
-    def __str__(self):
-        if self.keep:
-            return f"remove state, except the kept bridge {', '.join(self.keep)}"
-        return "remove state"
-
-
-def _indent(text: str) -> str:
-    return "".join(f"    {line}\n" for line in text.rstrip("\n").split("\n")).rstrip("\n")
 
 
 # -- up ------------------------------------------------------------------------------------
@@ -393,7 +98,7 @@ def _tunnel_matches(spec: CreateTunnel, link: LinkView, previous: dict) -> bool:
         return False
     # a kernel fan tunnel is made for one local address and one fan map: compare with
     # what we recorded when we made it
-    return previous.get("spec") == _spec_key(spec)
+    return previous.get("spec") == spec.spec_key()
 
 
 def _shared_in_use(state: State, obs: Observed) -> list:
@@ -420,11 +125,6 @@ def _tunnel_conflict(spec: CreateTunnel, obs: Observed, going: set) -> str | Non
             return (f"UDP port {spec.port} is already used by the VXLAN device {name}: "
                     "set 'vxlan: {port: N}' to a free port")
     return None
-
-
-def _spec_key(spec: CreateTunnel) -> list:
-    return [spec.type, spec.datapath, spec.port, spec.vni, spec.local, spec.underlay_dev,
-            spec.overlay, spec.underlay]
 
 
 def plan_up(t: Target, obs: Observed, state: State | None) -> list:
@@ -582,7 +282,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             ("shared_tunnel", dev if spec.shared else ""),
             ("underlay", tuple(sorted(t.underlay.as_dict().items()))),
             ("slice", str(sl.network)), ("gateway", gateway), ("mtu", t.mtu),
-            ("tunnel_spec", tuple(_spec_key(spec))),
+            ("tunnel_spec", tuple(spec.spec_key())),
             # the bridge address and routes are ours even when networkd put them there
             # first (from our drop-in): down removes them with the drop-in
             ("own_addresses", ((fan.bridge, want_addr),)),
@@ -674,6 +374,3 @@ def foreign_ports(bridge: str, state: State, obs: Observed) -> tuple:
     return tuple(sorted(name for name, link in obs.links.items()
                         if link.master == bridge and name not in state.links))
 
-
-def slice_of(fan: Fan, address: IPv4Address, network: IPv4Network) -> Slice:
-    return Slice(FanMap(fan.overlay, network).slice_for_host(address), fan.host_reserve)

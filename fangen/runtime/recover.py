@@ -27,6 +27,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from fangen import writer
 from fangen.render import names
 from fangen.render import nft as render_nft
 from fangen.runtime import dnsmasq as dnsmasq_mod
@@ -117,15 +118,7 @@ def apply(host, name: str, steps: list[Step]) -> None:
         elif step.kind == "address":
             nl.del_address(step.target, step.extra)
         elif step.kind == "file":
-            path = os.path.join(host.root, step.target)
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            try:
-                os.rmdir(os.path.dirname(path))
-            except OSError:
-                pass
+            writer.remove_file(os.path.join(host.root, step.target))
         elif step.kind == "dir":
             shutil.rmtree(state_mod.state_dir(host.root, name), ignore_errors=True)
         elif step.kind == "keep":

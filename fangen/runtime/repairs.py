@@ -23,9 +23,9 @@ WINDOW = 60.0           # ... within this many seconds: someone keeps undoing it
 
 def key(action) -> str | None:
     """What an action repairs (its text), or None for bookkeeping."""
-    from fangen.runtime import plan as P
+    from fangen.runtime.actions import Forget, Record
 
-    if isinstance(action, (P.Record, P.Forget)):
+    if isinstance(action, (Record, Forget)):
         return None
     return str(action).split("\n")[0]
 

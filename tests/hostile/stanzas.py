@@ -15,7 +15,7 @@ import ipaddress
 import random
 import string
 
-from fangen import plan
+from fangen import generate
 from fangen.config import loader, validate
 from fangen.errors import Report
 
@@ -122,16 +122,18 @@ def host_address(fan) -> ipaddress.IPv4Address:
 def rendered(fan, root: str = "/") -> tuple[dict[str, str], str]:
     """({relative path: text} of every file, the nft script) fangen makes for ``fan``."""
     from fangen.runtime import plan as rplan
+    from fangen.runtime.actions import NftReplace, WriteFile
     from fangen.runtime.underlay import Resolved
+    from fangen.runtime.view import Observed
 
-    files = dict(plan.render_fan(fan, {fan.name: ["/etc/netplan/fan.d/x.yaml"]}, root))
+    files = dict(generate.render_fan(fan, {fan.name: ["/etc/netplan/fan.d/x.yaml"]}, root))
     address = host_address(fan)
     network = ipaddress.IPv4Network((address, fan.underlay.prefixlen), strict=False)
     target = rplan.Target(fan, Resolved("up0", 2, address, network, 1500), "upstream", root)
     script = ""
-    for action in rplan.plan_up(target, rplan.Observed(), None):
-        if isinstance(action, rplan.WriteFile):
+    for action in rplan.plan_up(target, Observed(), None):
+        if isinstance(action, WriteFile):
             files[action.path] = action.text
-        elif isinstance(action, rplan.NftReplace):
+        elif isinstance(action, NftReplace):
             script += action.script
     return files, script

@@ -3,7 +3,7 @@ like a fan's device that fangen did not make does.
 
 Needs root: a namespace of the harness with real interfaces (veth, bridge), and
 ``fangen generate --host-interfaces`` run inside it as a real process.  Each run
-reports whether the full pipeline ran (``fangen.plan`` imported) or the memo did.
+reports whether the full pipeline ran (``fangen.generate`` imported) or the memo did.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ FANS = """network:
 GENERATE = """import sys
 from fangen.cli import main
 code = main(sys.argv[1:])
-print(code, "full" if "fangen.plan" in sys.modules else "memo")
+print(code, "full" if "fangen.generate" in sys.modules else "memo")
 """
 
 

@@ -22,7 +22,9 @@ from fangen.config.model import build
 from fangen.engines import cni, lxd
 from fangen.errors import Report
 from fangen.fanmap import Slice
+from fangen.runtime import actions as A
 from fangen.runtime import plan as P
+from fangen.runtime import view as V
 from fangen.runtime.state import State
 from fangen.runtime.underlay import Resolved
 
@@ -100,23 +102,23 @@ UL_MOVED = Resolved("ul0", 2, IPv4Address("172.16.5.6"), IPv4Network("172.16.0.0
 
 
 def _written(actions) -> dict:
-    return {a.path: a.text for a in actions if isinstance(a, P.WriteFile)}
+    return {a.path: a.text for a in actions if isinstance(a, A.WriteFile)}
 
 
 def test_runtime_writes_the_network_and_rewrites_it_when_the_slice_moves():
     f = fan(type="vxlan", dhcp=False)
-    first = P.plan_up(P.Target(f, UL, "upstream"), P.Observed(), None)
+    first = P.plan_up(P.Target(f, UL, "upstream"), V.Observed(), None)
     text = _written(first)[cni.path(f.name)]
     assert text == cni.render(f, Slice(IPv4Network("250.3.4.0/24")), 1450)
     state = State(f.name, files={cni.path(f.name): text})
-    obs = P.Observed(files={cni.path(f.name): text})
+    obs = V.Observed(files={cni.path(f.name): text})
     moved = _written(P.plan_up(P.Target(f, UL_MOVED, "upstream"), obs, state))
     assert moved[cni.path(f.name)] == cni.render(f, Slice(IPv4Network("250.5.6.0/24")), 1450)
 
 
 def test_down_removes_the_network():
     state = State("fan-250", files={cni.path("fan-250"): "{}"})
-    obs = P.Observed(files={cni.path("fan-250"): "{}"})
+    obs = V.Observed(files={cni.path("fan-250"): "{}"})
     assert f"remove {cni.path('fan-250')}" in [str(a) for a in P.plan_down(state, obs)]
 
 

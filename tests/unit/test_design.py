@@ -101,3 +101,48 @@ def test_the_prose_names_units_commands_targets_and_paths_that_exist():
     assert paths
     for path in set(paths):
         assert glob.glob(os.path.join(REPO, path)), f"DESIGN.md names {path}"
+
+
+# -- layers: what a module may import ---------------------------------------------------------
+
+def imports_of(path: str) -> set[str]:
+    """Every module ``path`` imports (at any depth: lazy imports count too)."""
+    import ast
+
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def modules(folder: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(REPO, folder, "**", "*.py"), recursive=True))
+
+
+def test_nothing_outside_the_cli_imports_it():
+    """The CLI is the top layer: config, runtime, doctor, ... never import fangen.cli
+    (only the entry point, fangen/__main__.py, runs it)."""
+    wrong = []
+    for path in modules("fangen"):
+        rel = os.path.relpath(path, REPO)
+        if rel.startswith("fangen/cli/") or rel == "fangen/__main__.py":
+            continue
+        if any(m == "fangen.cli" or m.startswith("fangen.cli.") for m in imports_of(path)):
+            wrong.append(rel)
+    assert not wrong, f"these import fangen.cli: {wrong}"
+
+
+def test_the_runtime_io_adapters_and_the_actions_do_not_import_the_planner():
+    wrong = []
+    for name in ("netlink", "observe", "view", "actions", "execute"):
+        found = imports_of(os.path.join(REPO, "fangen", "runtime", f"{name}.py"))
+        if any(m == "fangen.runtime.plan" or m.startswith("fangen.runtime.plan.")
+               for m in found):
+            wrong.append(name)
+    assert not wrong, f"these import fangen.runtime.plan: {wrong}"

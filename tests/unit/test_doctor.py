@@ -19,7 +19,7 @@ from fangen.doctor import checks, dhcp, forward, icmp
 from fangen.doctor.checks import Facts
 from fangen.doctor.probe import peer_target
 from fangen.runtime import health
-from fangen.runtime.plan import LinkView, RouteView
+from fangen.runtime.view import LinkView, RouteView
 from fangen.runtime.state import State
 from tests.harness import packets
 

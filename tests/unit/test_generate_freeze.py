@@ -5,7 +5,7 @@ removed while any fan is broken; the manifest only ever names fangen's own paths
 import json
 import os
 
-from fangen import plan
+from fangen import generate
 from tests.hostile.test_config_hostile import fangen, install, tree
 
 A = b"""network:
@@ -66,8 +66,8 @@ def test_manifest_names_only_fangen_paths():
         "run/systemd/network/10-fangen-x.netdev", "run/fangen/x/dnsmasq.conf",
         "etc/passwd", "run/systemd/network/10-netplan-eth0.network",
         "run/systemd/network/../../../etc/shadow", "/run/systemd/network/10-fangen-y.netdev"]}})
-    assert plan.parse_manifest(text) == {"x": ["run/systemd/network/10-fangen-x.netdev",
+    assert generate.parse_manifest(text) == {"x": ["run/systemd/network/10-fangen-x.netdev",
                                                "run/fangen/x/dnsmasq.conf"]}
-    assert plan.parse_manifest("[]") is None
-    assert plan.parse_manifest('{"version": 2, "fans": {}}') is None
-    assert plan.parse_manifest('{"version": 1, "fans": {"x": [1]}}') is None
+    assert generate.parse_manifest("[]") is None
+    assert generate.parse_manifest('{"version": 2, "fans": {}}') is None
+    assert generate.parse_manifest('{"version": 1, "fans": {"x": [1]}}') is None

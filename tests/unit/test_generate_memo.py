@@ -43,9 +43,9 @@ def full_runs(monkeypatch):
     calls = []
     real = generate._full
 
-    def spy(args, live):
-        calls.append(args.root_dir)
-        return real(args, live)
+    def spy(root, *rest):
+        calls.append(root)
+        return real(root, *rest)
 
     monkeypatch.setattr(generate, "_full", spy)
     return calls
@@ -133,7 +133,7 @@ def test_the_fast_path_loads_no_yaml_and_validates_nothing(root):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(fangen.__file__)))
     code = ("import sys; from fangen.cli import main; rc = main(['generate', '--root-dir', "
             f"{root!r}]); print(rc, sorted(m for m in ('yaml', 'argparse', 'dataclasses', "
-            "'fangen.config.validate', 'fangen.plan', 'fangen.runtime.lock') "
+            "'fangen.config.validate', 'fangen.generate', 'fangen.runtime.lock') "
             "if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=repo), cwd=repo, timeout=60)

@@ -2,7 +2,7 @@
 
 import ipaddress
 
-from fangen import plan
+from fangen import generate
 from fangen.config import model
 from fangen.fanmap import Slice
 from fangen.render import dnsmasq, networkd
@@ -88,7 +88,7 @@ def test_render_all_is_deterministic_and_skips_disabled():
     fans = [fan(name="b", bridge="b", tunnel="b-t", overlay="251.0.0.0/8"),
             fan(name="a", bridge="a", tunnel="a-t"),
             fan(name="c", bridge="c", tunnel="c-t", overlay="252.0.0.0/8", enabled=False)]
-    one = plan.render_all(fans, {})
-    two = plan.render_all(list(reversed(fans)), {})
+    one = generate.render_all(fans, {})
+    two = generate.render_all(list(reversed(fans)), {})
     assert one == two and list(one) == list(two)
     assert not any("-c." in path for path in one)

@@ -11,12 +11,14 @@ tests/engines/test_lifecycle.py.
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.config.model import build
+from fangen.runtime import actions as A
 from fangen.runtime import plan as P
 from fangen.runtime import repairs
+from fangen.runtime import view as V
 from fangen.runtime.state import State
 from fangen.runtime.underlay import Resolved
 
-from .test_runtime_plan import converge, lines, record_state
+from .test_runtime_plan import converge, lines, recorded
 
 UL = Resolved("ul0", 2, IPv4Address("172.16.3.4"), IPv4Network("172.16.0.0/16"), 1500)
 
@@ -32,17 +34,17 @@ def target(f, datapath="upstream"):
 
 
 def without_routes(obs, drop):
-    return P.Observed(**{**obs.__dict__, "routes": frozenset(r for r in obs.routes
+    return V.Observed(**{**obs.__dict__, "routes": frozenset(r for r in obs.routes
                                                              if r.dst != drop)})
 
 
 def with_links(obs, **extra):
-    return P.Observed(**{**obs.__dict__, "links": {**obs.links, **extra}})
+    return V.Observed(**{**obs.__dict__, "links": {**obs.links, **extra}})
 
 
 def settled(t):
     """(state, observed) of a fan that is up and well."""
-    state = record_state(t, P.plan_up(t, P.Observed(), None))
+    state = recorded(t, P.plan_up(t, V.Observed(), None))
     obs = converge(t)
     assert P.plan_up(t, obs, state) == []
     return state, obs
@@ -80,7 +82,7 @@ def test_address_replaced_by_an_engine_is_added_back_and_theirs_left():
     t = target(fan(type="vxlan"))
     state, obs = settled(t)
     bridge = obs.links["f"]
-    replaced = with_links(obs, f=P.LinkView("f", bridge.index, "bridge", bridge.mtu, True,
+    replaced = with_links(obs, f=V.LinkView("f", bridge.index, "bridge", bridge.mtu, True,
                                             None, frozenset({"250.3.4.1/24"})))
     replaced = without_routes(replaced, "250.0.0.0/8")
     assert repairs_of(t, replaced, state) == ["add address 250.3.4.1/8 dev f"]
@@ -91,13 +93,13 @@ def test_address_replaced_by_an_engine_is_added_back_and_theirs_left():
 # -- down keeps a bridge with containers on it -------------------------------------------------
 
 def veth(name, master="f"):
-    return P.LinkView(name, 30, "veth", 1450, True, master)
+    return V.LinkView(name, 30, "veth", 1450, True, master)
 
 
 def test_down_keeps_a_bridge_with_container_ports():
     t = target(fan(type="vxlan"))
     state, obs = settled(t)
-    state.sysctls = {P.FORWARD_SYSCTL: "0"}
+    state.sysctls = {V.FORWARD_SYSCTL: "0"}
     busy = with_links(obs, vethA=veth("vethA"), vethB=veth("vethB"),
                       other=veth("other", master=None))
     actions = P.plan_down(state, busy)
@@ -114,7 +116,7 @@ def test_down_keeps_a_bridge_with_container_ports():
         "set sysctl net.ipv4.ip_forward=0",
         "remove state, except the kept bridge f",
     ]
-    assert actions[-1] == P.Forget(("f",))
+    assert actions[-1] == A.Forget(("f",))
     # --purge: deleted all the same
     purged = lines(P.plan_down(state, busy, purge=True))
     assert "delete link f" in purged and purged[-1] == "remove state"
@@ -165,8 +167,8 @@ class Clock:
 def test_repairs_give_up_a_fight_once_and_start_over_on_reset():
     clock = Clock()
     r = repairs.Repairs(clock)
-    add = P.AddAddress("f", "250.3.4.1/8")
-    record = P.Record((("slice", "x"),))
+    add = A.AddAddress("f", "250.3.4.1/8")
+    record = A.Record((("slice", "x"),))
     for _ in range(repairs.LIMIT):
         skip, said = r.skip([add, record])
         assert (skip, said) == (frozenset(), [])
@@ -177,7 +179,7 @@ def test_repairs_give_up_a_fight_once_and_start_over_on_reset():
     assert said[0].startswith("something keeps undoing 'add address 250.3.4.1/8 dev f' "
                               "(tried 3 times in 60 s)")
     # said once; other repairs are not affected
-    other = P.RestoreRoute("250.0.0.0/8", "f", "250.3.4.1")
+    other = A.RestoreRoute("250.0.0.0/8", "f", "250.3.4.1")
     assert r.skip([add, other]) == (frozenset({add}), [])
     r.reset()
     assert r.skip([add]) == (frozenset(), [])
@@ -186,9 +188,9 @@ def test_repairs_give_up_a_fight_once_and_start_over_on_reset():
 def test_repairs_spread_out_in_time_are_not_a_fight():
     clock = Clock()
     r = repairs.Repairs(clock)
-    add = P.AddAddress("f", "250.3.4.1/8")
+    add = A.AddAddress("f", "250.3.4.1/8")
     for _ in range(10):
         assert r.skip([add]) == (frozenset(), [])
         r.note([add])
         clock.now += repairs.WINDOW / 2
-    assert repairs.key(P.Record(())) is None and repairs.key(P.Forget()) is None
+    assert repairs.key(A.Record(())) is None and repairs.key(A.Forget()) is None

@@ -7,7 +7,9 @@ import pytest
 from fangen.config.model import build
 from fangen.engines import cni
 from fangen.render import dnsmasq, names, networkd, nft
+from fangen.runtime import actions as A
 from fangen.runtime import plan as P
+from fangen.runtime import view as V
 from fangen.runtime.state import State
 from fangen.runtime.underlay import Resolved
 
@@ -31,58 +33,36 @@ def converge(t, state=None):
     f = t.fan
     info = (("external", True),) + ((("port", f.port),) if f.type == "vxlan" else ())
     links = {
-        f.bridge: P.LinkView(f.bridge, 10, "bridge", t.mtu, True, None,
+        f.bridge: V.LinkView(f.bridge, 10, "bridge", t.mtu, True, None,
                              frozenset({t.bridge_address})),
-        t.tunnel: P.LinkView(t.tunnel, 11, f.type, t.mtu, True,
+        t.tunnel: V.LinkView(t.tunnel, 11, f.type, t.mtu, True,
                              f.bridge if f.type == "vxlan" else None, frozenset(), info),
     }
-    routes = frozenset({P.RouteView(str(f.overlay), t.tunnel, str(t.slice.gateway))}) \
+    routes = frozenset({V.RouteView(str(f.overlay), t.tunnel, str(t.slice.gateway))}) \
         if f.type == "ipip" else frozenset()
     # the route the kernel makes with the bridge address
-    routes |= {P.RouteView(str(IPv4Network(t.bridge_address, strict=False)), f.bridge,
+    routes |= {V.RouteView(str(IPv4Network(t.bridge_address, strict=False)), f.bridge,
                            str(t.slice.gateway))}
     files = dict(networkd.slice_dropins(f, t.slice))
     if t.shared_tunnel:
         files.pop(f"{names.dropin_dir(f.tunnel)}/50-slice.conf")
     files[names.dnsmasq_conf(f.name)] = dnsmasq.render(f, t.slice, t.mtu, ROOT)
     files[cni.path(f.name)] = cni.render(f, t.slice, t.mtu)
-    return P.Observed(links=links, routes=routes, nft_tables=frozenset({f"fangen-{f.name}"}),
+    return V.Observed(links=links, routes=routes, nft_tables=frozenset({f"fangen-{f.name}"}),
                       tc={t.tunnel: {"ingress": "fangen:fan:f", "egress": "fangen:fan:f"}},
                       tc_users={t.tunnel: frozenset({f.name})},
-                      sysctls={P.FORWARD_SYSCTL: "1"}, files=files, dnsmasq_running=True)
+                      sysctls={V.FORWARD_SYSCTL: "1"}, files=files, dnsmasq_running=True)
 
 
-def record_state(t, actions):
-    """What the executor would record (enough for the plan's comparisons)."""
+# what the executor hands each action's record step on a clean host (fangen.runtime.actions)
+OUTCOMES = {A.StartDnsmasq: {"mode": "process", "pid": 1, "cmdline": []}}
+
+
+def recorded(t, actions):
+    """The state after ``actions`` ran on a clean host: each action records itself."""
     s = State(t.fan.name)
     for a in actions:
-        if isinstance(a, P.CreateBridge):
-            s.links[a.name] = {"kind": "bridge", "created": True}
-        elif isinstance(a, P.CreateTunnel) and a.shared:
-            s.links[a.name] = {"kind": a.type, "created": False, "shared": True}
-        elif isinstance(a, P.CreateTunnel):
-            s.links[a.name] = {"kind": a.type, "created": True, "spec": P._spec_key(a)}
-        elif isinstance(a, P.AddAddress):
-            s.add_address(a.dev, a.address)
-        elif isinstance(a, P.AddRoute):
-            s.add_route(a.dst, a.dev, a.src)
-        elif isinstance(a, P.AttachPrograms):
-            s.tc[a.dev] = {"params": a.params()}
-            if a.shared:
-                s.links.setdefault(a.dev, {"created": False})["shared"] = True
-        elif isinstance(a, P.NftReplace):
-            s.nft_tables[a.table] = a.text
-        elif isinstance(a, P.WriteFile):
-            s.files[a.path] = a.text
-        elif isinstance(a, P.StartDnsmasq):
-            s.dnsmasq = {"mode": "process", "pid": 1, "cmdline": []}
-        elif isinstance(a, P.Record):
-            info = dict(a.info)
-            s.slice, s.datapath = info["slice"], info["datapath"]
-            for dev, addr in info["own_addresses"]:
-                s.add_address(dev, addr)
-            for dst, dev, src in info["own_routes"]:
-                s.add_route(dst, dev, src)
+        a.record(s, OUTCOMES.get(type(a)))
     return s
 
 
@@ -92,7 +72,7 @@ def lines(actions):
 
 def test_vxlan_upstream_on_an_empty_host():
     t = target(fan(type="vxlan"))
-    actions = P.plan_up(t, P.Observed(sysctls={P.FORWARD_SYSCTL: "0"}), None)
+    actions = P.plan_up(t, V.Observed(sysctls={V.FORWARD_SYSCTL: "0"}), None)
     assert lines(actions) == [
         "create bridge f mtu 1450",
         "set link f up",
@@ -116,7 +96,7 @@ def test_vxlan_upstream_on_an_empty_host():
 
 def test_ipip_kernel_routes_the_overlay_via_the_tunnel():
     t = target(fan(dhcp=False), datapath="kernel")
-    actions = P.plan_up(t, P.Observed(sysctls={P.FORWARD_SYSCTL: "1"}), None)
+    actions = P.plan_up(t, V.Observed(sysctls={V.FORWARD_SYSCTL: "1"}), None)
     assert lines(actions) == [
         "create bridge f mtu 1480",
         "set link f up",
@@ -136,13 +116,13 @@ def test_ipip_kernel_routes_the_overlay_via_the_tunnel():
 @pytest.mark.parametrize("kind", ["ipip", "vxlan"])
 def test_second_up_does_nothing(kind):
     t = target(fan(type=kind))
-    first = P.plan_up(t, P.Observed(), None)
-    assert P.plan_up(t, converge(t), record_state(t, first)) == []
+    first = P.plan_up(t, V.Observed(), None)
+    assert P.plan_up(t, converge(t), recorded(t, first)) == []
 
 
 def test_networkd_made_bridge_is_used_not_recreated():
     t = target(fan(type="vxlan", mtu=1400))
-    obs = P.Observed(links={"f": P.LinkView("f", 5, "bridge", 1400, True)})
+    obs = V.Observed(links={"f": V.LinkView("f", 5, "bridge", 1400, True)})
     actions = lines(P.plan_up(t, obs, None))
     assert not any(a.startswith("create bridge") for a in actions)
     assert "add address 250.3.4.1/8 dev f" in actions
@@ -150,14 +130,14 @@ def test_networkd_made_bridge_is_used_not_recreated():
 
 def test_foreign_device_in_the_way_is_an_error():
     t = target(fan())
-    obs = P.Observed(links={"f": P.LinkView("f", 5, "dummy", 1500, True)})
+    obs = V.Observed(links={"f": V.LinkView("f", 5, "dummy", 1500, True)})
     with pytest.raises(P.PlanError, match="f exists and is a dummy device, not a bridge"):
         P.plan_up(t, obs, None)
-    obs = P.Observed(links={"f-tun": P.LinkView("f-tun", 6, "vxlan", 1500, True)})
+    obs = V.Observed(links={"f-tun": V.LinkView("f-tun", 6, "vxlan", 1500, True)})
     with pytest.raises(P.PlanError, match="f-tun exists and was not made by fangen"):
         P.plan_up(target(fan(type="vxlan")), obs, None)
     # upstream IPIP uses the shared device, which must be what fangen makes
-    obs = P.Observed(links={"fangen-ipip": P.LinkView("fangen-ipip", 6, "dummy", 1500, True)})
+    obs = V.Observed(links={"fangen-ipip": V.LinkView("fangen-ipip", 6, "dummy", 1500, True)})
     with pytest.raises(P.PlanError) as exc:
         P.plan_up(t, obs, None)
     assert str(exc.value) == ("f: fangen-ipip exists and is not the collect-metadata IPIP "
@@ -168,7 +148,7 @@ def test_another_collect_metadata_device_in_the_way_is_named():
     """The kernel's one-per-namespace (IPIP) and one-per-port (VXLAN) rules: the plan says
     which device holds the slot, instead of a kernel EEXIST later."""
     ext = (("external", True),)
-    obs = P.Observed(links={"tun9": P.LinkView("tun9", 6, "ipip", 1480, True, info=ext)})
+    obs = V.Observed(links={"tun9": V.LinkView("tun9", 6, "ipip", 1480, True, info=ext)})
     with pytest.raises(P.PlanError) as exc:
         P.plan_up(target(fan()), obs, None)
     assert str(exc.value) == (
@@ -179,7 +159,7 @@ def test_another_collect_metadata_device_in_the_way_is_named():
     assert "create ipip f-tun local 172.16.3.4 fan-map 250.0.0.0/8:172.16.0.0/16 mtu 1480" in \
         lines(P.plan_up(target(fan(), datapath="kernel"), obs, None))
     for info in (ext + (("port", 8472),), (("port", 8472),)):
-        obs = P.Observed(links={"vx9": P.LinkView("vx9", 6, "vxlan", 1450, True, info=info)})
+        obs = V.Observed(links={"vx9": V.LinkView("vx9", 6, "vxlan", 1450, True, info=info)})
         with pytest.raises(P.PlanError) as exc:
             P.plan_up(target(fan(type="vxlan")), obs, None)
         assert str(exc.value) == ("f: UDP port 8472 is already used by the VXLAN device vx9: "
@@ -193,10 +173,10 @@ def test_another_collect_metadata_device_in_the_way_is_named():
 
 # -- several IPIP fans on the upstream datapath share one device ----------------------------
 
-def _merge(a: P.Observed, b: P.Observed, users=frozenset({"f", "g"})) -> P.Observed:
+def _merge(a: V.Observed, b: V.Observed, users=frozenset({"f", "g"})) -> V.Observed:
     """What the host holds with both fans up (b seen from b's side)."""
     links = {**a.links, **b.links}
-    return P.Observed(links=links, routes=a.routes | b.routes,
+    return V.Observed(links=links, routes=a.routes | b.routes,
                       nft_tables=a.nft_tables | b.nft_tables, tc=b.tc,
                       tc_users={"fangen-ipip": users}, sysctls=b.sysctls,
                       files={**a.files, **b.files},
@@ -207,17 +187,17 @@ def test_a_second_ipip_fan_shares_the_device():
     f, g = fan(dhcp=False), fan("g", overlay="251.0.0.0/8", dhcp=False, mtu=1400)
     tf, tg = target(f), target(g)
     assert (tf.tunnel, tf.shared_tunnel) == ("fangen-ipip", True)
-    first = P.plan_up(tf, P.Observed(sysctls={P.FORWARD_SYSCTL: "1"}), None)
+    first = P.plan_up(tf, V.Observed(sysctls={V.FORWARD_SYSCTL: "1"}), None)
     assert lines(first)[2:6] == [
         "create ipip fangen-ipip external mtu 1480 (shared by the IPIP fans)",
         "set link fangen-ipip up",
         "add address 250.3.4.1/24 dev f",
         "add route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
     ]
-    assert [a.shared for a in first if isinstance(a, P.AttachPrograms)] == [True]
+    assert [a.shared for a in first if isinstance(a, A.AttachPrograms)] == [True]
     # g finds f's device (f's programs on it): no second device, its own programs and route
     obs = converge(tf)
-    obs = P.Observed(links=obs.links, routes=obs.routes, nft_tables=obs.nft_tables,
+    obs = V.Observed(links=obs.links, routes=obs.routes, nft_tables=obs.nft_tables,
                      tc={}, tc_users={"fangen-ipip": frozenset({"f"})},
                      sysctls=obs.sysctls, files={})
     second = P.plan_up(tg, obs, None)
@@ -229,23 +209,23 @@ def test_a_second_ipip_fan_shares_the_device():
         "attach tc programs to fangen-ipip (ipip, overlay 251.0.0.0/8, underlay "
         "172.16.0.0/16, own slice 251.3.4.0/24, vni 0)",
     ]
-    [attach] = [a for a in second if isinstance(a, P.AttachPrograms)]
+    [attach] = [a for a in second if isinstance(a, A.AttachPrograms)]
     assert (attach.fan, attach.shared) == ("g", True)
-    assert dict([a for a in second if isinstance(a, P.Record)][0].info)["shared_tunnel"] == \
+    assert dict([a for a in second if isinstance(a, A.Record)][0].info)["shared_tunnel"] == \
         "fangen-ipip"
     # a fan with a larger MTU raises the shared device's; a smaller one leaves it
     big = target(fan("g", overlay="251.0.0.0/8", dhcp=False, mtu=9000))
     assert "set link fangen-ipip mtu 9000 up" in lines(P.plan_up(big, obs, None))
     # both up: nothing to do for either
     both = _merge(converge(tf), converge(tg))
-    assert P.plan_up(tg, both, record_state(tg, second)) == []
+    assert P.plan_up(tg, both, recorded(tg, second)) == []
 
 
 def test_down_of_one_ipip_fan_leaves_the_shared_device_to_the_other():
     f, g = fan(dhcp=False), fan("g", overlay="251.0.0.0/8", dhcp=False)
     tf, tg = target(f), target(g)
-    state_f = record_state(tf, P.plan_up(tf, P.Observed(), None))
-    state_g = record_state(tg, P.plan_up(tg, converge(tf), None))
+    state_f = recorded(tf, P.plan_up(tf, V.Observed(), None))
+    state_g = recorded(tg, P.plan_up(tg, converge(tf), None))
     assert state_f.links["fangen-ipip"]["shared"] and state_g.links["fangen-ipip"]["shared"]
     both = _merge(converge(tf), converge(tg))
     down_f = lines(P.plan_down(state_f, both, last_fan=False))
@@ -271,7 +251,7 @@ def test_down_of_one_ipip_fan_leaves_the_shared_device_to_the_other():
 def test_a_fan_that_moves_to_the_kernel_datapath_leaves_the_shared_device():
     f, g = fan(dhcp=False), fan("g", overlay="251.0.0.0/8", dhcp=False)
     tf, tg = target(f), target(g)
-    state_f = record_state(tf, P.plan_up(tf, P.Observed(), None))
+    state_f = recorded(tf, P.plan_up(tf, V.Observed(), None))
     both = _merge(converge(tf), converge(tg))
     actions = lines(P.plan_up(target(f, datapath="kernel"), both, state_f))
     assert actions[:6] == [
@@ -297,11 +277,11 @@ def test_an_ipip_tunnel_of_an_older_release_makes_way_for_the_shared_one():
     old.routes = [{"dst": "250.0.0.0/8", "dev": "f-tun", "src": "250.3.4.1"}]
     old.tc = {"f-tun": {"params": {}}}
     ext = (("external", True),)
-    obs = P.Observed(links={"f": P.LinkView("f", 5, "bridge", 1480, True, None,
+    obs = V.Observed(links={"f": V.LinkView("f", 5, "bridge", 1480, True, None,
                                             frozenset({"250.3.4.1/24"})),
-                            "f-tun": P.LinkView("f-tun", 6, "ipip", 1480, True, info=ext)},
-                     routes=frozenset({P.RouteView("250.0.0.0/8", "f-tun", "250.3.4.1"),
-                                       P.RouteView("250.3.4.0/24", "f", "250.3.4.1")}))
+                            "f-tun": V.LinkView("f-tun", 6, "ipip", 1480, True, info=ext)},
+                     routes=frozenset({V.RouteView("250.0.0.0/8", "f-tun", "250.3.4.1"),
+                                       V.RouteView("250.3.4.0/24", "f", "250.3.4.1")}))
     assert lines(P.plan_up(t, obs, old))[:4] == [
         "delete link f-tun",
         "create ipip fangen-ipip external mtu 1480 (shared by the IPIP fans)",
@@ -313,7 +293,7 @@ def test_an_ipip_tunnel_of_an_older_release_makes_way_for_the_shared_one():
 def test_underlay_move_replaces_the_slice_everywhere():
     f = fan(type="ipip")
     old = target(f)
-    state = record_state(old, P.plan_up(old, P.Observed(), None))
+    state = recorded(old, P.plan_up(old, V.Observed(), None))
     new = target(f, UL_MOVED)
     actions = P.plan_up(new, converge(old), state)
     assert lines(actions) == [
@@ -335,11 +315,11 @@ def test_underlay_move_replaces_the_slice_everywhere():
 def test_kernel_tunnel_is_recreated_for_a_new_local_address():
     f = fan(type="ipip", dhcp=False)
     old = target(f, datapath="kernel")
-    state = record_state(old, P.plan_up(old, P.Observed(), None))
+    state = recorded(old, P.plan_up(old, V.Observed(), None))
     obs = converge(old)
     links = dict(obs.links)
-    links["f-tun"] = P.LinkView("f-tun", 11, "ipip", 1480, True)
-    obs = P.Observed(links=links, routes=obs.routes, nft_tables=obs.nft_tables,
+    links["f-tun"] = V.LinkView("f-tun", 11, "ipip", 1480, True)
+    obs = V.Observed(links=links, routes=obs.routes, nft_tables=obs.nft_tables,
                      sysctls=obs.sysctls, files=obs.files)
     actions = lines(P.plan_up(target(f, UL_MOVED, "kernel"), obs, state))
     assert actions[:6] == [
@@ -354,13 +334,13 @@ def test_kernel_tunnel_is_recreated_for_a_new_local_address():
 
 def test_down_removes_only_what_state_lists():
     t = target(fan(type="vxlan"))
-    state = record_state(t, P.plan_up(t, P.Observed(), None))
-    state.sysctls = {P.FORWARD_SYSCTL: "0"}
+    state = recorded(t, P.plan_up(t, V.Observed(), None))
+    state.sysctls = {V.FORWARD_SYSCTL: "0"}
     obs = converge(t)
     links = dict(obs.links)
-    links["other0"] = P.LinkView("other0", 20, "dummy", 1500, True, None,
+    links["other0"] = V.LinkView("other0", 20, "dummy", 1500, True, None,
                                  frozenset({"10.9.9.9/24"}))
-    obs = P.Observed(links=links, nft_tables=obs.nft_tables | {"someone-else"},
+    obs = V.Observed(links=links, nft_tables=obs.nft_tables | {"someone-else"},
                      tc=obs.tc, sysctls=obs.sysctls, files=obs.files, dnsmasq_running=True)
     assert lines(P.plan_down(state, obs)) == [
         "stop dnsmasq",
@@ -380,7 +360,7 @@ def test_down_removes_only_what_state_lists():
 
 def test_down_keeps_a_networkd_bridge_but_removes_our_address():
     t = target(fan(type="vxlan"))
-    state = record_state(t, P.plan_up(t, P.Observed(), None))
+    state = recorded(t, P.plan_up(t, V.Observed(), None))
     state.links["f"]["created"] = False
     assert lines(P.plan_down(state, converge(t)))[:4] == [
         "stop dnsmasq",
@@ -389,17 +369,17 @@ def test_down_keeps_a_networkd_bridge_but_removes_our_address():
         "delete link f-tun",
     ]
     # everything already gone: only the state file goes
-    assert lines(P.plan_down(State("f"), P.Observed())) == ["remove state"]
+    assert lines(P.plan_down(State("f"), V.Observed())) == ["remove state"]
 
 
 def test_a_networkd_bridge_gets_its_mtu_back_on_down():
     """up sets the MTU of a bridge networkd made; down puts the original back."""
     t = target(fan(type="vxlan"))
-    obs = P.Observed(links={"f": P.LinkView("f", 5, "bridge", 1500, True)})
+    obs = V.Observed(links={"f": V.LinkView("f", 5, "bridge", 1500, True)})
     up = P.plan_up(t, obs, None)
-    [set_bridge] = [a for a in up if isinstance(a, P.SetLink) and a.name == "f"]
+    [set_bridge] = [a for a in up if isinstance(a, A.SetLink) and a.name == "f"]
     assert (set_bridge.mtu, set_bridge.mtu_before) == (t.mtu, 1500)
-    state = record_state(t, up)
+    state = recorded(t, up)
     state.links["f"] = {"created": False, "mtu_before": 1500}
     assert "set link f mtu 1500 up" in lines(P.plan_down(state, converge(t)))
     # a bridge fangen made is deleted, not re-sized
@@ -413,12 +393,12 @@ def test_networkd_bridge_is_deleted_once_its_netdev_is_gone():
     t = target(fan(type="vxlan"))
     netdev = names.networkd_file("f", "netdev")
     obs = converge(t)
-    obs_with_netdev = P.Observed(**{**obs.__dict__, "files": {**obs.files, netdev: "x"}})
-    up = P.plan_up(t, P.Observed(links={"f": P.LinkView("f", 5, "bridge", t.mtu, True)},
+    obs_with_netdev = V.Observed(**{**obs.__dict__, "files": {**obs.files, netdev: "x"}})
+    up = P.plan_up(t, V.Observed(links={"f": V.LinkView("f", 5, "bridge", t.mtu, True)},
                                  files={netdev: "x"}), None)
-    [record] = [a for a in up if isinstance(a, P.Record)]
+    [record] = [a for a in up if isinstance(a, A.Record)]
     assert dict(record.info)["networkd_bridge"] is True
-    state = record_state(t, up)
+    state = recorded(t, up)
     state.links["f"] = {"created": False, "networkd": True}
     # still configured: the bridge stays (networkd's), only our address goes
     assert "delete link f" not in lines(P.plan_down(state, obs_with_netdev))

@@ -1,0 +1,46 @@
+"""What the plan looks at: the observed state of the host, as plain frozen data.
+
+``fangen.runtime.observe`` and ``fangen.runtime.netlink`` (the I/O adapters) fill
+these in; ``fangen.runtime.plan`` compares them with the fan and the state.  Nothing
+here does I/O or imports the planner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FORWARD_SYSCTL = "net/ipv4/ip_forward"
+
+
+@dataclass(frozen=True)
+class LinkView:
+    name: str
+    index: int
+    kind: str | None
+    mtu: int
+    up: bool
+    master: str | None = None
+    addresses: frozenset = frozenset()      # "A.B.C.D/LEN"
+    info: tuple = ()                        # sorted (key, value): external, port, local, ...
+
+    def get(self, key: str, default=None):
+        return dict(self.info).get(key, default)
+
+
+@dataclass(frozen=True)
+class RouteView:
+    dst: str          # "NET/LEN"
+    dev: str
+    src: str | None
+
+
+@dataclass(frozen=True)
+class Observed:
+    links: dict = field(default_factory=dict)          # name -> LinkView
+    routes: frozenset = frozenset()                    # RouteView (main table)
+    nft_tables: frozenset = frozenset()                # table names in family ip
+    tc: dict = field(default_factory=dict)             # dev -> {direction: filter name}
+    tc_users: dict = field(default_factory=dict)       # dev -> fans with programs on it
+    sysctls: dict = field(default_factory=dict)        # key -> value
+    files: dict = field(default_factory=dict)          # relpath -> text (files we may write)
+    dnsmasq_running: bool = False
