@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from fangen.config.model import Fan
 from fangen.errors import ConfigError, FangenError
-from fangen.runtime import lock
+from fangen.runtime import announce, lock
 from fangen.runtime import observe as observe_mod
 from fangen.runtime import plan as P
 from fangen.runtime import state as state_mod
@@ -102,6 +102,7 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
         execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
     if not skip:
         verify(host, target)
+    announce.address(host, resolved)        # peers that tried while it was absent
     return UpResult(fan, target, actions, notes)
 
 
