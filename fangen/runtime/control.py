@@ -88,6 +88,7 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
     ``skip``: actions not to take (repairs ``run`` gave up on, fangen.runtime.repairs);
     the fan is then not verified."""
     notes = []
+    announce.address(host, resolved)        # peers that tried while it was absent
     target, actions = plan_for(host, fan, resolved)
     if skip:
         actions = [a for a in actions if a not in skip]
@@ -102,7 +103,6 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
         execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
     if not skip:
         verify(host, target)
-    announce.address(host, resolved)        # peers that tried while it was absent
     return UpResult(fan, target, actions, notes)
 
 

@@ -213,8 +213,8 @@ def test_a_device_without_arp_gets_nothing(pair):
 
 
 def test_fangen_run_announces_the_underlay_when_it_appears_and_comes_back(pair, tmp_path):
-    """The hooks: ``fangen run`` waiting for its underlay announces it once the fan is up
-    on it, and again when the same address comes back with the fan left as it was."""
+    """The hooks: ``fangen run`` waiting for its underlay announces it when it brings the
+    fan up on it, and again when the same address comes back with the fan left as it was."""
     run, h, p = pair
     root = str(tmp_path / "root")
     cli.install(root, FANS)
