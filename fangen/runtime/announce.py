@@ -48,9 +48,10 @@ frame goes at once and two more (``SCHEDULE``) cover a lost frame well inside th
 
 Scope: only on the underlay interface fangen resolved (its name and index checked again
 in this namespace), only for the address the fan runs over, only on an Ethernet device
-that does ARP; nothing on the device is changed.  When the socket cannot be opened or a
-send fails, one line is logged (once per reason and process) and nothing else happens:
-the peers then wait for their own retry, as without this module.
+that does ARP (any other is skipped without a word: no peer there caches the address by
+ARP); nothing on the device is changed.  When the socket cannot be opened or a send
+fails, one line is logged (once per reason and process) and nothing else happens: the
+peers then wait for their own retry, as without this module.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def address(host, resolved, schedule: tuple = SCHEDULE) -> threading.Thread | No
     most the last delay of ``schedule``.  Never raises."""
     try:
         sock, data = _open(resolved)
+    except _NoArp:
+        return None             # nothing there caches addresses by ARP: nothing to say
     except _Skip as exc:
         _once(host, f"{resolved.ifname}: {resolved.address} not announced: {exc}")
         return None
@@ -110,6 +113,10 @@ def address(host, resolved, schedule: tuple = SCHEDULE) -> threading.Thread | No
 
 class _Skip(Exception):
     pass
+
+
+class _NoArp(_Skip):
+    """Not an Ethernet device, or one without ARP (NOARP: dummy, point-to-point)."""
 
 
 def _open(resolved) -> tuple[socket.socket, bytes]:
@@ -129,11 +136,11 @@ def _open(resolved) -> tuple[socket.socket, bytes]:
         sock.bind((name, 0))
         hatype, mac = sock.getsockname()[3:5]
         if hatype != ARPHRD_ETHER or len(mac) != 6:
-            raise _Skip(f"not an Ethernet device (hardware type {hatype})")
+            raise _NoArp(f"not an Ethernet device (hardware type {hatype})")
         flags = struct.unpack_from("H", fcntl.ioctl(
             sock.fileno(), SIOCGIFFLAGS, struct.pack("16s24x", name.encode())), 16)[0]
         if flags & IFF_NOARP:
-            raise _Skip("the device does not use ARP (NOARP)")
+            raise _NoArp("the device does not use ARP (NOARP)")
         return sock, frame(mac, resolved.address)
     except OSError as exc:
         sock.close()

@@ -25,7 +25,7 @@ from fangen.runtime import announce
 from fangen.runtime.underlay import Resolved
 from tests.harness import cli
 from tests.harness.host import PYTHON, wait_for
-from tests.harness.ns import Run, in_netns, ip, sysctl, veth
+from tests.harness.ns import Run, in_netns, ip, nsexec, sysctl, veth
 from tests.harness.packets import UdpListener
 
 pytestmark = [
@@ -194,7 +194,8 @@ def test_the_schedule_goes_out_on_the_resolved_interface_only(pair):
         on_q.close()
 
 
-def test_a_device_without_arp_gets_nothing(pair):
+def test_a_device_without_arp_gets_nothing_and_no_complaint(pair):
+    """NOARP and non-Ethernet devices have no ARP caches to update: skipped, not logged."""
     _, h, p = pair
     ip(h, "addr", "add", f"{HOST_ADDR}/16", "dev", "ul0")
     ip(h, "link", "set", "ul0", "arp", "off")
@@ -205,9 +206,7 @@ def test_a_device_without_arp_gets_nothing(pair):
             assert announce.address(log, resolved(h)) is None
             assert announce.address(log, resolved(h, "lo", "127.0.0.1")) is None
         assert on_p.frames() == []
-        assert log.lines == [
-            "ul0: 172.16.3.4 not announced: the device does not use ARP (NOARP)",
-            "lo: 127.0.0.1 not announced: not an Ethernet device (hardware type 772)"]
+        assert log.lines == []
     finally:
         on_p.close()
 
@@ -247,3 +246,25 @@ def test_fangen_run_announces_the_underlay_when_it_appears_and_comes_back(pair, 
     finally:
         on_p.close()
         cli.fangen(h, root, "down", "fan250", check=False)
+
+
+def test_without_cap_net_raw_it_says_so_once_and_goes_on(pair):
+    """No packet socket (CAP_NET_RAW dropped from the bounding set): one line, no raise."""
+    _, h, _ = pair
+    ip(h, "addr", "add", f"{HOST_ADDR}/16", "dev", "ul0")
+    index = resolved(h).ifindex
+    script = (
+        "import sys\n"
+        "from ipaddress import IPv4Address, IPv4Network\n"
+        "from fangen.runtime import announce\n"
+        "from fangen.runtime.underlay import Resolved\n"
+        "class Host:\n"
+        "    log = None\n"
+        f"r = Resolved('ul0', {index}, IPv4Address('{HOST_ADDR}'), "
+        "IPv4Network('172.16.0.0/16'), 1500)\n"
+        "print(announce.address(Host(), r), announce.address(Host(), r))\n")
+    res = nsexec(h, "setpriv", "--bounding-set", "-net_raw", PYTHON, "-c", script,
+                 env=cli.env())
+    assert res.stdout == "None None\n"
+    assert res.stderr == ("fangen: ul0: 172.16.3.4 not announced: cannot open a packet "
+                          "socket (Operation not permitted)\n")
