@@ -11,7 +11,10 @@ in a tight loop (ICMP echo, 10 ms timeout each).  Timestamps, all on one clock:
 
 * t_addr: RTM_NEWADDR for the lease on host 2's up0 (a netlink listener there),
 * t_gw:   RTM_NEWADDR for the slice gateway on host 2's fan bridge,
-* t_reply: the first echo reply c11 receives.
+* t_reply: the first echo reply c11 receives;
+* per round also: when host 2's ``fangen run`` said READY=1, when host 1 received
+  host 2's announcements (a packet socket on host 1's up0), and host 2's first other
+  ARP there (usually its reply to host 1's own retry: what ends the wait without one).
 
 Three modes, alternated round by round (bench/stats.rotated: none always first):
 
@@ -35,6 +38,7 @@ Prints per-round times and, per mode, median [min..max] and the IQR; asserts not
 Target: t_reply - t_addr under 200 ms in every mode but ``blocked``.
 
 Run as root: /usr/bin/python3 bench/convergence.py [--rounds 7] [--modes normal,early]
+[--ping-early (early,blocked only)] [--seed N] [--keep (keep the hosts' logs)]
 """
 
 from __future__ import annotations
