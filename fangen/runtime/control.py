@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from fangen.config.model import Fan
 from fangen.errors import ConfigError, FangenError
-from fangen.runtime import lock
 from fangen.runtime import actions as A
+from fangen.runtime import announce, lock
 from fangen.runtime import observe as observe_mod
 from fangen.runtime import plan as P
 from fangen.runtime import state as state_mod
@@ -89,6 +89,7 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
     ``skip``: actions not to take (repairs ``run`` gave up on, fangen.runtime.repairs);
     the fan is then not verified."""
     notes = []
+    announce.address(host, resolved)        # peers that tried while it was absent
     target, actions = plan_for(host, fan, resolved)
     if skip:
         actions = [a for a in actions if a not in skip]

@@ -33,7 +33,7 @@ import sys
 import time
 
 from fangen.errors import FangenError
-from fangen.runtime import control, lock, repairs
+from fangen.runtime import announce, control, lock, repairs
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
 from fangen.runtime.sdnotify import notify
@@ -182,6 +182,8 @@ class Follower:
                     self.log(line)
             todo = [a for a in actions if a not in skip]
             if not todo:
+                if moved:           # back on an address with the fan as it was
+                    announce.address(self.host, resolved)
                 self._note_foreign()
                 return              # nothing to change: no lock taken
             if repairing:           # counted when tried: it may be undone before verify
