@@ -153,9 +153,7 @@ class FanMap6:
         host = IPv4Address(host)
         if host not in self.underlay:
             raise FanMapError(f"{host} is not in the underlay {self.underlay}")
-        hostpart = int(host) & int(self.underlay.hostmask)
-        net = int(self.overlay.network_address) | (hostpart << self.shift)
-        return IPv6Network((net, self.slice_prefix))
+        return slice6_for_hostpart(self.overlay, int(host) & int(self.underlay.hostmask))
 
     def host_for_address(self, addr: IPv6Address | str) -> IPv4Address:
         """The underlay host that owns an IPv6 overlay address."""
@@ -170,6 +168,19 @@ class FanMap6:
         if addr not in self.overlay:
             raise FanMapError(f"{addr} is not in the overlay6 {self.overlay}")
         return IPv6Network((addr, self.slice_prefix), strict=False)
+
+
+def slice6_for_hostpart(overlay6: IPv6Network, hostpart: int) -> IPv6Network:
+    """The /64 of the host whose underlay host bits are ``hostpart``."""
+    net = int(overlay6.network_address) | (hostpart << (128 - SLICE6_PREFIX))
+    return IPv6Network((net, SLICE6_PREFIX))
+
+
+def hostpart_of_slice(fmap_overlay: IPv4Network, slice_net: IPv4Network) -> int:
+    """The underlay host bits of the host that owns an IPv4 slice (its IPv6 slice
+    follows from them, whatever the underlay network is)."""
+    return (int(slice_net.network_address) & int(fmap_overlay.hostmask)) >> \
+        (32 - slice_net.prefixlen)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
-from fangen.fanmap import FanMap, FanMap6, Slice, Slice6
+from fangen.fanmap import (FanMap, FanMap6, Slice, Slice6, hostpart_of_slice,
+                           slice6_for_hostpart)
 
 DEFAULT_UNDERLAY_PREFIX = 16          # fanctl's default for 'default' and a bare interface
 DEFAULT_VXLAN_PORT = 8472
@@ -175,6 +176,14 @@ class Fan:
         host = IPv4Address(host)
         network = underlay_network or IPv4Network((host, self.underlay.prefixlen), strict=False)
         return Slice6(self.fanmap6(network).slice_for_host(host))
+
+    def slice6_of(self, slice_net: IPv4Network) -> Slice6 | None:
+        """The IPv6 slice of the host that owns the IPv4 slice ``slice_net`` (None
+        without overlay6): the renderers get the IPv4 slice and derive this one."""
+        if self.overlay6 is None:
+            return None
+        return Slice6(slice6_for_hostpart(self.overlay6,
+                                          hostpart_of_slice(self.overlay, slice_net)))
 
     @property
     def static_slice6(self) -> Slice6 | None:

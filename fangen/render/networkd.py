@@ -51,6 +51,10 @@ def tunnel_kind(fan: Fan) -> str:
 
 def _bridge_network(fan: Fan) -> str:
     lines = _common_network(fan.bridge, "bridge")
+    if fan.overlay6 is not None:
+        # dual-stack: router advertisements come from the bridge's link-local address,
+        # and the containers' IPv6 default router is that address
+        lines[lines.index("LinkLocalAddressing=no")] = "LinkLocalAddressing=ipv6"
     static = fan.static_slice
     if static is not None:
         lines += _slice_bridge_lines(fan, static)
@@ -68,7 +72,13 @@ def _tunnel_network(fan: Fan) -> str:
 
 
 def _slice_bridge_lines(fan: Fan, sl: Slice) -> list[str]:
-    return [f"Address={sl.gateway}/{fan.bridge_prefix}"]
+    lines = [f"Address={sl.gateway}/{fan.bridge_prefix}"]
+    sl6 = fan.slice6_of(sl.network)
+    if sl6 is not None:
+        # the IPv6 slice's first address with the overlay6 prefix: the whole IPv6
+        # overlay is on the bridge, as the IPv4 one is on a VXLAN fan's bridge
+        lines.append(f"Address={sl6.gateway}/{fan.overlay6.prefixlen}")
+    return lines
 
 
 def _slice_tunnel_lines(fan: Fan, sl: Slice) -> list[str]:

@@ -236,9 +236,13 @@ def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tupl
         if keep and notes is not None:
             notes.append(f"{name}: net.ipv4.ip_forward stays on: needed by "
                          + "; ".join(keep))
+    keep6 = _ipv6_forwarding_users(host, state, others, notes)
     obs = observe_mod.observe(host, name, state.bridge or name, state.tunnel or f"{name}-tun",
                               state)
     actions = P.plan_down(state, obs, last_fan=not others and not keep, purge=purge)
+    if keep6:
+        actions = [a for a in actions
+                   if not (isinstance(a, P.SetSysctl) and a.key == P.FORWARD6_SYSCTL)]
     actions = _only_marked(host, state, actions, notes)
     if notes is not None:
         for a in actions:
@@ -250,6 +254,19 @@ def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tupl
                 notes.append(f"{name}: deleted bridge {a.name} with {', '.join(ports)} "
                              "attached: their containers are detached")
     return actions, state
+
+
+def _ipv6_forwarding_users(host, state, others: list, notes: list | None) -> list:
+    """Why IPv6 forwarding must stay on when the last (dual-stack) fan goes down."""
+    if others or P.FORWARD6_SYSCTL not in state.sysctls:
+        return []
+    from fangen.runtime import forwarding
+
+    keep = forwarding.users(host, family=6)
+    if keep and notes is not None:
+        notes.append(f"{state.name}: net.ipv6.conf.all.forwarding stays on: needed by "
+                     + "; ".join(keep))
+    return keep
 
 
 def _only_marked(host, state, actions: list, notes: list | None) -> list:

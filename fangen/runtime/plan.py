@@ -23,6 +23,7 @@ from fangen.runtime.state import State
 from fangen.runtime.underlay import Resolved
 
 FORWARD_SYSCTL = "net/ipv4/ip_forward"
+FORWARD6_SYSCTL = "net/ipv6/conf/all/forwarding"     # a dual-stack fan's (overlay6)
 
 
 class PlanError(FangenError):
@@ -544,6 +545,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     # forwarding in this namespace
     if obs.sysctls.get(FORWARD_SYSCTL) != "1":
         actions.append(SetSysctl(FORWARD_SYSCTL, "1"))
+    if fan.overlay6 is not None and obs.sysctls.get(FORWARD6_SYSCTL) != "1":
+        actions.append(SetSysctl(FORWARD6_SYSCTL, "1"))
 
     # networkd drop-ins, so networkd agrees (and a networkd restart keeps the fan)
     files: dict[str, str] = {}

@@ -1,0 +1,105 @@
+"""What a dual-stack fan (overlay6) renders: exact networkd, dnsmasq and nft text, and the
+runtime plan's IPv6 forwarding (on at up, back at down only when fangen changed it)."""
+
+from fangen.config.model import build
+from fangen.render import dnsmasq, networkd, nft
+from fangen.runtime import forwarding
+from fangen.runtime import plan as P
+from fangen.runtime.state import State
+from tests.unit.test_runtime_plan import UL, converge, fan, target
+
+
+def ds(**extra):
+    return fan("ds", type="vxlan", overlay6="fd5a:fa00::/48", **extra)
+
+
+def test_bridge_gets_link_local_and_the_ipv6_slice_first_address():
+    f = build("ds", {"overlay": "250.0.0.0/8", "underlay": "172.16.3.4/16", "type": "vxlan",
+                     "overlay6": "fd5a:fa00::/48"})
+    text = networkd.render(f, "x")["run/systemd/network/10-fangen-ds.network"]
+    assert "LinkLocalAddressing=ipv6\n" in text and "LinkLocalAddressing=no" not in text
+    assert text.endswith("Address=250.3.4.1/8\nAddress=fd5a:fa00:0:304::1/48\n")
+    tunnel = networkd.render(f, "x")["run/systemd/network/10-fangen-ds-tun.network"]
+    assert "LinkLocalAddressing=no\n" in tunnel                  # the port has no address
+    dropin = networkd.slice_dropins(ds(), P.Target(ds(), UL, "upstream").slice)
+    assert dropin["run/systemd/network/10-fangen-ds.network.d/50-slice.conf"].endswith(
+        "[Network]\nAddress=250.3.4.1/8\nAddress=fd5a:fa00:0:304::1/48\n")
+
+
+def test_ipv4_only_fan_is_unchanged():
+    f = fan("v4", type="vxlan")
+    sl = P.Target(f, UL, "upstream").slice
+    assert "enable-ra" not in dnsmasq.render(f, sl, 1450)
+    assert "ip6" not in nft.ruleset(f, sl.network, UL.network, UL.address)
+    assert "LinkLocalAddressing=no" in networkd.render(f, "x")["run/systemd/network/10-fangen-v4.network"]
+
+
+def test_dnsmasq_router_advertisements():
+    sl = P.Target(ds(), UL, "upstream").slice
+    six = dnsmasq.render(ds(), sl, 1450).split("option:dns-server,250.3.4.1\n")[1]
+    assert six == ("listen-address=fd5a:fa00:0:304::1\n"
+                   "enable-ra\n"
+                   "ra-param=ds,mtu:1450,60,1800\n"
+                   "dhcp-range=fd5a:fa00:0:304::,ra-only,64,3600s\n"
+                   "dhcp-option=option6:dns-server,[fd5a:fa00:0:304::1]\n")
+    stateful = dnsmasq.render(ds(dhcp6=True, dns=False, **{"host-reserve": 9}), sl, 1400)
+    assert stateful.endswith("port=0\n"
+                             "listen-address=fd5a:fa00:0:304::1\n"
+                             "enable-ra\n"
+                             "ra-param=ds,mtu:1400,60,1800\n"
+                             "dhcp-range=fd5a:fa00:0:304::a,fd5a:fa00:0:304::ffff:ffff,slaac,"
+                             "64,3600s\n")
+
+
+def test_nft_ip6_table():
+    sl = P.Target(ds(), UL, "upstream").slice
+    text = nft.ruleset(ds(), sl.network, UL.network, UL.address)
+    six = text[text.index("table ip6 fangen-ds {"):]
+    assert six == ("table ip6 fangen-ds {\n"
+                   "\tchain postrouting {\n"
+                   "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+                   "\t\tip6 saddr fd5a:fa00:0:304::/64 ip6 daddr != fd5a:fa00::/48 masquerade\n"
+                   "\t}\n"
+                   "\tchain input {\n"
+                   "\t\ttype filter hook input priority filter; policy accept;\n"
+                   '\t\tip6 daddr fd5a:fa00:0:304::1 iifname != { "ds", "ds-tun", "lo" } drop\n'
+                   "\t}\n"
+                   "\tchain forward {\n"
+                   "\t\ttype filter hook forward priority filter; policy accept;\n"
+                   '\t\toifname != { "ds", "ds-tun" } accept\n'
+                   "\t\tct state established,related accept\n"
+                   '\t\tiifname "ds" accept\n'
+                   '\t\tiifname "ds-tun" oifname "ds" accept\n'
+                   "\t\tct status dnat accept\n"
+                   "\t\tdrop\n"
+                   "\t}\n"
+                   "}\n")
+
+
+def test_up_turns_ipv6_forwarding_on_and_down_restores_it():
+    t = target(ds())
+    obs = converge(t)
+    off = P.Observed(**{**obs.__dict__, "sysctls": {P.FORWARD_SYSCTL: "1",
+                                                    P.FORWARD6_SYSCTL: "0"}})
+    acts = [a for a in P.plan_up(t, off, None) if isinstance(a, P.SetSysctl)]
+    assert acts == [P.SetSysctl(P.FORWARD6_SYSCTL, "1")]
+    v4 = target(fan("ds", type="vxlan"))
+    assert not [a for a in P.plan_up(v4, converge(v4), None)
+                if isinstance(a, P.SetSysctl)]
+    state = State("ds", sysctls={P.FORWARD6_SYSCTL: "0"})
+    on = P.Observed(sysctls={P.FORWARD6_SYSCTL: "1"})
+    assert [a for a in P.plan_down(state, on) if isinstance(a, P.SetSysctl)] == \
+        [P.SetSysctl(P.FORWARD6_SYSCTL, "0", restore=True)]
+
+
+def test_ipv6_forwarding_users_read_ip6_and_inet_tables():
+    chains = ("table ip6 docker6 {\n\tchain fwd {\n\t\ttype filter hook forward priority 0; "
+              "policy accept;\n\t}\n}\n"
+              "table ip v4only {\n\tchain fwd {\n\t\ttype filter hook forward priority 0; "
+              "policy accept;\n\t}\n}\n"
+              "table ip6 fangen-ds {\n\tchain forward {\n\t\ttype filter hook forward "
+              "priority filter; policy accept;\n\t}\n}\n")
+    assert forwarding.users_from_chains(chains, forwarding.FAMILIES6) == \
+        ["nft table ip6 docker6, chain fwd (filter hook forward)"]
+    assert forwarding.users_from_chains(chains) == \
+        ["nft table ip v4only, chain fwd (filter hook forward)"]
