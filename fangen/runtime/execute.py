@@ -197,7 +197,7 @@ def _create_tunnel(a: P.CreateTunnel, host, nl: Netlink) -> None:
 
 
 def _attach(a: P.AttachPrograms, host, nl: Netlink) -> None:
-    from ipaddress import IPv4Network
+    from ipaddress import IPv4Network, IPv6Network
 
     from fangen.datapath import upstream
     from fangen.datapath.fanprog import FanParams
@@ -206,7 +206,7 @@ def _attach(a: P.AttachPrograms, host, nl: Netlink) -> None:
     if idx is None:
         raise FangenError(f"cannot attach the fan programs: {a.dev} does not exist")
     params = FanParams(IPv4Network(a.overlay), IPv4Network(a.underlay), IPv4Network(a.slice),
-                       a.vni, a.mode)
+                       a.vni, a.mode, overlay6=IPv6Network(a.overlay6) if a.overlay6 else None)
     try:
         found = upstream.attach(host.ipr, idx, params, a.fan or None)
     except OSError as exc:

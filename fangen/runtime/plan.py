@@ -229,14 +229,17 @@ class AttachPrograms:
     vni: int
     fan: str = ""                  # whose programs (several fans may share the device)
     shared: bool = False
+    overlay6: str = ""             # a dual-stack fan's (fangen.datapath.fanprog6)
 
     def params(self) -> dict:
+        six = {"overlay6": self.overlay6} if self.overlay6 else {}
         return {"mode": self.mode, "overlay": self.overlay, "underlay": self.underlay,
-                "slice": self.slice, "vni": self.vni}
+                "slice": self.slice, "vni": self.vni, **six}
 
     def __str__(self):
+        six = f", overlay6 {self.overlay6}" if self.overlay6 else ""
         return (f"attach tc programs to {self.dev} ({self.mode}, overlay {self.overlay}, "
-                f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni})")
+                f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni}{six})")
 
 
 @dataclass(frozen=True)
@@ -527,7 +530,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     if t.external:
         attach = AttachPrograms(dev, fan.type, str(fan.overlay),
                                 str(t.underlay.network), str(sl.network),
-                                fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared)
+                                fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared,
+                                str(fan.overlay6) if fan.overlay6 is not None else "")
         recorded = state.tc.get(dev, {}).get("params")
         attached = obs.tc.get(dev, {})
         if tunnel is None or recreate or recorded != attach.params() or \
