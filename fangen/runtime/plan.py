@@ -93,6 +93,13 @@ class Target:
         return f"{self.slice.gateway}/{self.fan.bridge_prefix}"
 
     @property
+    def bridge_address6(self) -> str:
+        """A dual-stack fan's IPv6 bridge address (the IPv6 slice's ::1 with the overlay6
+        prefix), or ""."""
+        sl6 = self.fan.slice6_of(self.slice.network)
+        return "" if sl6 is None else f"{sl6.gateway}/{self.fan.overlay6.prefixlen}"
+
+    @property
     def external(self) -> bool:
         return self.datapath == "upstream"
 
@@ -498,9 +505,11 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
 
     # bridge address: ours from before that is no longer right goes first
     want_addr = t.bridge_address
+    want6 = t.bridge_address6
+    wanted = [(fan.bridge, want_addr)] + ([(fan.bridge, want6)] if want6 else [])
     have = bridge.addresses if bridge is not None else frozenset()
     for entry in state.addresses:
-        if (entry["dev"], entry["address"]) != (fan.bridge, want_addr) and \
+        if (entry["dev"], entry["address"]) not in wanted and \
                 entry["dev"] in obs.links and \
                 entry["address"] in obs.links[entry["dev"]].addresses:
             actions.append(DelAddress(entry["dev"], entry["address"]))
@@ -512,6 +521,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
         prefix = str(IPv4Interface(want_addr).network)
         if not any(r.dst == prefix and r.dev == fan.bridge for r in obs.routes):
             actions.append(RestoreRoute(prefix, fan.bridge, gateway))
+    if want6 and want6 not in have:
+        actions.append(AddAddress(fan.bridge, want6))
 
     # routes (IPIP routes the whole overlay via the tunnel; VXLAN bridges it)
     want_routes = []
@@ -592,7 +603,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             ("tunnel_spec", tuple(_spec_key(spec))),
             # the bridge address and routes are ours even when networkd put them there
             # first (from our drop-in): down removes them with the drop-in
-            ("own_addresses", ((fan.bridge, want_addr),)),
+            ("own_addresses", tuple(wanted)),
             ("own_routes", tuple((r.dst, r.dev, r.src) for r in want_routes)),
             # a bridge networkd made from our .netdev: down deletes it once that file is
             # gone (the fan left the configuration), as networkd never removes a netdev
@@ -601,7 +612,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     owned = {(a["dev"], a["address"]) for a in state.addresses}
     owned_routes = {(r["dst"], r["dev"], r["src"]) for r in state.routes}
     if actions or state.slice != str(sl.network) or state.datapath != t.datapath or \
-            (fan.bridge, want_addr) not in owned or \
+            any(pair not in owned for pair in wanted) or \
             dict(info)["networkd_bridge"] != bool(state.links.get(fan.bridge, {}).get(
                 "networkd")) or \
             any((r.dst, r.dev, r.src) not in owned_routes for r in want_routes):

@@ -103,3 +103,25 @@ def test_ipv6_forwarding_users_read_ip6_and_inet_tables():
         ["nft table ip6 docker6, chain fwd (filter hook forward)"]
     assert forwarding.users_from_chains(chains) == \
         ["nft table ip v4only, chain fwd (filter hook forward)"]
+
+
+def test_up_adds_the_ipv6_bridge_address_and_down_removes_it():
+    t = target(ds())
+    assert t.bridge_address6 == "fd5a:fa00:0:304::1/48"
+    obs = converge(t)
+    acts = P.plan_up(t, obs, None)
+    assert P.AddAddress("ds", "fd5a:fa00:0:304::1/48") in acts
+    [record] = [a for a in acts if isinstance(a, P.Record)]
+    assert dict(record.info)["own_addresses"] == (("ds", "250.3.4.1/8"),
+                                                  ("ds", "fd5a:fa00:0:304::1/48"))
+    state = State("ds", addresses=[{"dev": "ds", "address": "250.3.4.1/8"},
+                                   {"dev": "ds", "address": "fd5a:fa00:0:304::1/48"}])
+    bridge = obs.links["ds"]
+    both = P.LinkView("ds", bridge.index, "bridge", bridge.mtu, True, None,
+                      frozenset({"250.3.4.1/8", "fd5a:fa00:0:304::1/48"}))
+    up_again = P.plan_up(t, P.Observed(**{**obs.__dict__, "links": {**obs.links, "ds": both}}),
+                         state)
+    assert not [a for a in up_again if isinstance(a, (P.AddAddress, P.DelAddress))]
+    down = P.plan_down(state, P.Observed(links={"ds": both}), last_fan=False)
+    assert [a for a in down if isinstance(a, P.DelAddress)] == [
+        P.DelAddress("ds", "250.3.4.1/8"), P.DelAddress("ds", "fd5a:fa00:0:304::1/48")]
