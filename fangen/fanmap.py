@@ -183,15 +183,42 @@ def hostpart_of_slice(fmap_overlay: IPv4Network, slice_net: IPv4Network) -> int:
         (32 - slice_net.prefixlen)
 
 
+# The fan bridge's IPv6 link-local address carries the host bits too: fe80::fa:0:H:H
+# (interface identifier 00fa:0000 followed by the 32-bit host part).  A host forwarding
+# into another host's slice sends its neighbour solicitations from its link-local
+# address (the kernel's choice for a packet that is not its own), and the answer is
+# addressed to it: from this address alone the datapath knows where to send it.
+LINK_LOCAL_MARK = 0xFE80_0000_0000_0000_00FA_0000_0000_0000
+LINK_LOCAL_MASK = ~0xFFFF_FFFF & ((1 << 128) - 1)
+
+
+def host_link_local(hostpart: int) -> IPv6Address:
+    """The fan bridge's link-local address of the host with these underlay host bits."""
+    return IPv6Address(LINK_LOCAL_MARK | hostpart)
+
+
+def hostpart_of_link_local(addr: IPv6Address | str) -> int | None:
+    """The host bits a fan bridge's link-local address carries, or None when ``addr``
+    is not one."""
+    value = int(IPv6Address(addr))
+    return value & 0xFFFF_FFFF if value & LINK_LOCAL_MASK == LINK_LOCAL_MARK else None
+
+
 @dataclass(frozen=True)
 class Slice6:
-    """A host's IPv6 slice; the bridge holds its first address, containers autoconfigure."""
+    """A host's IPv6 slice; the bridge holds its first address and ``link_local``,
+    containers autoconfigure and take ``link_local`` as their router."""
 
     network: IPv6Network
+    hostpart: int = 0
 
     @property
     def gateway(self) -> IPv6Address:
         return self.network.network_address + 1
+
+    @property
+    def link_local(self) -> IPv6Address:
+        return host_link_local(self.hostpart)
 
 
 def resolve(fmap: FanMap, address: IPv4Address | IPv6Address | str,

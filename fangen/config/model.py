@@ -175,15 +175,16 @@ class Fan:
             return None
         host = IPv4Address(host)
         network = underlay_network or IPv4Network((host, self.underlay.prefixlen), strict=False)
-        return Slice6(self.fanmap6(network).slice_for_host(host))
+        return Slice6(self.fanmap6(network).slice_for_host(host),
+                      int(host) & int(network.hostmask))
 
     def slice6_of(self, slice_net: IPv4Network) -> Slice6 | None:
         """The IPv6 slice of the host that owns the IPv4 slice ``slice_net`` (None
         without overlay6): the renderers get the IPv4 slice and derive this one."""
         if self.overlay6 is None:
             return None
-        return Slice6(slice6_for_hostpart(self.overlay6,
-                                          hostpart_of_slice(self.overlay, slice_net)))
+        hostpart = hostpart_of_slice(self.overlay, slice_net)
+        return Slice6(slice6_for_hostpart(self.overlay6, hostpart), hostpart)
 
     @property
     def static_slice6(self) -> Slice6 | None:

@@ -10,9 +10,12 @@ IPv4 one:
   solicitation (ICMPv6 type 135 right after the fixed header) the target address
   in its payload: solicitations go to a solicited-node multicast address, and the
   target says which host owns the neighbour, as the ARP target does for IPv4;
-* outside the overlay6 (link-local, every multicast that is not a solicitation:
-  router advertisements, MLD, DAD for link-local addresses): not ours, next filter,
-  so it stays on this host's bridge;
+* a fan bridge's link-local address (fe80::fa:0:H:H, :func:`fangen.fanmap.host_link_local`)
+  carries the host bits H: a host forwarding into another host's slice solicits from
+  it, and the answer goes back to that host (its own: drop);
+* outside the overlay6 (other link-local addresses, every multicast that is not a
+  solicitation: router advertisements, MLD, DAD for link-local addresses): not ours,
+  next filter, so it stays on this host's bridge;
 * in this host's own IPv6 slice (DAD for the host's own addresses, a solicitation
   for a local container): drop, it never leaves the host;
 * else the remote underlay host is the underlay network with the host bits read
@@ -33,18 +36,26 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from fangen.datapath.bpf import (
+    ADD,
     AND,
     B,
     DW,
+    FN_SKB_LOAD_BYTES,
     FP,
     JEQ,
+    JGT,
     JNE,
     OR,
+    R0,
     R1,
     R2,
+    R3,
+    R4,
     R6,
     R7,
     R8,
+    R9,
+    RSH,
     SKB_MARK,
     TK_REMOTE_IPV4,
     TK_TTL,
@@ -53,21 +64,26 @@ from fangen.datapath.bpf import (
     Item,
     Label,
     alu32_imm,
+    alu64_imm,
     alu64_reg,
     be,
+    call,
     ja,
     jmp_imm,
     jmp_reg,
     ld_imm64,
     ldx_mem,
+    mov32_reg,
+    mov64_imm,
     mov64_reg,
     st_mem,
     stx_mem,
 )
 from fangen.fanmap import (
-    SLICE6_PREFIX,
+    LINK_LOCAL_MARK,
     FanMap6,
     FanMapError,
+    hostpart_of_link_local,
     hostpart_of_slice,
     slice6_for_hostpart,
 )
@@ -110,20 +126,32 @@ class Params6:
     def fanmap6(self) -> FanMap6:
         return FanMap6(self.overlay6, self.underlay)
 
+    @property
+    def host_mask(self) -> int:
+        return int(self.underlay.hostmask)
+
+    @property
+    def own_hostpart(self) -> int:
+        return (int(self.own_slice6.network_address) >> 64) & self.host_mask
+
 
 def egress_decision6(p6: Params6, addr: IPv6Address | str) -> tuple[str, IPv4Address | None]:
     """The reference for the emitted code: ("next", None), ("drop", None) or
     ("pass", remote) for the address that decides (destination or NS target)."""
     addr = IPv6Address(addr)
-    if addr not in p6.overlay6:
-        return "next", None
-    if addr in p6.own_slice6:
+    if addr in p6.overlay6:
+        if addr in p6.own_slice6:
+            return "drop", None
+        hostpart = (int(addr) >> 64) & p6.host_mask
+    else:
+        hostpart = hostpart_of_link_local(addr)
+        if hostpart is None or hostpart > p6.host_mask:
+            return "next", None
+        if hostpart == p6.own_hostpart:
+            return "drop", None
+    if p6.underlay.prefixlen <= 30 and hostpart in (0, p6.host_mask):
         return "drop", None
-    remote = p6.fanmap6.host_for_address(addr)
-    if p6.underlay.prefixlen <= 30 and remote in (p6.underlay.network_address,
-                                                  p6.underlay.broadcast_address):
-        return "drop", None
-    return "pass", remote
+    return "pass", IPv4Address(int(p6.underlay.network_address) | hostpart)
 
 
 def _upper64(net: IPv6Network) -> tuple[int, int]:
@@ -131,6 +159,21 @@ def _upper64(net: IPv6Network) -> tuple[int, int]:
     bits = net.prefixlen
     mask = ((1 << bits) - 1) << (64 - bits) if bits else 0
     return mask, int(net.network_address) >> 64
+
+
+def _load_at_r9(length: int, fail: str) -> list[Item]:
+    """bpf_skb_load_bytes(skb, r9, scratch, length), the offset in r9."""
+    from fangen.datapath import fanprog as v4
+
+    return [
+        mov64_reg(R1, R6),
+        mov64_reg(R2, R9),
+        mov64_reg(R3, FP),
+        alu64_imm(ADD, R3, v4._PKT),
+        mov64_imm(R4, length),
+        call(FN_SKB_LOAD_BYTES),
+        jmp_imm(JNE, R0, 0, fail),
+    ]
 
 
 def egress_hook(params, *, trace_mark: bool = False) -> list[Item]:
@@ -143,26 +186,38 @@ def egress_hook(params, *, trace_mark: bool = False) -> list[Item]:
 
     ov_mask, ov_net = _upper64(p6.overlay6)
     _, own = _upper64(p6.own_slice6)
-    host_bits = SLICE6_PREFIX - p6.overlay6.prefixlen          # = 32 - underlay prefix
-    host_mask = (1 << host_bits) - 1
     code: list[Item] = [
         jmp_imm(JNE, R1, ETH_P_IPV6, "next"),
         *v4._load_bytes(ETH_HLEN, 8, "next"),
         ldx_mem(B, R1, FP, v4._PKT),                       # version
         alu32_imm(AND, R1, 0xF0),
         jmp_imm(JNE, R1, 0x60, "next"),
+        mov64_imm(R9, ETH_HLEN + _DST),                    # r9: where the address is
         ldx_mem(B, R1, FP, v4._PKT + _NEXT_HEADER),
-        jmp_imm(JNE, R1, IPPROTO_ICMPV6, "v6_dst"),
-        *v4._load_bytes(ETH_HLEN + IPV6_HLEN, 1, "v6_dst"),
+        jmp_imm(JNE, R1, IPPROTO_ICMPV6, "v6_load"),
+        *v4._load_bytes(ETH_HLEN + IPV6_HLEN, 1, "v6_load"),
         ldx_mem(B, R1, FP, v4._PKT),                       # ICMPv6 type
-        jmp_imm(JNE, R1, ND_NEIGHBOR_SOLICIT, "v6_dst"),
-        *v4._load_bytes(ETH_HLEN + _NS_TARGET, 8, "next"),   # the target's upper half
-        ja("v6_map"),
-        Label("v6_dst"),
-        *v4._load_bytes(ETH_HLEN + _DST, 8, "next"),         # the destination's
-        Label("v6_map"),
+        jmp_imm(JNE, R1, ND_NEIGHBOR_SOLICIT, "v6_load"),
+        mov64_imm(R9, ETH_HLEN + _NS_TARGET),              # a solicitation: its target
+        Label("v6_load"),
+        *_load_at_r9(16, "next"),
         ldx_mem(DW, R7, FP, v4._PKT),
         be(R7, 64),                                         # r7: upper 64 bits, host order
+        *ld_imm64(R2, LINK_LOCAL_MARK >> 64),
+        jmp_reg(JNE, R7, R2, "v6_overlay"),
+        # a link-local address: a fan bridge's (fe80::fa:0:H:H) carries the host bits
+        ldx_mem(DW, R8, FP, v4._PKT + 8),
+        be(R8, 64),
+        mov64_reg(R1, R8),
+        alu64_imm(RSH, R1, 32),
+        jmp_imm(JNE, R1, (LINK_LOCAL_MARK >> 32) & 0xFFFF_FFFF, "next"),
+        mov32_reg(R8, R8),                                  # the low 32 bits: host bits
+        *ld_imm64(R2, p6.host_mask),
+        jmp_reg(JGT, R8, R2, "next"),
+        *ld_imm64(R1, p6.own_hostpart),
+        jmp_reg(JEQ, R8, R1, "drop"),                       # our own bridge
+        ja("v6_host"),
+        Label("v6_overlay"),
         mov64_reg(R1, R7),
         *ld_imm64(R2, ov_mask),
         alu64_reg(AND, R1, R2),
@@ -171,8 +226,9 @@ def egress_hook(params, *, trace_mark: bool = False) -> list[Item]:
         *ld_imm64(R2, own),
         jmp_reg(JEQ, R7, R2, "drop"),                       # our own slice stays home
         mov64_reg(R8, R7),
-        *ld_imm64(R2, host_mask),
+        *ld_imm64(R2, p6.host_mask),
         alu64_reg(AND, R8, R2),                             # r8: the host bits
+        Label("v6_host"),                                   # r2: the host mask
     ]
     if p6.underlay.prefixlen <= 30:
         code += [

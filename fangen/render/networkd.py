@@ -51,10 +51,6 @@ def tunnel_kind(fan: Fan) -> str:
 
 def _bridge_network(fan: Fan) -> str:
     lines = _common_network(fan.bridge, "bridge")
-    if fan.overlay6 is not None:
-        # dual-stack: router advertisements come from the bridge's link-local address,
-        # and the containers' IPv6 default router is that address
-        lines[lines.index("LinkLocalAddressing=no")] = "LinkLocalAddressing=ipv6"
     static = fan.static_slice
     if static is not None:
         lines += _slice_bridge_lines(fan, static)
@@ -76,8 +72,12 @@ def _slice_bridge_lines(fan: Fan, sl: Slice) -> list[str]:
     sl6 = fan.slice6_of(sl.network)
     if sl6 is not None:
         # the IPv6 slice's first address with the overlay6 prefix: the whole IPv6
-        # overlay is on the bridge, as the IPv4 one is on a VXLAN fan's bridge
+        # overlay is on the bridge, as the IPv4 one is on a VXLAN fan's bridge; and a
+        # link-local address that carries the host bits (fangen.fanmap.host_link_local)
+        # instead of the kernel's: router advertisements come from it, and answers
+        # to the host's neighbour solicitations find their way back by it
         lines.append(f"Address={sl6.gateway}/{fan.overlay6.prefixlen}")
+        lines.append(f"Address={sl6.link_local}/64")
     return lines
 
 

@@ -56,11 +56,11 @@ class Netlink:
             local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
             if local:
                 addrs.setdefault(msg["index"], set()).add(f"{local}/{msg['prefixlen']}")
-        # global IPv6 addresses too (a dual-stack fan's bridge address; link-local ones
-        # are the kernel's): none on an IPv4-only fan's devices
+        # IPv6 addresses too (a dual-stack fan's bridge addresses, global and link-local;
+        # not the host scope of lo)
         for msg in self._do("list addresses", self.ipr.get_addr, family=socket.AF_INET6):
             local = msg.get_attr("IFA_ADDRESS")
-            if local and msg["scope"] == 0:
+            if local and msg["scope"] in (0, 253):
                 addrs.setdefault(msg["index"], set()).add(f"{local}/{msg['prefixlen']}")
         out = {}
         for msg in rows:

@@ -93,11 +93,13 @@ class Target:
         return f"{self.slice.gateway}/{self.fan.bridge_prefix}"
 
     @property
-    def bridge_address6(self) -> str:
-        """A dual-stack fan's IPv6 bridge address (the IPv6 slice's ::1 with the overlay6
-        prefix), or ""."""
+    def bridge_addresses6(self) -> list[str]:
+        """A dual-stack fan's IPv6 bridge addresses (the IPv6 slice's ::1 with the overlay6
+        prefix, and the link-local address that carries the host bits), or []."""
         sl6 = self.fan.slice6_of(self.slice.network)
-        return "" if sl6 is None else f"{sl6.gateway}/{self.fan.overlay6.prefixlen}"
+        if sl6 is None:
+            return []
+        return [f"{sl6.gateway}/{self.fan.overlay6.prefixlen}", f"{sl6.link_local}/64"]
 
     @property
     def external(self) -> bool:
@@ -505,8 +507,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
 
     # bridge address: ours from before that is no longer right goes first
     want_addr = t.bridge_address
-    want6 = t.bridge_address6
-    wanted = [(fan.bridge, want_addr)] + ([(fan.bridge, want6)] if want6 else [])
+    want6 = t.bridge_addresses6
+    wanted = [(fan.bridge, want_addr)] + [(fan.bridge, addr) for addr in want6]
     have = bridge.addresses if bridge is not None else frozenset()
     for entry in state.addresses:
         if (entry["dev"], entry["address"]) not in wanted and \
@@ -521,8 +523,9 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
         prefix = str(IPv4Interface(want_addr).network)
         if not any(r.dst == prefix and r.dev == fan.bridge for r in obs.routes):
             actions.append(RestoreRoute(prefix, fan.bridge, gateway))
-    if want6 and want6 not in have:
-        actions.append(AddAddress(fan.bridge, want6))
+    for addr in want6:
+        if addr not in have:
+            actions.append(AddAddress(fan.bridge, addr))
 
     # routes (IPIP routes the whole overlay via the tunnel; VXLAN bridges it)
     want_routes = []

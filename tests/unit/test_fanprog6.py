@@ -63,6 +63,10 @@ def test_reference_decisions():
     assert egress_decision6(p6, "fd5a:fa00:0:0::8") == ("drop", None)          # 172.16.0.0
     assert egress_decision6(p6, "fd5a:fa00:0:ffff::8") == ("drop", None)       # broadcast
     assert egress_decision6(p6, "ff02::1") == ("next", None)
+    assert egress_decision6(p6, "fe80::fa:0:0:607") == ("pass", IPv4Address("172.16.6.7"))
+    assert egress_decision6(p6, "fe80::fa:0:0:304") == ("drop", None)
+    assert egress_decision6(p6, "fe80::fa:0:1:304") == ("next", None)
+    assert egress_decision6(p6, "fe80::1") == ("next", None)
 
 
 def test_unicast_and_solicitations_go_to_the_owner(loaded):
@@ -78,6 +82,23 @@ def test_unicast_and_solicitations_go_to_the_owner(loaded):
         (bpf.TC_ACT_OK, int(IPv4Address("172.16.9.9")))
     assert prog.run(icmp6("fd5a:fa00:0:304::1", "fd5a:fa00:0:909::5", 129)) == \
         (bpf.TC_ACT_OK, int(IPv4Address("172.16.9.9")))
+
+
+def test_fan_bridge_link_local_addresses_go_to_their_host(loaded):
+    """fe80::fa:0:H:H carries the host bits: the answer to a solicitation a host sent
+    from its bridge (forwarding into another slice) goes back to that host."""
+    prog = loaded(params())
+    remote = int(IPv4Address("172.16.6.7"))
+    na = icmp6("fd5a:fa00:0:909::5", "fe80::fa:0:0:607", 136,
+               IPv6Address("fd5a:fa00:0:909::5").packed)
+    assert prog.run(na) == (bpf.TC_ACT_OK, remote)
+    assert prog.run(ns("fe80::fa:0:0:607")) == (bpf.TC_ACT_OK, remote)     # NUD of it
+    for own in (udp6("fe80::fa:0:0:304"), ns("fe80::fa:0:0:304", src="::")):
+        assert prog.run(own) == (bpf.TC_ACT_SHOT, SENTINEL)
+    for other in ("fe80::fa:0:1:0",            # host bits beyond a /16 underlay's
+                  "fe80::fb:0:0:607", "fe81::fa:0:0:607"):
+        assert prog.run(udp6(other)) == (NEXT, SENTINEL), other
+    assert prog.run(udp6("fe80::fa:0:0:0")) == (bpf.TC_ACT_SHOT, SENTINEL)   # network
 
 
 def test_multicast_link_local_and_outside_stay_local(loaded):
@@ -136,13 +157,18 @@ def test_random_fans_agree_with_fanmap6(loaded, seed):
     for i in range(150):
         if i % 5 == 0:      # the own slice, now and then
             addr = p6.own_slice6.network_address + rng.getrandbits(64)
+        elif i % 5 == 1:    # a fan bridge's link-local address (or one past the host bits)
+            addr = IPv6Address(0xFE80_0000_0000_0000_00FA_0000_0000_0000 |
+                               rng.randrange(min(2 * p6.host_mask + 2, 1 << 32)))
         else:
             addr = overlay6.network_address + rng.randrange(overlay6.num_addresses)
         decision, remote = egress_decision6(p6, addr)
         seen.add(decision)
         for frame in (udp6(addr), ns(addr)):
             got = prog.run(frame)
-            if decision == "pass":
+            if decision == "next":
+                assert got == (NEXT, SENTINEL), (p, addr)
+            elif decision == "pass":
                 assert got == (bpf.TC_ACT_OK, int(remote)), (p, addr)
             else:
                 assert got == (bpf.TC_ACT_SHOT, SENTINEL), (p, addr)

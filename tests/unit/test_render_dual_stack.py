@@ -13,17 +13,19 @@ def ds(**extra):
     return fan("ds", type="vxlan", overlay6="fd5a:fa00::/48", **extra)
 
 
-def test_bridge_gets_link_local_and_the_ipv6_slice_first_address():
+def test_bridge_gets_the_ipv6_slice_first_address_and_a_host_link_local():
     f = build("ds", {"overlay": "250.0.0.0/8", "underlay": "172.16.3.4/16", "type": "vxlan",
                      "overlay6": "fd5a:fa00::/48"})
     text = networkd.render(f, "x")["run/systemd/network/10-fangen-ds.network"]
-    assert "LinkLocalAddressing=ipv6\n" in text and "LinkLocalAddressing=no" not in text
-    assert text.endswith("Address=250.3.4.1/8\nAddress=fd5a:fa00:0:304::1/48\n")
+    assert "LinkLocalAddressing=no\n" in text          # not the kernel's: fangen's own
+    assert text.endswith("Address=250.3.4.1/8\nAddress=fd5a:fa00:0:304::1/48\n"
+                         "Address=fe80::fa:0:0:304/64\n")
     tunnel = networkd.render(f, "x")["run/systemd/network/10-fangen-ds-tun.network"]
     assert "LinkLocalAddressing=no\n" in tunnel                  # the port has no address
     dropin = networkd.slice_dropins(ds(), P.Target(ds(), UL, "upstream").slice)
     assert dropin["run/systemd/network/10-fangen-ds.network.d/50-slice.conf"].endswith(
-        "[Network]\nAddress=250.3.4.1/8\nAddress=fd5a:fa00:0:304::1/48\n")
+        "[Network]\nAddress=250.3.4.1/8\nAddress=fd5a:fa00:0:304::1/48\n"
+        "Address=fe80::fa:0:0:304/64\n")
 
 
 def test_ipv4_only_fan_is_unchanged():
@@ -31,7 +33,7 @@ def test_ipv4_only_fan_is_unchanged():
     sl = P.Target(f, UL, "upstream").slice
     assert "enable-ra" not in dnsmasq.render(f, sl, 1450)
     assert "ip6" not in nft.ruleset(f, sl.network, UL.network, UL.address)
-    assert "LinkLocalAddressing=no" in networkd.render(f, "x")["run/systemd/network/10-fangen-v4.network"]
+    assert "fe80" not in networkd.render(f, "x")["run/systemd/network/10-fangen-v4.network"]
 
 
 def test_dnsmasq_router_advertisements():
@@ -107,21 +109,23 @@ def test_ipv6_forwarding_users_read_ip6_and_inet_tables():
 
 def test_up_adds_the_ipv6_bridge_address_and_down_removes_it():
     t = target(ds())
-    assert t.bridge_address6 == "fd5a:fa00:0:304::1/48"
+    six = ["fd5a:fa00:0:304::1/48", "fe80::fa:0:0:304/64"]
+    assert t.bridge_addresses6 == six
     obs = converge(t)
     acts = P.plan_up(t, obs, None)
-    assert P.AddAddress("ds", "fd5a:fa00:0:304::1/48") in acts
+    assert [a for a in acts if isinstance(a, P.AddAddress)] == \
+        [P.AddAddress("ds", addr) for addr in six]
     [record] = [a for a in acts if isinstance(a, P.Record)]
     assert dict(record.info)["own_addresses"] == (("ds", "250.3.4.1/8"),
-                                                  ("ds", "fd5a:fa00:0:304::1/48"))
-    state = State("ds", addresses=[{"dev": "ds", "address": "250.3.4.1/8"},
-                                   {"dev": "ds", "address": "fd5a:fa00:0:304::1/48"}])
+                                                  ("ds", six[0]), ("ds", six[1]))
+    state = State("ds", addresses=[{"dev": "ds", "address": a}
+                                   for a in ["250.3.4.1/8"] + six])
     bridge = obs.links["ds"]
     both = P.LinkView("ds", bridge.index, "bridge", bridge.mtu, True, None,
-                      frozenset({"250.3.4.1/8", "fd5a:fa00:0:304::1/48"}))
+                      frozenset(["250.3.4.1/8"] + six))
     up_again = P.plan_up(t, P.Observed(**{**obs.__dict__, "links": {**obs.links, "ds": both}}),
                          state)
     assert not [a for a in up_again if isinstance(a, (P.AddAddress, P.DelAddress))]
     down = P.plan_down(state, P.Observed(links={"ds": both}), last_fan=False)
     assert [a for a in down if isinstance(a, P.DelAddress)] == [
-        P.DelAddress("ds", "250.3.4.1/8"), P.DelAddress("ds", "fd5a:fa00:0:304::1/48")]
+        P.DelAddress("ds", a) for a in ["250.3.4.1/8"] + six]
