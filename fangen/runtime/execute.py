@@ -36,6 +36,10 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
     if isinstance(a, P.CreateBridge):
         existed = nl.index(a.name) is not None
         nl.create_bridge(a.name, a.mtu)
+        if a.own_link_local and not existed:
+            # before it goes up: the kernel would give it a link-local address from its
+            # MAC, which no host can map (fangen adds fe80::fa:0:H:H, fangen.fanmap)
+            _no_kernel_link_local(host, a.name)
         if not existed:
             nl.set_alias(a.name, state_mod.mark(st.name))
             st.links[a.name] = {"kind": "bridge", "created": True,
@@ -194,6 +198,12 @@ def _create_tunnel(a: P.CreateTunnel, host, nl: Netlink) -> None:
     except OSError as exc:
         raise FangenError(f"create {a.type} fan tunnel {a.name}: "
                           f"{exc.strerror or exc}") from None
+
+
+def _no_kernel_link_local(host, dev: str) -> None:
+    key = f"net/ipv6/conf/{dev}/addr_gen_mode"
+    if host.read_sysctl(key) is not None:         # no IPv6 here: nothing to generate
+        host.write_sysctl(key, "1")
 
 
 def _attach(a: P.AttachPrograms, host, nl: Netlink) -> None:

@@ -121,9 +121,11 @@ class Target:
 class CreateBridge:
     name: str
     mtu: int
+    own_link_local: bool = False   # dual-stack: no kernel link-local (fangen adds its own)
 
     def __str__(self):
-        return f"create bridge {self.name} mtu {self.mtu}"
+        extra = " addrgenmode none" if self.own_link_local else ""
+        return f"create bridge {self.name} mtu {self.mtu}{extra}"
 
 
 @dataclass(frozen=True)
@@ -450,7 +452,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     # bridge
     bridge = obs.links.get(fan.bridge)
     if bridge is None:
-        actions.append(CreateBridge(fan.bridge, t.mtu))
+        actions.append(CreateBridge(fan.bridge, t.mtu, fan.overlay6 is not None))
         actions.append(SetLink(fan.bridge, up=True))
     else:
         if bridge.kind != "bridge":

@@ -260,3 +260,57 @@ def test_down_leaves_nothing(lab):
     assert snapshot.diff(before, snapshot.snapshot(host.ns)) == {}
     assert _ipv6_state(host.ns) == before6
     assert not [p for p in pids_in(host.ns) if "dnsmasq" in cmdline(p)]
+
+
+# -- without networkd ----------------------------------------------------------------------
+
+DS_YAML = """network:
+  version: 2
+  fan:
+    fan250:
+      overlay: 250.0.0.0/8
+      underlay: 172.16.0.0/16
+      type: vxlan
+      overlay6: fd5a:fa00::/48
+"""
+
+
+def test_up_without_networkd_and_down(tmp_path):
+    """fangen makes the bridge itself (no networkd): its only link-local address is
+    fangen's (the kernel's from the MAC is never made); a container autoconfigures;
+    down restores the namespace, IPv6 forwarding included."""
+    from tests.harness import cli
+    from tests.harness.ns import Run, underlay_host, veth
+    from tests.netns.test_runtime_updown import _end_dnsmasq, snapshot as full_snapshot
+
+    run = Run("d6", ipv6=True)
+    root = str(tmp_path / "root")
+    try:
+        h, _ = underlay_host(run)                               # 172.16.3.4/16
+        c = run.netns("c")
+        veth(h, "c0", c, "eth0")
+        cli.install(root, DS_YAML)
+        # the kernel's link-local addresses of the veths first finish their DAD
+        time.sleep(0.2)
+        wait(lambda: not ip(h, "-6", "addr", "show", "tentative").stdout.strip(), 10,
+             "duplicate address detection on the host's veths")
+        before, before6 = full_snapshot(h), _ipv6_state(h)
+        cli.fangen(h, root, "up", "fan250")
+        got = json.loads(ip(h, "-j", "-6", "addr", "show", "dev", "fan250").stdout)
+        assert sorted(f"{a['local']}/{a['prefixlen']}" for a in got[0]["addr_info"]) == \
+            ["fd5a:fa00:0:304::1/48", "fe80::fa:0:0:304/64"]
+        assert nsexec(h, "cat", FORWARD6).stdout.strip() == "1"
+        ip(h, "link", "set", "c0", "master", "fan250")
+        wait(lambda: [a for link in json.loads(ip(c, "-j", "-6", "addr", "show", "dev", "eth0",
+                                                  "scope", "global").stdout or "[]")
+                      for a in link.get("addr_info", []) if "local" in a
+                      and not a.get("tentative")], 70, "a SLAAC address in the container")
+        route = ip(c, "-6", "route", "show", "default").stdout
+        assert route.startswith("default via fe80::fa:0:0:304 dev eth0"), route
+        ip(h, "link", "set", "c0", "nomaster")
+        cli.fangen(h, root, "down", "fan250")
+        assert full_snapshot(h) == before
+        assert _ipv6_state(h) == before6
+    finally:
+        _end_dnsmasq(root)
+        run.close()
