@@ -119,17 +119,21 @@ def ruleset6(fan: Fan, slice_net: IPv4Network, tunnel: str) -> str:
 
 
 def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
-                   local: IPv4Address, tunnel: str | None = None) -> str:
-    """An nft script that atomically replaces (or creates) the fan's table."""
+                   local: IPv4Address, tunnel: str | None = None, ip6: bool = False) -> str:
+    """An nft script that atomically replaces (or creates) the fan's table (and a
+    dual-stack fan's ip6 table; ``ip6``: also delete one left from when the fan had an
+    overlay6).  An IPv4-only fan's script never names the ip6 family, which a kernel
+    without IPv6 does not have."""
     name = table_name(fan.name)
-    six = f"table ip6 {name}\ndelete table ip6 {name}\n"   # a dual-stack fan's, or one
-    return (f"table ip {name}\n"                              # left from when it was
+    six = f"table ip6 {name}\ndelete table ip6 {name}\n" \
+        if ip6 or fan.overlay6 is not None else ""
+    return (f"table ip {name}\n"
             f"delete table ip {name}\n" + six
             + ruleset(fan, slice_net, underlay, local, tunnel))
 
 
-def delete_script(table: str) -> str:
-    """An nft script that deletes the table if it exists (and is a no-op otherwise),
-    with the ip6 table of the same name (a dual-stack fan's)."""
-    return (f"table ip {table}\ndelete table ip {table}\n"
-            f"table ip6 {table}\ndelete table ip6 {table}\n")
+def delete_script(table: str, ip6: bool = False) -> str:
+    """An nft script that deletes the table if it exists (and is a no-op otherwise);
+    ``ip6``: with the ip6 table of the same name (a dual-stack fan's)."""
+    six = f"table ip6 {table}\ndelete table ip6 {table}\n" if ip6 else ""
+    return f"table ip {table}\ndelete table ip {table}\n" + six

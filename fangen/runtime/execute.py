@@ -108,7 +108,7 @@ def _apply(a, host, nl: Netlink, st: State) -> None:
         st.nft_tables[a.table] = a.text
     elif isinstance(a, P.NftDelete):
         from fangen.render import nft as render_nft
-        host.nft.apply(render_nft.delete_script(a.table), f"delete nft table {a.table}")
+        host.nft.apply(render_nft.delete_script(a.table, a.ip6), f"delete nft table {a.table}")
         st.nft_tables.pop(a.table, None)
     elif isinstance(a, P.SetSysctl):
         before = host.read_sysctl(a.key)

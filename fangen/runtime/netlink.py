@@ -58,9 +58,10 @@ class Netlink:
                 addrs.setdefault(msg["index"], set()).add(f"{local}/{msg['prefixlen']}")
         # IPv6 addresses too (a dual-stack fan's bridge addresses, global and link-local;
         # not the host scope of lo)
-        for msg in self._do("list addresses", self.ipr.get_addr, family=socket.AF_INET6):
+        for msg in self._do("list addresses", self.ipr.get_addr, family=socket.AF_INET6,
+                            tolerate=(errno.EAFNOSUPPORT, errno.EOPNOTSUPP)) or ():
             local = msg.get_attr("IFA_ADDRESS")
-            if local and msg["scope"] in (0, 253):
+            if local and msg["family"] == socket.AF_INET6 and msg["scope"] in (0, 253):
                 addrs.setdefault(msg["index"], set()).add(f"{local}/{msg['prefixlen']}")
         out = {}
         for msg in rows:

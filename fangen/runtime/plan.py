@@ -300,9 +300,10 @@ class NftReplace:
 @dataclass(frozen=True)
 class NftDelete:
     table: str
+    ip6: bool = False              # and the ip6 table of that name (a dual-stack fan's)
 
     def __str__(self):
-        return f"delete nft table ip {self.table}"
+        return f"delete nft table ip{' and ip6' if self.ip6 else ''} {self.table}"
 
 
 @dataclass(frozen=True)
@@ -560,7 +561,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     nft_args = (fan, sl.network, t.underlay.network, t.underlay.address, t.tunnel)
     text = render_nft.ruleset(*nft_args)
     if table not in obs.nft_tables or state.nft_tables.get(table) != text:
-        actions.append(NftReplace(table, render_nft.replace_script(*nft_args), text))
+        had6 = _has_ip6(state.nft_tables.get(table))
+        actions.append(NftReplace(table, render_nft.replace_script(*nft_args, ip6=had6), text))
 
     # forwarding in this namespace
     if obs.sysctls.get(FORWARD_SYSCTL) != "1":
@@ -648,7 +650,7 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True,
         actions.append(StopDnsmasq())
     for table in sorted(state.nft_tables):
         if table in obs.nft_tables:
-            actions.append(NftDelete(table))
+            actions.append(NftDelete(table, _has_ip6(state.nft_tables.get(table))))
     for dev in sorted(state.tc):
         if dev in obs.links and not state.created(dev) and \
                 (obs.tc.get(dev) or state.name in obs.tc_users.get(dev, ())):
@@ -690,6 +692,11 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True,
                 actions.append(SetSysctl(key, value, restore=True))
     actions.append(Forget(tuple(sorted(kept))))
     return actions
+
+
+def _has_ip6(text) -> bool:
+    """Did the recorded ruleset of a table hold a dual-stack fan's ip6 table?"""
+    return isinstance(text, str) and "table ip6 " in text
 
 
 def foreign_ports(bridge: str, state: State, obs: Observed) -> tuple:

@@ -129,3 +129,26 @@ def test_up_adds_the_ipv6_bridge_address_and_down_removes_it():
     down = P.plan_down(state, P.Observed(links={"ds": both}), last_fan=False)
     assert [a for a in down if isinstance(a, P.DelAddress)] == [
         P.DelAddress("ds", a) for a in ["250.3.4.1/8"] + six]
+
+
+def test_ip6_table_goes_with_the_fan_and_only_a_dual_stack_fan_names_ip6():
+    t = target(ds())
+    [replace] = [a for a in P.plan_up(t, converge(t), None) if isinstance(a, P.NftReplace)]
+    assert replace.script.startswith("table ip fangen-ds\ndelete table ip fangen-ds\n"
+                                     "table ip6 fangen-ds\ndelete table ip6 fangen-ds\n")
+    assert "table ip6 fangen-ds {" in replace.text
+    # the fan loses its overlay6: its old ip6 table goes in the same transaction
+    v4 = target(fan("ds", type="vxlan"))
+    state = State("ds", nft_tables={"fangen-ds": replace.text})
+    [again] = [a for a in P.plan_up(v4, converge(v4), state) if isinstance(a, P.NftReplace)]
+    assert "delete table ip6 fangen-ds\n" in again.script and "{" not in \
+        again.script.split("table ip fangen-ds {")[0]
+    assert "ip6" not in [a for a in P.plan_up(v4, converge(v4), None)
+                         if isinstance(a, P.NftReplace)][0].script
+    # down: the ip6 table too, only where the state says there was one
+    obs = P.Observed(nft_tables=frozenset({"fangen-ds"}))
+    assert [a for a in P.plan_down(state, obs) if isinstance(a, P.NftDelete)] == \
+        [P.NftDelete("fangen-ds", True)]
+    plain = State("ds", nft_tables={"fangen-ds": "table ip fangen-ds {\n}\n"})
+    assert [a for a in P.plan_down(plain, obs) if isinstance(a, P.NftDelete)] == \
+        [P.NftDelete("fangen-ds", False)]
