@@ -354,6 +354,8 @@ def status(host, fans: dict) -> list[dict]:
             "gateway": (st.gateway if up else None),
             "bridge_address": (health.bridge_address(st) if up else None),
             "mtu": (st.mtu if up and st.mtu else None),
+            "overlay6": str(fan.overlay6) if fan and fan.overlay6 is not None else None,
+            "slice6": _slice6(fan, st.slice) if up and fan else None,
             "type": fan.type if fan else (st.type if st else ""),
             "datapath": (st.datapath if st and st.datapath else
                          (choose_datapath(fan, host.proc) if fan else "")),
@@ -363,6 +365,17 @@ def status(host, fans: dict) -> list[dict]:
         }
         rows.append(row)
     return rows
+
+
+def _slice6(fan, slice_text: str) -> str | None:
+    """A dual-stack fan's IPv6 slice on this host (from its IPv4 slice), or None."""
+    from ipaddress import IPv4Network
+
+    try:
+        sl6 = fan.slice6_of(IPv4Network(slice_text))
+    except ValueError:
+        return None
+    return str(sl6.network) if sl6 is not None else None
 
 
 def _kept_reason(name: str, bridge: str, links: dict) -> str:

@@ -300,6 +300,9 @@ def test_up_without_networkd_and_down(tmp_path):
         assert sorted(f"{a['local']}/{a['prefixlen']}" for a in got[0]["addr_info"]) == \
             ["fd5a:fa00:0:304::1/48", "fe80::fa:0:0:304/64"]
         assert nsexec(h, "cat", FORWARD6).stdout.strip() == "1"
+        [row] = json.loads(cli.fangen(h, root, "show", "--json").stdout)
+        assert (row["overlay6"], row["slice6"], row["state"]) == \
+            ("fd5a:fa00::/48", "fd5a:fa00:0:304::/64", "up")
         ip(h, "link", "set", "c0", "master", "fan250")
         wait(lambda: [a for link in json.loads(ip(c, "-j", "-6", "addr", "show", "dev", "eth0",
                                                   "scope", "global").stdout or "[]")
