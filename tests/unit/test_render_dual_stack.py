@@ -152,3 +152,18 @@ def test_ip6_table_goes_with_the_fan_and_only_a_dual_stack_fan_names_ip6():
     plain = State("ds", nft_tables={"fangen-ds": "table ip fangen-ds {\n}\n"})
     assert [a for a in P.plan_down(plain, obs) if isinstance(a, P.NftDelete)] == \
         [P.NftDelete("fangen-ds", False)]
+
+
+def test_doctor_checks_ipv6_forwarding_of_a_dual_stack_fan():
+    from dataclasses import replace
+
+    from tests.unit.test_doctor import healthy, verdicts
+
+    facts = healthy()
+    assert verdicts(facts)["forwarding"] == [("ok", "net.ipv4.ip_forward is 1")]
+    dual = replace(facts, fan=replace(facts.fan, overlay6=ds().overlay6))
+    assert verdicts(replace(dual, ipv6_forward="1"))["forwarding"][1] == \
+        ("ok", "net.ipv6.conf.all.forwarding is 1 (overlay6)")
+    assert verdicts(replace(dual, ipv6_forward="0"))["forwarding"][1] == \
+        ("fail", "net.ipv6.conf.all.forwarding is 0: the host routes no IPv6 for its "
+                 "containers (overlay6)")
