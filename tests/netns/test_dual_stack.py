@@ -317,3 +317,52 @@ def test_up_without_networkd_and_down(tmp_path):
     finally:
         _end_dnsmasq(root)
         run.close()
+
+
+DHCLIENT_SCRIPT = """#!/bin/sh
+[ -n "$new_ip6_address" ] && echo "$reason $new_ip6_address/$new_ip6_prefixlen" >> "{out}"
+exit 0
+"""
+
+
+def test_dhcp6_hands_out_addresses_from_the_slice(tmp_path):
+    """dhcp6: true: a DHCPv6 client (ISC dhclient -6, its script ours, not the host's)
+    gets an address from the slice after 1 + host-reserve; SLAAC still works."""
+    from tests.harness import cli
+    from tests.harness.ns import Run, underlay_host, veth
+    from tests.netns.test_runtime_updown import _end_dnsmasq
+
+    run = Run("d6", ipv6=True)
+    root = str(tmp_path / "root")
+    out = tmp_path / "dhcp6.out"
+    script = tmp_path / "dhclient.sh"
+    script.write_text(DHCLIENT_SCRIPT.format(out=out))
+    script.chmod(0o755)
+    try:
+        h, _ = underlay_host(run)
+        c = run.netns("c")
+        veth(h, "c0", c, "eth0")
+        cli.install(root, DS_YAML + "      dhcp6: true\n      host-reserve: 15\n")
+        cli.fangen(h, root, "up", "fan250")
+        ip(h, "link", "set", "c0", "master", "fan250")
+        wait(lambda: not ip(c, "-6", "addr", "show", "dev", "eth0", "tentative").stdout.strip()
+             and ip(c, "-6", "addr", "show", "dev", "eth0", "scope", "link").stdout.strip(),
+             10, "the container's link-local address")
+        nsexec(c, "dhclient", "-6", "-1", "-sf", str(script), "-lf", str(tmp_path / "leases"),
+               "-pf", str(tmp_path / "dhclient.pid"), "eth0", timeout=40)
+        reasons = out.read_text().split()
+        addr = ipaddress.IPv6Interface(reasons[1])
+        assert reasons[0] == "BOUND6", reasons
+        assert addr.ip in ipaddress.IPv6Network("fd5a:fa00:0:304::/64"), reasons
+        assert int(addr.ip) - int(ipaddress.IPv6Address("fd5a:fa00:0:304::")) >= 1 + 1 + 15
+        wait(lambda: ip(c, "-6", "route", "show", "default").stdout.strip(), 20,
+             "a default route from the router advertisement")
+    finally:
+        pid_file = tmp_path / "dhclient.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), 9)
+            except (ValueError, OSError):
+                pass
+        _end_dnsmasq(root)
+        run.close()
