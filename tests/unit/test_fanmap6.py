@@ -127,3 +127,10 @@ def test_map_cli_errors(args, err):
         assert res.stderr == err
     else:
         assert res.stderr.startswith("fangen: invalid overlay6 'xxx") and len(res.stderr) < 400
+
+
+def test_validate_names_the_ipv6_overlay(fanroot):
+    fanroot.fan(DS)
+    res = fangen("validate", "--root-dir", fanroot.path)
+    assert (res.returncode, res.stdout) == \
+        (0, "OK: ds (vxlan, 250.0.0.0/8 + fd5a:fa00::/48 over 172.16.3.4/16)\n")
