@@ -11,6 +11,8 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
   (what a person builds by hand for two hosts; the fan's VXLAN path is L2 too);
 * ``routed``: a flannel-style routed VXLAN, one route + neighbour + FDB entry per peer.
 * ``bare`` (``--bare``): iperf3 host to host over the underlay, for reference.
+* ``fan6`` (``--ipv6``): the same fan made dual-stack (overlay6), the same containers
+  over their SLAAC addresses: IPv6 beside IPv4 ("fan / fan6" is IPv4 over IPv6).
 
 Every round measures every path, in an order rotated each round (so drift on a
 busy machine hits all alike), with iperf3: one TCP stream (Gbit/s received), and
@@ -40,12 +42,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import cycles, tunnels  # noqa: E402
 from bench.stats import ratios, rotated, summary  # noqa: E402
-from tests.harness import HarnessError, Lab  # noqa: E402
+from tests.harness import HarnessError, Lab, fan_stanza  # noqa: E402
 from tests.harness.ns import Run, nsexec  # noqa: E402
 from tests.harness.perf import iperf3_end  # noqa: E402
 
 NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
-         "routed": "routed VXLAN, per-peer state", "bare": "bare underlay"}
+         "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
+         "fan6": "fan over IPv6 (overlay6)"}
+OVERLAY6 = "fd5a:fa00::/48"
 
 
 def run_iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: float,
@@ -86,7 +90,7 @@ def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
             if packets else 0.0}
 
 
-def build(lab: Lab, bare: bool) -> dict[str, tuple[str, str, str]]:
+def build(lab: Lab, bare: bool, ipv6: bool = False) -> dict[str, tuple[str, str, str]]:
     """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
     lab.start_hosts()
     lab.start_fans()
@@ -103,6 +107,8 @@ def build(lab: Lab, bare: bool) -> dict[str, tuple[str, str, str]]:
              "routed": (rt_b, rt_addr, rt_a)}
     if bare:
         paths["bare"] = (h2.ns, h2.address(), h1.ns)
+    if ipv6:
+        paths["fan6"] = (fan_b.ns, fan_b.wait_address6(), fan_a.ns)
     for name, (srv_ns, srv_addr, cli_ns) in paths.items():
         res = nsexec(cli_ns, "busybox", "ping", "-c", "3", "-W", "1", srv_addr, check=False)
         if res.returncode != 0:
@@ -139,6 +145,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5, help="per measurement (default 5)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
     parser.add_argument("--bare", action="store_true", help="also the bare underlay")
+    parser.add_argument("--ipv6", action="store_true",
+                        help="a dual-stack fan, measured over IPv6 too (fan6)")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--profile", action="store_true",
                         help="then profile each path once (perf, BPF run-time statistics)")
@@ -147,9 +155,10 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("throughput: needs root (network namespaces)")
-    lab = Lab(hosts=2, containers=1, tag="tput")
+    lab = Lab(hosts=2, containers=1, tag="tput", ipv6=args.ipv6,
+              fans=fan_stanza(overlay6=OVERLAY6) if args.ipv6 else None)
     try:
-        paths = build(lab, args.bare)
+        paths = build(lab, args.bare, args.ipv6)
         order = list(paths)
         metrics = ["gbps", "cpu_ns_per_kb"] + ([] if args.no_udp else ["kpps", "cpu_ns_per_pkt"])
         results = {m: {name: [] for name in order} for m in metrics}

@@ -4,8 +4,10 @@
 Builds (with tests/harness) an underlay switch handing out 172.16.0.0/16 by DHCP,
 an "outside" namespace holding 203.0.113.1, three hosts running real
 systemd-networkd on the units `fangen generate` wrote plus `fangen run`, and two
-containers per host that get their addresses from the fan's dnsmasq.  Prints the
-hosts, the containers, a ping matrix, a NAT check and one iperf3 figure, then
+containers per host that get their addresses from the fan's dnsmasq (IPv4 by DHCP;
+the fan is dual-stack, so IPv6 by SLAAC from its router advertisements, unless
+--no-ipv6).  Prints the hosts, the containers, a ping matrix (and an IPv6 one), a NAT
+check and one iperf3 figure, then
 removes everything it made (also on Ctrl-C or failure).  Run as root:
 `make demo` (which first runs scripts/setup.sh) or `/usr/bin/python3 scripts/demo.py`.
 """
@@ -29,6 +31,8 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--containers", type=int, default=2, help="per host")
     parser.add_argument("--seconds", type=int, default=3, help="iperf3 duration")
+    parser.add_argument("--no-ipv6", action="store_true",
+                        help="an IPv4-only fan (no overlay6)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the work directory (networkd, fangen, dnsmasq logs)")
     args = parser.parse_args()
@@ -39,7 +43,7 @@ def main() -> int:
         global OK, FAIL
         OK, FAIL = "ok", "--"
 
-    from tests.harness import DOC_ADDR, Lab
+    from tests.harness import DOC_ADDR, Lab, fan_stanza
     from tests.harness.outside import WHOAMI_PORT
     from tests.harness.packets import whoami
 
@@ -48,14 +52,16 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
-    print(f"fangen demo: a VXLAN fan 250.0.0.0/8 over a DHCP underlay 172.16.0.0/16, "
-          f"{args.hosts} hosts x {args.containers} containers\n")
+    six = not args.no_ipv6
+    fans = fan_stanza(overlay6=OVERLAY6) if six else fan_stanza()
+    print(f"fangen demo: a VXLAN fan 250.0.0.0/8{' + ' + OVERLAY6 if six else ''} over a "
+          f"DHCP underlay 172.16.0.0/16, {args.hosts} hosts x {args.containers} containers\n")
     lab = None
     status = 1
     try:
         with step("underlay switch (DHCP) and outside 203.0.113.1"):
             lab = Lab(hosts=args.hosts, containers=args.containers, tag="demo",
-                      keep_workdir=args.keep_logs)
+                      keep_workdir=args.keep_logs, fans=fans, ipv6=six)
         print(f"      namespaces: {lab.run.prefix}-*")
         with step("hosts: fangen generate, dbus-daemon, systemd-networkd, DHCP lease"):
             lab.start_hosts()
@@ -64,12 +70,19 @@ def main() -> int:
             lab.wait_fans()
         with step("containers: veth into the fan bridge, DHCP from the fan's dnsmasq"):
             lab.add_containers()
+        if six:
+            with step("containers: IPv6 by SLAAC from the fan's router advertisements"):
+                for c in lab.containers:
+                    c.wait_address6()
 
         print("\nHosts")
         rows = [("host", "underlay (DHCP)", "slice", "bridge address")]
         for h in lab.hosts:
             sl = h.slice_for()
             rows.append((h.name, h.address(), str(sl), ", ".join(h.addresses(h.bridge()))))
+            if six:
+                sl6 = slice6(h)
+                rows.append(("", "", str(sl6), f"{sl6.network_address + 1}"))
         table(rows)
         show = lab.hosts[0].fangen("show", check=False)
         if show.returncode == 0 and show.stdout.strip():
@@ -83,6 +96,11 @@ def main() -> int:
             lease = c.lease()
             rows.append((c.name, c.host.name, f"{lease['ip']}/{lease['prefixlen']}",
                          lease["router"], lease["mtu"]))
+            if six:
+                mtu6 = c.exec("cat", "/proc/sys/net/ipv6/conf/eth0/mtu", check=False)
+                route = c.exec("ip", "-6", "route", "show", "default", check=False).stdout
+                router = route.split()[2] if route.startswith("default via") else "?"
+                rows.append(("", "", f"{c.address6}/64", router, mtu6.stdout.strip()))
         table(rows)
 
         print("\nPing matrix (row pings column)")
@@ -95,6 +113,19 @@ def main() -> int:
         table(rows)
         good = sum(matrix.values())
         print(f"  {good}/{len(matrix)} pairs reachable")
+        good6 = total6 = 0
+        if six:
+            print("\nIPv6 ping matrix (row pings column's SLAAC address)")
+            cs = lab.containers
+            matrix6 = {(a.name, b.name): any(a.ping(b.address6) for _ in range(3))
+                       for a in cs for b in cs if a is not b}
+            rows = [("",) + tuple(names)]
+            for a in names:
+                rows.append((a,) + tuple("·" if a == b else (OK if matrix6[(a, b)] else FAIL)
+                                         for b in names))
+            table(rows)
+            good6, total6 = sum(matrix6.values()), len(matrix6)
+            print(f"  {good6}/{total6} pairs reachable")
 
         print("\nNAT to the outside")
         lab.outside.whoami()
@@ -116,7 +147,7 @@ def main() -> int:
         gbps = iperf3(lab, server=b, client=a, seconds=args.seconds)
         print(f"  {gbps:.2f} Gbit/s" if gbps else "  iperf3 failed")
 
-        status = 0 if good == len(matrix) and nat_ok and gbps else 1
+        status = 0 if good == len(matrix) and good6 == total6 and nat_ok and gbps else 1
         print(f"\nResult: {'all good' if status == 0 else 'something failed'}")
     except KeyboardInterrupt:
         print("\ninterrupted")
@@ -136,6 +167,18 @@ def main() -> int:
             if args.keep_logs:
                 print(f"logs: {lab.run.workdir}")
     return status
+
+
+OVERLAY6 = "fd5a:fa00::/48"
+
+
+def slice6(host):
+    import ipaddress
+
+    from fangen.fanmap import FanMap6
+    from tests.harness.switch import UNDERLAY
+
+    return FanMap6(ipaddress.IPv6Network(OVERLAY6), UNDERLAY).slice_for_host(host.address())
 
 
 class step:

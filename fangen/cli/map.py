@@ -1,4 +1,4 @@
-"""fangen map: which underlay host owns an overlay address, and which slice a host owns."""
+"""fangen map: which underlay host owns an overlay address, and which slices a host owns."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from fangen.errors import FangenError
 def register(sub) -> None:
     parser = sub.add_parser(
         "map", help="map an overlay address to its underlay host, or a host to its slice",
-        description="For an overlay address print the underlay host that owns it and its "
-                    "slice; for an underlay host address print its slice.")
-    parser.add_argument("address", metavar="ADDRESS", help="an IPv4 address")
+        description="For an overlay address (IPv4, or IPv6 in a dual-stack fan's overlay6) "
+                    "print the underlay host that owns it and its slice; for an underlay "
+                    "host address print its slice.  A dual-stack fan also prints the "
+                    "host's IPv6 slice.")
+    parser.add_argument("address", metavar="ADDRESS", help="an IPv4 or IPv6 address")
     parser.add_argument("--overlay", metavar="NET/LEN", help="overlay network")
     parser.add_argument("--underlay", metavar="NET/LEN", help="underlay network")
+    parser.add_argument("--overlay6", metavar="NET/LEN",
+                        help="IPv6 overlay network (a dual-stack fan), with --overlay")
     parser.add_argument("--fan", metavar="NAME", help="take both networks from this fan's "
                                                       "definition instead")
     cli.add_root_dir(parser)
@@ -26,38 +30,55 @@ def register(sub) -> None:
 def run(args) -> int:
     import ipaddress
 
-    from fangen.fanmap import FanMap, FanMapError, resolve
+    from fangen.fanmap import FanMap, FanMap6, FanMapError, resolve
 
     try:
-        address = ipaddress.IPv4Address(args.address)
+        address = ipaddress.ip_address(args.address)
     except ValueError:
-        raise FangenError(f"'{args.address}' is not an IPv4 address") from None
+        raise FangenError(f"'{args.address}' is not an IPv4 or IPv6 address") from None
     if args.fan:
         from fangen.cli.up import check_name
 
         check_name(args.fan)
-        if args.overlay or args.underlay:
+        if args.overlay or args.underlay or args.overlay6:
             raise FangenError("give either --fan or --overlay and --underlay, not both")
-        fmap = _fan_map(args.fan, args.root_dir, address)
+        fmap, fmap6 = _fan_map(args.fan, args.root_dir, address)
     else:
         if not (args.overlay and args.underlay):
             raise FangenError("give --overlay NET/LEN and --underlay NET/LEN (or --fan NAME)")
         try:
             fmap = FanMap(_network(args.overlay, "overlay"), _network(args.underlay, "underlay"))
+            fmap6 = None if not args.overlay6 else \
+                FanMap6(_network6(args.overlay6), fmap.underlay)
         except FanMapError as exc:
             raise FangenError(str(exc)) from None
     try:
-        answer = resolve(fmap, address)
+        answer = resolve(fmap, address, fmap6)
     except FanMapError as exc:
         raise FangenError(str(exc)) from None
+    six = f" and IPv6 slice {answer['slice6']}" if "slice6" in answer else ""
     if args.json:
         print(json.dumps(answer, sort_keys=True))
     elif answer["address"] == answer["underlay_host"]:
-        print(f"underlay host {answer['address']} owns slice {answer['slice']}")
+        print(f"underlay host {answer['address']} owns slice {answer['slice']}{six}")
+    elif address.version == 6:
+        print(f"{answer['address']} is in IPv6 slice {answer['slice6']} owned by underlay "
+              f"host {answer['underlay_host']} (slice {answer['slice']})")
     else:
         print(f"{answer['address']} is in slice {answer['slice']} "
-              f"owned by underlay host {answer['underlay_host']}")
+              f"owned by underlay host {answer['underlay_host']}{six}")
     return 0
+
+
+def _network6(text: str):
+    import ipaddress
+
+    try:
+        return ipaddress.IPv6Network(text)
+    except ValueError as exc:
+        from fangen.errors import shown
+
+        raise FangenError(f"invalid overlay6 {shown(text)}: {str(exc)[:200]}") from None
 
 
 def _network(text: str, what: str):
@@ -85,10 +106,13 @@ def _fan_map(name: str, root: str, address):
     fan = fans[name]
     underlay = fan.underlay.network
     if underlay is None:
+        if address.version == 6:
+            raise FangenError(f"fan '{name}' finds its underlay at run time: give an IPv4 "
+                              "address, or --overlay, --underlay and --overlay6")
         # interface/default underlays: the prefix is known, the network is the address's own
         underlay = ipaddress_network(address, fan.underlay.prefixlen)
     try:
-        return FanMap(fan.overlay, underlay)
+        return FanMap(fan.overlay, underlay), fan.fanmap6(underlay)
     except FanMapError as exc:
         raise FangenError(str(exc)) from None
 

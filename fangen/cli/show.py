@@ -22,7 +22,8 @@ def register(sub) -> None:
     cli.add_root_dir(parser)
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list (also: tunnel, gateway, bridge_address, mtu, "
-                             "underlay_address, underlay_interface, problems)")
+                             "underlay_address, underlay_interface, overlay6, slice6, "
+                             "problems)")
     parser.set_defaults(func=run)
 
 

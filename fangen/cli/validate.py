@@ -33,7 +33,9 @@ def run(args) -> int:
     described = []
     for fan in result.fans:
         state = "" if fan.enabled else ", disabled"
-        described.append(f"{fan.name} ({fan.type}, {fan.overlay} over {fan.underlay.spec}{state})")
+        six = f" + {fan.overlay6}" if fan.overlay6 is not None else ""
+        described.append(f"{fan.name} ({fan.type}, {fan.overlay}{six} over "
+                         f"{fan.underlay.spec}{state})")
     print("OK: " + ", ".join(described))
     return 0
 

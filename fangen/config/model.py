@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
-from fangen.fanmap import FanMap, Slice
+from fangen.fanmap import (FanMap, FanMap6, Slice, Slice6, hostpart_of_slice,
+                           slice6_for_hostpart)
 
 DEFAULT_UNDERLAY_PREFIX = 16          # fanctl's default for 'default' and a bare interface
 DEFAULT_VXLAN_PORT = 8472
@@ -126,6 +127,8 @@ class Fan:
     port: int = DEFAULT_VXLAN_PORT
     datapath: str = "auto"
     enabled: bool = True
+    overlay6: IPv6Network | None = None   # dual-stack: the IPv6 overlay (VXLAN fans only)
+    dhcp6: bool = False                   # DHCPv6 addresses besides SLAAC (overlay6 only)
 
     @property
     def slice_prefix(self) -> int:
@@ -155,6 +158,39 @@ class Fan:
         if self.underlay.kind != "host":
             return None
         return self.slice_for(self.underlay.host)
+
+    def fanmap6(self, underlay_network: IPv4Network | None = None) -> FanMap6 | None:
+        """The IPv6 map of a dual-stack fan (None without overlay6)."""
+        if self.overlay6 is None:
+            return None
+        network = underlay_network or self.underlay.network
+        if network is None:
+            raise UnderlayError(f"{self.name}: the underlay network is not known yet")
+        return FanMap6(self.overlay6, network)
+
+    def slice6_for(self, host: IPv4Address | str,
+                   underlay_network: IPv4Network | None = None) -> Slice6 | None:
+        """This host's IPv6 slice (None without overlay6), as :meth:`slice_for`."""
+        if self.overlay6 is None:
+            return None
+        host = IPv4Address(host)
+        network = underlay_network or IPv4Network((host, self.underlay.prefixlen), strict=False)
+        return Slice6(self.fanmap6(network).slice_for_host(host),
+                      int(host) & int(network.hostmask))
+
+    def slice6_of(self, slice_net: IPv4Network) -> Slice6 | None:
+        """The IPv6 slice of the host that owns the IPv4 slice ``slice_net`` (None
+        without overlay6): the renderers get the IPv4 slice and derive this one."""
+        if self.overlay6 is None:
+            return None
+        hostpart = hostpart_of_slice(self.overlay, slice_net)
+        return Slice6(slice6_for_hostpart(self.overlay6, hostpart), hostpart)
+
+    @property
+    def static_slice6(self) -> Slice6 | None:
+        if self.underlay.kind != "host":
+            return None
+        return self.slice6_for(self.underlay.host)
 
     def mtu_for(self, underlay_mtu: int) -> int:
         return self.mtu if self.mtu is not None else underlay_mtu - self.overhead
@@ -186,4 +222,6 @@ def build(name: str, data: dict) -> Fan:
         port=vxlan.get("port", DEFAULT_VXLAN_PORT),
         datapath=data.get("datapath", "auto"),
         enabled=data.get("enabled", True),
+        overlay6=ipaddress.IPv6Network(data["overlay6"]) if "overlay6" in data else None,
+        dhcp6=data.get("dhcp6", False),
     )

@@ -23,13 +23,16 @@ from fangen.config.foreign import ForeignNames
 from fangen.config.loader import Loaded, Positions
 from fangen.datapath import tunnels
 from fangen.errors import Diagnostic, Report, shown
-from fangen.fanmap import FanMap, FanMapError
+from fangen.fanmap import SLICE6_PREFIX, FanMap, FanMapError
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema.json")
 _TYPE_NAMES = {"boolean": "a boolean (true or false)", "integer": "an integer",
                "object": "a mapping", "string": "a string", "array": "a list"}
 _RESERVED_OVERLAYS = [ipaddress.IPv4Network(n) for n in
                       ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")]
+_RESERVED_OVERLAYS6 = {ipaddress.IPv6Network(n): why for n, why in (
+    ("::/8", "loopback, unspecified and IPv4-mapped addresses"), ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"))}
 
 
 def load_schema() -> dict:
@@ -142,6 +145,9 @@ class _Checker:
             if key in ("overlay",):
                 self.error(path, f"invalid overlay {shown(value)}: expected an IPv4 network "
                                  "such as 250.0.0.0/8")
+            elif key == "overlay6":
+                self.error(path, f"invalid overlay6 {shown(value)}: expected an IPv6 network "
+                                 "such as fd5a:fa00::/48")
             elif key in ("bridge", "tunnel"):
                 self.error(path, f"invalid {key} name {shown(value)}: "
                                  f"{model.ifname_problem(value)}")
@@ -172,6 +178,7 @@ class _Checker:
             if fan is not None:
                 built[name] = fan
         self.check_between(built)
+        self.check_between6(built)
         self.check_tunnel_sharing(built)
         self.result.fans = [fan for name, fan in sorted(built.items())
                             if name not in self.result.broken]
@@ -209,6 +216,10 @@ class _Checker:
         if "vxlan" in data and fan_type != "vxlan":
             self.error(base + ("vxlan",), "'vxlan' settings need 'type: vxlan'", key=True)
             ok = False
+        ok6 = self.check_overlay6(base, data, underlay)
+        if ok6 is None:
+            return None
+        ok = ok6 and ok
         fan = model.build(name, data)
         slice_size = 1 << (32 - slice_prefix)
         usable = slice_size - 2
@@ -230,6 +241,65 @@ class _Checker:
                        key="tunnel" not in data)
             ok = False
         return fan if ok else None
+
+    def check_overlay6(self, base: tuple, data: dict, underlay: model.Underlay) -> bool | None:
+        """The dual-stack keys of one fan: True when fine, False when refused, None when
+        overlay6 is not an IPv6 network at all (the fan cannot be built)."""
+        if "overlay6" not in data:
+            if data.get("dhcp6"):
+                self.error(base + ("dhcp6",), "'dhcp6' needs an IPv6 overlay: set "
+                                              "'overlay6:' (e.g. fd5a:fa00::/48)", key=True)
+                return False
+            return True
+        where = base + ("overlay6",)
+        bad = data["overlay6"]
+        try:
+            overlay6 = ipaddress.IPv6Network(bad)
+        except ValueError:
+            try:
+                fixed = ipaddress.IPv6Network(bad, strict=False)
+            except ValueError:
+                self.error(where, f"invalid overlay6 {shown(bad)}: expected an IPv6 network "
+                                  "such as fd5a:fa00::/48")
+                return None
+            self.error(where, f"overlay6 {bad} has host bits set (did you mean {fixed}?)")
+            return None
+        ok = True
+        reserved = [r for r in _RESERVED_OVERLAYS6 if overlay6.overlaps(r)]
+        if reserved:
+            self.error(where, f"overlay6 {overlay6} overlaps a reserved range "
+                              f"({reserved[0]}, {_RESERVED_OVERLAYS6[reserved[0]]})")
+            ok = False
+        slice6 = overlay6.prefixlen + 32 - underlay.prefixlen
+        if slice6 != SLICE6_PREFIX:
+            want = SLICE6_PREFIX - (32 - underlay.prefixlen)
+            self.error(where, f"overlay6 /{overlay6.prefixlen} with underlay "
+                              f"/{underlay.prefixlen} gives /{slice6} IPv6 slices, and "
+                              f"containers autoconfigure (SLAAC) only in a /{SLICE6_PREFIX}: "
+                              f"use overlay6 /{want}")
+            ok = False
+        if data.get("type", "ipip") != "vxlan":
+            self.error(where, "overlay6 needs 'type: vxlan': an IPIP tunnel carries IPv4 "
+                              "only (the dual-stack fan bridges IPv6 across the fan and maps "
+                              "neighbour solicitations as VXLAN maps ARP)")
+            ok = False
+        if data.get("datapath", "auto") == "kernel":
+            self.error(base + ("datapath",), "overlay6 needs the upstream datapath: the Ubuntu "
+                                             "kernel fan maps IPv4 only; set 'datapath: "
+                                             "upstream' or 'auto' (auto picks upstream for "
+                                             "a dual-stack fan)")
+            ok = False
+        return ok
+
+    def check_between6(self, built: dict) -> None:
+        """IPv6 overlays of two fans must not overlap (both are refused, as for IPv4)."""
+        names = sorted(name for name in built if built[name].overlay6 is not None)
+        for first in names:
+            for second in names:
+                a, b = built[first].overlay6, built[second].overlay6
+                if second != first and a.overlaps(b):
+                    self.error(("network", "fan", first, "overlay6"),
+                               f"overlay6 {a} overlaps fan '{second}' ({b})")
 
     def check_device(self, base: tuple, key: str, device: str, explicit: bool) -> bool:
         """A name fangen gives a device: valid, and not used by anything else on the host."""

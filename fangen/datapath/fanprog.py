@@ -32,7 +32,7 @@ decided.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from fangen.datapath.bpf import (
     ADD,
@@ -84,6 +84,7 @@ from fangen.datapath.bpf import (
     st_mem,
     stx_mem,
 )
+from fangen.datapath import fanprog6
 from fangen.fanmap import FanMap, FanMapError
 
 MODES = ("vxlan", "ipip")
@@ -109,6 +110,7 @@ class FanParams:
     vni: int
     mode: str = "vxlan"
     ttl: int = DEFAULT_TTL
+    overlay6: IPv6Network | None = None      # a dual-stack fan's (fanprog6)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -288,7 +290,7 @@ def egress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
             be(R1, 16),
             jmp_imm(JEQ, R1, ETH_P_IP, "ipv4"),
             jmp_imm(JEQ, R1, ETH_P_ARP, "arp"),
-            ja("next"),
+            *fanprog6.egress_hook(params, trace_mark=trace_mark),   # IPv6 (overlay6), else next
             Label("ipv4"),
             *_ipv4_dst(ETH_HLEN),
             ja("map"),

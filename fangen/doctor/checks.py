@@ -46,6 +46,7 @@ class Facts:
     routes: frozenset = frozenset()                     # RouteView, main table
     tc: dict = field(default_factory=dict)              # dev -> {direction: name}
     ip_forward: str | None = None
+    ipv6_forward: str | None = None                     # net.ipv6.conf.all.forwarding
     bridge_nf_call_iptables: str | None = None          # None: no br_netfilter
     nft_tables: frozenset = frozenset()
     ruleset: object = None                   # ``nft -j list ruleset``, or None
@@ -208,6 +209,14 @@ def _forwarding(f: Facts, add) -> None:
     else:
         add("forwarding", "fail", f"net.ipv4.ip_forward is {f.ip_forward or 'unreadable'}: "
                                   f"the host routes nothing for its containers")
+    if getattr(f.fan, "overlay6", None) is None:
+        return
+    if f.ipv6_forward == "1":
+        add("forwarding", "ok", "net.ipv6.conf.all.forwarding is 1 (overlay6)")
+    else:
+        add("forwarding", "fail", f"net.ipv6.conf.all.forwarding is "
+                                  f"{f.ipv6_forward or 'unreadable'}: the host routes no IPv6 "
+                                  f"for its containers (overlay6)")
 
 
 def _nft(f: Facts, add) -> None:

@@ -18,7 +18,7 @@ from fangen.doctor.checks import Facts
 from fangen.engines import dockerapi
 from fangen.runtime import observe as observe_mod
 from fangen.runtime import state as state_mod
-from fangen.runtime.view import FORWARD_SYSCTL
+from fangen.runtime.view import FORWARD6_SYSCTL, FORWARD_SYSCTL
 
 BRIDGE_NF = "net/bridge/bridge-nf-call-iptables"
 
@@ -51,6 +51,7 @@ def facts(host, name: str, fan, config_errors=(), docker_socket: str | None = No
         name=name, fan=fan, config_errors=tuple(config_errors), state=st,
         kernel_fan=kernelfan.present(host.proc), links=obs.links, routes=obs.routes,
         tc=obs.tc, ip_forward=host.read_sysctl(FORWARD_SYSCTL),
+        ipv6_forward=host.read_sysctl(FORWARD6_SYSCTL),
         bridge_nf_call_iptables=host.read_sysctl(BRIDGE_NF), nft_tables=obs.nft_tables,
         ruleset=shared["ruleset"], dnsmasq_running=obs.dnsmasq_running,
         dhcp=_dhcp(st.bridge) if dhcp_on and obs.dnsmasq_running else None,

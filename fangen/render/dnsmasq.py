@@ -1,4 +1,5 @@
-"""dnsmasq configuration for one fan's slice: DHCP (and DNS) on the bridge only.
+"""dnsmasq configuration for one fan's slice: DHCP (and DNS) on the bridge only, and
+for a dual-stack fan router advertisements (and DHCPv6) for its IPv6 slice.
 
 ``bind-dynamic`` (the mode dnsmasq recommends; with ``bind-interfaces`` it warns
 that it "may accept requests via interfaces other than" the bridge): sockets
@@ -45,4 +46,31 @@ def render(fan: Fan, sl: Slice, mtu: int, root: str = "/") -> str | None:
         lines.append(f"dhcp-option=option:dns-server,{sl.gateway}")
     else:
         lines.append("port=0")
+    lines += _ipv6_lines(fan, sl, mtu)
     return "\n".join(lines) + "\n"
+
+
+RA_INTERVAL = 60            # seconds between unsolicited router advertisements
+RA_ROUTER_LIFETIME = 1800   # how long containers keep the bridge as default router
+
+
+def _ipv6_lines(fan: Fan, sl: Slice, mtu: int) -> list[str]:
+    """A dual-stack fan: router advertisements for the host's IPv6 /64 (SLAAC, the
+    fan's MTU, the bridge as default router; RDNSS with ``dns``), and with ``dhcp6``
+    DHCPv6 addresses from the slice after the first 1 + host-reserve."""
+    sl6 = fan.slice6_of(sl.network)
+    if sl6 is None:
+        return []
+    net = sl6.network.network_address
+    lines = [f"listen-address={sl6.gateway}",
+             "enable-ra",
+             f"ra-param={fan.bridge},mtu:{mtu},{RA_INTERVAL},{RA_ROUTER_LIFETIME}"]
+    if fan.dhcp6:
+        first = sl6.gateway + fan.host_reserve
+        last = net + 0xFFFFFFFF
+        lines.append(f"dhcp-range={first},{last},slaac,64,{fan.lease_time}s")
+    else:
+        lines.append(f"dhcp-range={net},ra-only,64,{fan.lease_time}s")
+    if fan.dns:
+        lines.append(f"dhcp-option=option6:dns-server,[{sl6.gateway}]")
+    return lines

@@ -68,7 +68,17 @@ def _tunnel_network(fan: Fan) -> str:
 
 
 def _slice_bridge_lines(fan: Fan, sl: Slice) -> list[str]:
-    return [f"Address={sl.gateway}/{fan.bridge_prefix}"]
+    lines = [f"Address={sl.gateway}/{fan.bridge_prefix}"]
+    sl6 = fan.slice6_of(sl.network)
+    if sl6 is not None:
+        # the IPv6 slice's first address with the overlay6 prefix: the whole IPv6
+        # overlay is on the bridge, as the IPv4 one is on a VXLAN fan's bridge; and a
+        # link-local address that carries the host bits (fangen.fanmap.host_link_local)
+        # instead of the kernel's: router advertisements come from it, and answers
+        # to the host's neighbour solicitations find their way back by it
+        lines.append(f"Address={sl6.gateway}/{fan.overlay6.prefixlen}")
+        lines.append(f"Address={sl6.link_local}/64")
+    return lines
 
 
 def _slice_tunnel_lines(fan: Fan, sl: Slice) -> list[str]:

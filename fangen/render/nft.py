@@ -81,18 +81,59 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
         "\t}",
         "}",
     ]
+    return "\n".join(lines) + "\n" + ruleset6(fan, slice_net, tunnel)
+
+
+def ruleset6(fan: Fan, slice_net: IPv4Network, tunnel: str) -> str:
+    """A dual-stack fan's ``table ip6 fangen-NAME`` (empty without overlay6): the same
+    NAT, input and forward rules for the IPv6 slice and overlay6.  It rides in the
+    fan's one nft script after the ip table, and goes with it (:func:`delete_script`)."""
+    sl6 = fan.slice6_of(slice_net)
+    if sl6 is None:
+        return ""
+    lines = [f"table ip6 {table_name(fan.name)} {{"]
+    if fan.nat:
+        lines += [
+            "\tchain postrouting {",
+            "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+            f"\t\tip6 saddr {sl6.network} ip6 daddr != {fan.overlay6} masquerade",
+            "\t}",
+        ]
+    lines += [
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter; policy accept;",
+        f'\t\tip6 daddr {sl6.gateway} iifname != {{ "{fan.bridge}", "{tunnel}", "lo" }} drop',
+        "\t}",
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy accept;",
+        f'\t\toifname != {{ "{fan.bridge}", "{tunnel}" }} accept',
+        "\t\tct state established,related accept",
+        f'\t\tiifname "{fan.bridge}" accept',
+        f'\t\tiifname "{tunnel}" oifname "{fan.bridge}" accept',
+        "\t\tct status dnat accept",
+        "\t\tdrop",
+        "\t}",
+        "}",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
-                   local: IPv4Address, tunnel: str | None = None) -> str:
-    """An nft script that atomically replaces (or creates) the fan's table."""
+                   local: IPv4Address, tunnel: str | None = None, ip6: bool = False) -> str:
+    """An nft script that atomically replaces (or creates) the fan's table (and a
+    dual-stack fan's ip6 table; ``ip6``: also delete one left from when the fan had an
+    overlay6).  An IPv4-only fan's script never names the ip6 family, which a kernel
+    without IPv6 does not have."""
     name = table_name(fan.name)
+    six = f"table ip6 {name}\ndelete table ip6 {name}\n" \
+        if ip6 or fan.overlay6 is not None else ""
     return (f"table ip {name}\n"
-            f"delete table ip {name}\n"
+            f"delete table ip {name}\n" + six
             + ruleset(fan, slice_net, underlay, local, tunnel))
 
 
-def delete_script(table: str) -> str:
-    """An nft script that deletes the table if it exists (and is a no-op otherwise)."""
-    return f"table ip {table}\ndelete table ip {table}\n"
+def delete_script(table: str, ip6: bool = False) -> str:
+    """An nft script that deletes the table if it exists (and is a no-op otherwise);
+    ``ip6``: with the ip6 table of the same name (a dual-stack fan's)."""
+    six = f"table ip6 {table}\ndelete table ip6 {table}\n" if ip6 else ""
+    return f"table ip {table}\ndelete table ip {table}\n" + six

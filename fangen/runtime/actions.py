@@ -36,8 +36,11 @@ class CreateBridge(Action):
 
     name: str
     mtu: int
+    own_link_local: bool = False   # dual-stack: no kernel link-local (fangen adds its own)
 
-    says = "create bridge {name} mtu {mtu}"
+    def __str__(self):
+        extra = " addrgenmode none" if self.own_link_local else ""
+        return f"create bridge {self.name} mtu {self.mtu}{extra}"
 
     def record(self, st, outcome=None):
         if not outcome:
@@ -217,13 +220,17 @@ class AttachPrograms(Action):
     vni: int
     fan: str = ""                  # whose programs (several fans may share the device)
     shared: bool = False
+    overlay6: str = ""             # a dual-stack fan's (fangen.datapath.fanprog6)
 
-    says = ("attach tc programs to {dev} ({mode}, overlay {overlay}, underlay {underlay}, "
-            "own slice {slice}, vni {vni})")
+    def __str__(self):
+        six = f", overlay6 {self.overlay6}" if self.overlay6 else ""
+        return (f"attach tc programs to {self.dev} ({self.mode}, overlay {self.overlay}, "
+                f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni}{six})")
 
     def params(self) -> dict:
+        six = {"overlay6": self.overlay6} if self.overlay6 else {}
         return {"mode": self.mode, "overlay": self.overlay, "underlay": self.underlay,
-                "slice": self.slice, "vni": self.vni}
+                "slice": self.slice, "vni": self.vni, **six}
 
     def record(self, st, outcome=None):
         if self.shared:
@@ -281,8 +288,10 @@ class NftReplace(Action):
 @dataclass(frozen=True)
 class NftDelete(Action):
     table: str
+    ip6: bool = False              # and the ip6 table of that name (a dual-stack fan's)
 
-    says = "delete nft table ip {table}"
+    def __str__(self):
+        return f"delete nft table ip{' and ip6' if self.ip6 else ''} {self.table}"
 
     def record(self, st, outcome=None):
         st.nft_tables.pop(self.table, None)

@@ -19,7 +19,7 @@ from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
 from fangen.runtime.execute import execute
 from fangen.runtime.host import KernelFanRefused, choose_datapath
-from fangen.runtime.view import FORWARD_SYSCTL
+from fangen.runtime.view import FORWARD6_SYSCTL, FORWARD_SYSCTL
 
 
 class NotCarrying(FangenError):
@@ -238,9 +238,13 @@ def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tupl
         if keep and notes is not None:
             notes.append(f"{name}: net.ipv4.ip_forward stays on: needed by "
                          + "; ".join(keep))
+    keep6 = _ipv6_forwarding_users(host, state, others, notes)
     obs = observe_mod.observe(host, name, state.bridge or name, state.tunnel or f"{name}-tun",
                               state)
     actions = P.plan_down(state, obs, last_fan=not others and not keep, purge=purge)
+    if keep6:
+        actions = [a for a in actions
+                   if not (isinstance(a, A.SetSysctl) and a.key == FORWARD6_SYSCTL)]
     actions = _only_marked(host, state, actions, notes)
     if notes is not None:
         for a in actions:
@@ -252,6 +256,19 @@ def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tupl
                 notes.append(f"{name}: deleted bridge {a.name} with {', '.join(ports)} "
                              "attached: their containers are detached")
     return actions, state
+
+
+def _ipv6_forwarding_users(host, state, others: list, notes: list | None) -> list:
+    """Why IPv6 forwarding must stay on when the last (dual-stack) fan goes down."""
+    if others or FORWARD6_SYSCTL not in state.sysctls:
+        return []
+    from fangen.runtime import forwarding
+
+    keep = forwarding.users(host, family=6)
+    if keep and notes is not None:
+        notes.append(f"{state.name}: net.ipv6.conf.all.forwarding stays on: needed by "
+                     + "; ".join(keep))
+    return keep
 
 
 def _only_marked(host, state, actions: list, notes: list | None) -> list:
@@ -339,6 +356,8 @@ def status(host, fans: dict) -> list[dict]:
             "gateway": (st.gateway if up else None),
             "bridge_address": (health.bridge_address(st) if up else None),
             "mtu": (st.mtu if up and st.mtu else None),
+            "overlay6": str(fan.overlay6) if fan and fan.overlay6 is not None else None,
+            "slice6": _slice6(fan, st.slice) if up and fan else None,
             "type": fan.type if fan else (st.type if st else ""),
             "datapath": (st.datapath if st and st.datapath else
                          (choose_datapath(fan, host.proc) if fan else "")),
@@ -348,6 +367,17 @@ def status(host, fans: dict) -> list[dict]:
         }
         rows.append(row)
     return rows
+
+
+def _slice6(fan, slice_text: str) -> str | None:
+    """A dual-stack fan's IPv6 slice on this host (from its IPv4 slice), or None."""
+    from ipaddress import IPv4Network
+
+    try:
+        sl6 = fan.slice6_of(IPv4Network(slice_text))
+    except ValueError:
+        return None
+    return str(sl6.network) if sl6 is not None else None
 
 
 def _kept_reason(name: str, bridge: str, links: dict) -> str:

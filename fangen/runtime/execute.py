@@ -42,6 +42,10 @@ def execute(actions: list, host, state: State, save: bool = True) -> State:
 def _create_bridge(a: A.CreateBridge, host, nl: Netlink, st: State) -> bool:
     existed = nl.index(a.name) is not None
     nl.create_bridge(a.name, a.mtu)
+    if a.own_link_local and not existed:
+        # before it goes up: the kernel would give it a link-local address from its
+        # MAC, which no host can map (fangen adds fe80::fa:0:H:H, fangen.fanmap)
+        _no_kernel_link_local(host, a.name)
     if not existed:
         nl.set_alias(a.name, state_mod.mark(st.name))
     return existed
@@ -109,7 +113,7 @@ def _nft_replace(a: A.NftReplace, host, nl: Netlink, st: State) -> None:
 
 def _nft_delete(a: A.NftDelete, host, nl: Netlink, st: State) -> None:
     from fangen.render import nft as render_nft
-    host.nft.apply(render_nft.delete_script(a.table), f"delete nft table {a.table}")
+    host.nft.apply(render_nft.delete_script(a.table, a.ip6), f"delete nft table {a.table}")
 
 
 def _set_sysctl(a: A.SetSysctl, host, nl: Netlink, st: State) -> str | None:
@@ -185,8 +189,14 @@ def _make_tunnel(a: A.CreateTunnel, host, nl: Netlink) -> None:
                           f"{exc.strerror or exc}") from None
 
 
+def _no_kernel_link_local(host, dev: str) -> None:
+    key = f"net/ipv6/conf/{dev}/addr_gen_mode"
+    if host.read_sysctl(key) is not None:         # no IPv6 here: nothing to generate
+        host.write_sysctl(key, "1")
+
+
 def _attach(a: A.AttachPrograms, host, nl: Netlink, st: State) -> None:
-    from ipaddress import IPv4Network
+    from ipaddress import IPv4Network, IPv6Network
 
     from fangen.datapath import upstream
     from fangen.datapath.fanprog import FanParams
@@ -195,7 +205,7 @@ def _attach(a: A.AttachPrograms, host, nl: Netlink, st: State) -> None:
     if idx is None:
         raise FangenError(f"cannot attach the fan programs: {a.dev} does not exist")
     params = FanParams(IPv4Network(a.overlay), IPv4Network(a.underlay), IPv4Network(a.slice),
-                       a.vni, a.mode)
+                       a.vni, a.mode, overlay6=IPv6Network(a.overlay6) if a.overlay6 else None)
     try:
         found = upstream.attach(host.ipr, idx, params, a.fan or None)
     except OSError as exc:

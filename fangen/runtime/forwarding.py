@@ -1,4 +1,5 @@
-"""Who else needs ``net.ipv4.ip_forward``: the rule ``down`` follows.
+"""Who else needs ``net.ipv4.ip_forward`` (or, for a dual-stack fan,
+``net.ipv6.conf.all.forwarding``): the rule ``down`` follows.
 
 ``up`` turns IPv4 forwarding on when it is off and records the earlier value.
 ``down`` puts that value back only when fangen changed it *and* nothing else
@@ -15,6 +16,10 @@ needs forwarding:
 When something else needs it, forwarding stays on and the state that recorded
 the earlier value goes with the fan: fangen no longer claims it.  The parser is
 pure (text of ``nft list chains`` in, reasons out); :func:`users` reads the host.
+
+IPv6 follows the same rule with ``ip6`` and ``inet`` tables and
+``/proc/net/ip6_tables_names``; ``up`` turns IPv6 forwarding on only for a fan with
+``overlay6``, and ``down`` restores only a value fangen recorded.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import os
 from fangen.render.nft import TABLE_PREFIX
 
 FAMILIES = ("ip", "inet")
+FAMILIES6 = ("ip6", "inet")
 ENGINE_CHAINS = ("DOCKER",)          # DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-1, ...
 
 
-def users_from_chains(text: str) -> list[str]:
+def users_from_chains(text: str, families: tuple = FAMILIES) -> list[str]:
     """Reasons (one per table) found in ``nft list chains`` output."""
     found: dict[str, str] = {}
     family = table = chain = ""
@@ -42,7 +48,7 @@ def users_from_chains(text: str) -> list[str]:
                     chain.startswith(ENGINE_CHAINS):
                 found.setdefault(f"{family} {table}", f"chain {chain}")
             continue
-        if not words or words[0] != "type" or family not in FAMILIES or \
+        if not words or words[0] != "type" or family not in families or \
                 table.startswith(TABLE_PREFIX):
             continue
         hook = words[words.index("hook") + 1] if "hook" in words[:-1] else ""
@@ -53,18 +59,21 @@ def users_from_chains(text: str) -> list[str]:
     return [f"nft table {key}, {why}" for key, why in sorted(found.items())]
 
 
-def legacy_tables(proc: str = "/proc") -> list[str]:
+def legacy_tables(proc: str = "/proc", names: str = "ip_tables_names") -> list[str]:
     try:
-        with open(os.path.join(proc, "net", "ip_tables_names")) as fh:
+        with open(os.path.join(proc, "net", names)) as fh:
             return sorted(line.strip() for line in fh if line.strip())
     except OSError:
         return []
 
 
-def users(host) -> list[str]:
-    """Why forwarding must stay on besides fangen's fans (empty: nothing else needs it)."""
-    reasons = users_from_chains(host.nft.chains())
-    tables = legacy_tables(host.proc)
+def users(host, family: int = 4) -> list[str]:
+    """Why forwarding must stay on besides fangen's fans (empty: nothing else needs it);
+    ``family`` 6: IPv6 forwarding."""
+    six = family == 6
+    reasons = users_from_chains(host.nft.chains(), FAMILIES6 if six else FAMILIES)
+    tables = legacy_tables(host.proc, "ip6_tables_names" if six else "ip_tables_names")
     if tables:
-        reasons.append(f"iptables-legacy tables {', '.join(tables)}")
+        reasons.append(f"{'ip6tables' if six else 'iptables'}-legacy tables "
+                       f"{', '.join(tables)}")
     return reasons

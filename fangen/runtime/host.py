@@ -112,6 +112,8 @@ def choose_datapath(fan, proc: str = "/proc", refused: dict | None = None) -> st
         why = f"this kernel has no {fan.type} fan ({where} is missing)"
     elif refused and fan.type in refused:
         why = refused[fan.type]
+    elif fan.overlay6 is not None:
+        why = "the kernel fan maps IPv4 only (overlay6)"
     else:
         why = ""
     if fan.datapath == "kernel":

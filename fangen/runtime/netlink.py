@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Network, ip_interface
 
 from fangen.errors import FangenError
 from fangen.runtime.view import LinkView, RouteView
@@ -55,6 +55,13 @@ class Netlink:
         for msg in self._do("list addresses", self.ipr.get_addr, family=socket.AF_INET):
             local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
             if local:
+                addrs.setdefault(msg["index"], set()).add(f"{local}/{msg['prefixlen']}")
+        # IPv6 addresses too (a dual-stack fan's bridge addresses, global and link-local;
+        # not the host scope of lo)
+        for msg in self._do("list addresses", self.ipr.get_addr, family=socket.AF_INET6,
+                            tolerate=(errno.EAFNOSUPPORT, errno.EOPNOTSUPP)) or ():
+            local = msg.get_attr("IFA_ADDRESS")
+            if local and msg["family"] == socket.AF_INET6 and msg["scope"] in (0, 253):
                 addrs.setdefault(msg["index"], set()).add(f"{local}/{msg['prefixlen']}")
         out = {}
         for msg in rows:
@@ -151,9 +158,9 @@ class Netlink:
 
     # -- addresses and routes --------------------------------------------------------------
     def add_address(self, dev: str, address: str) -> None:
-        iface = IPv4Interface(address)
+        iface = ip_interface(address)
         kwargs = {}
-        if iface.network.prefixlen < 31:
+        if iface.version == 4 and iface.network.prefixlen < 31:
             kwargs["broadcast"] = str(iface.network.broadcast_address)
         self._do(f"add {address} to {dev}", self.ipr.addr, "add", index=self._need(dev),
                  address=str(iface.ip), prefixlen=iface.network.prefixlen,
@@ -163,7 +170,7 @@ class Netlink:
         idx = self.index(dev)
         if idx is None:
             return
-        iface = IPv4Interface(address)
+        iface = ip_interface(address)
         self._do(f"delete {address} from {dev}", self.ipr.addr, "del", index=idx,
                  address=str(iface.ip), prefixlen=iface.network.prefixlen,
                  tolerate=(errno.EADDRNOTAVAIL, errno.ENODEV, errno.ESRCH))

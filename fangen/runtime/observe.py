@@ -6,7 +6,7 @@ import os
 
 from fangen.engines import cni
 from fangen.render import names
-from fangen.runtime.view import FORWARD_SYSCTL, Observed
+from fangen.runtime.view import FORWARD6_SYSCTL, FORWARD_SYSCTL, Observed
 from fangen.runtime.state import State
 
 
@@ -48,7 +48,7 @@ def observe(host, fan_name: str, bridge: str, tunnel: str, state: State | None) 
                            host.dnsmasq(fan_name).running(state.dnsmasq))
     return Observed(
         links=links, routes=routes, nft_tables=host.nft.tables(), tc=tc, tc_users=tc_users,
-        sysctls={FORWARD_SYSCTL: host.read_sysctl(FORWARD_SYSCTL)},
+        sysctls={key: host.read_sysctl(key) for key in (FORWARD_SYSCTL, FORWARD6_SYSCTL)},
         files=read_files(host.root, candidate_files(fan_name, bridge, tunnel, state)),
         dnsmasq_running=dnsmasq_running)
 

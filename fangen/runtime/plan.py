@@ -28,7 +28,7 @@ from fangen.runtime.actions import (AddAddress, AddRoute, AttachPrograms, Create
                                     StartDnsmasq, StopDnsmasq, WriteFile)
 from fangen.runtime.state import State
 from fangen.runtime.underlay import Resolved
-from fangen.runtime.view import FORWARD_SYSCTL, LinkView, Observed, RouteView
+from fangen.runtime.view import FORWARD6_SYSCTL, FORWARD_SYSCTL, LinkView, Observed, RouteView
 
 
 class PlanError(FangenError):
@@ -56,6 +56,15 @@ class Target:
     @property
     def bridge_address(self) -> str:
         return f"{self.slice.gateway}/{self.fan.bridge_prefix}"
+
+    @property
+    def bridge_addresses6(self) -> list[str]:
+        """A dual-stack fan's IPv6 bridge addresses (the IPv6 slice's ::1 with the overlay6
+        prefix, and the link-local address that carries the host bits), or []."""
+        sl6 = self.fan.slice6_of(self.slice.network)
+        if sl6 is None:
+            return []
+        return [f"{sl6.gateway}/{self.fan.overlay6.prefixlen}", f"{sl6.link_local}/64"]
 
     @property
     def external(self) -> bool:
@@ -137,7 +146,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     # bridge
     bridge = obs.links.get(fan.bridge)
     if bridge is None:
-        actions.append(CreateBridge(fan.bridge, t.mtu))
+        actions.append(CreateBridge(fan.bridge, t.mtu, fan.overlay6 is not None))
         actions.append(SetLink(fan.bridge, up=True))
     else:
         if bridge.kind != "bridge":
@@ -194,9 +203,11 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
 
     # bridge address: ours from before that is no longer right goes first
     want_addr = t.bridge_address
+    want6 = t.bridge_addresses6
+    wanted = [(fan.bridge, want_addr)] + [(fan.bridge, addr) for addr in want6]
     have = bridge.addresses if bridge is not None else frozenset()
     for entry in state.addresses:
-        if (entry["dev"], entry["address"]) != (fan.bridge, want_addr) and \
+        if (entry["dev"], entry["address"]) not in wanted and \
                 entry["dev"] in obs.links and \
                 entry["address"] in obs.links[entry["dev"]].addresses:
             actions.append(DelAddress(entry["dev"], entry["address"]))
@@ -208,6 +219,9 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
         prefix = str(IPv4Interface(want_addr).network)
         if not any(r.dst == prefix and r.dev == fan.bridge for r in obs.routes):
             actions.append(RestoreRoute(prefix, fan.bridge, gateway))
+    for addr in want6:
+        if addr not in have:
+            actions.append(AddAddress(fan.bridge, addr))
 
     # routes (IPIP routes the whole overlay via the tunnel; VXLAN bridges it)
     want_routes = []
@@ -226,7 +240,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     if t.external:
         attach = AttachPrograms(dev, fan.type, str(fan.overlay),
                                 str(t.underlay.network), str(sl.network),
-                                fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared)
+                                fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared,
+                                str(fan.overlay6) if fan.overlay6 is not None else "")
         recorded = state.tc.get(dev, {}).get("params")
         attached = obs.tc.get(dev, {})
         if tunnel is None or recreate or recorded != attach.params() or \
@@ -239,11 +254,14 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     nft_args = (fan, sl.network, t.underlay.network, t.underlay.address, t.tunnel)
     text = render_nft.ruleset(*nft_args)
     if table not in obs.nft_tables or state.nft_tables.get(table) != text:
-        actions.append(NftReplace(table, render_nft.replace_script(*nft_args), text))
+        had6 = _has_ip6(state.nft_tables.get(table))
+        actions.append(NftReplace(table, render_nft.replace_script(*nft_args, ip6=had6), text))
 
     # forwarding in this namespace
     if obs.sysctls.get(FORWARD_SYSCTL) != "1":
         actions.append(SetSysctl(FORWARD_SYSCTL, "1"))
+    if fan.overlay6 is not None and obs.sysctls.get(FORWARD6_SYSCTL) != "1":
+        actions.append(SetSysctl(FORWARD6_SYSCTL, "1"))
 
     # networkd drop-ins, so networkd agrees (and a networkd restart keeps the fan)
     files: dict[str, str] = {}
@@ -285,7 +303,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             ("tunnel_spec", tuple(spec.spec_key())),
             # the bridge address and routes are ours even when networkd put them there
             # first (from our drop-in): down removes them with the drop-in
-            ("own_addresses", ((fan.bridge, want_addr),)),
+            ("own_addresses", tuple(wanted)),
             ("own_routes", tuple((r.dst, r.dev, r.src) for r in want_routes)),
             # a bridge networkd made from our .netdev: down deletes it once that file is
             # gone (the fan left the configuration), as networkd never removes a netdev
@@ -294,7 +312,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     owned = {(a["dev"], a["address"]) for a in state.addresses}
     owned_routes = {(r["dst"], r["dev"], r["src"]) for r in state.routes}
     if actions or state.slice != str(sl.network) or state.datapath != t.datapath or \
-            (fan.bridge, want_addr) not in owned or \
+            any(pair not in owned for pair in wanted) or \
             dict(info)["networkd_bridge"] != bool(state.links.get(fan.bridge, {}).get(
                 "networkd")) or \
             any((r.dst, r.dev, r.src) not in owned_routes for r in want_routes):
@@ -325,7 +343,7 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True,
         actions.append(StopDnsmasq())
     for table in sorted(state.nft_tables):
         if table in obs.nft_tables:
-            actions.append(NftDelete(table))
+            actions.append(NftDelete(table, _has_ip6(state.nft_tables.get(table))))
     for dev in sorted(state.tc):
         if dev in obs.links and not state.created(dev) and \
                 (obs.tc.get(dev) or state.name in obs.tc_users.get(dev, ())):
@@ -367,6 +385,11 @@ def plan_down(state: State, obs: Observed, last_fan: bool = True,
                 actions.append(SetSysctl(key, value, restore=True))
     actions.append(Forget(tuple(sorted(kept))))
     return actions
+
+
+def _has_ip6(text) -> bool:
+    """Did the recorded ruleset of a table hold a dual-stack fan's ip6 table?"""
+    return isinstance(text, str) and "table ip6 " in text
 
 
 def foreign_ports(bridge: str, state: State, obs: Observed) -> tuple:

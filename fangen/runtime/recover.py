@@ -31,6 +31,7 @@ from fangen import writer
 from fangen.render import names
 from fangen.render import nft as render_nft
 from fangen.runtime import dnsmasq as dnsmasq_mod
+from fangen.runtime.nft import NftFailed
 from fangen.runtime import state as state_mod
 
 
@@ -111,8 +112,12 @@ def apply(host, name: str, steps: list[Step]) -> None:
             if cmd is not None and _is_fans(cmd, host.root, name):
                 runner._end(pid, cmd)
         elif step.kind == "nft":
-            host.nft.apply(render_nft.delete_script(step.target),
-                           f"delete nft table {step.target}")
+            try:            # with a dual-stack fan's ip6 table, where the kernel has one
+                host.nft.apply(render_nft.delete_script(step.target, ip6=True),
+                               f"delete nft table {step.target}")
+            except NftFailed:
+                host.nft.apply(render_nft.delete_script(step.target),
+                               f"delete nft table {step.target}")
         elif step.kind == "link":
             nl.delete_link(step.target)
         elif step.kind == "address":

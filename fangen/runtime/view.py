@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 FORWARD_SYSCTL = "net/ipv4/ip_forward"
+FORWARD6_SYSCTL = "net/ipv6/conf/all/forwarding"     # a dual-stack fan's (overlay6)
 
 
 @dataclass(frozen=True)

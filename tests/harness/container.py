@@ -84,6 +84,28 @@ class Container:
         lease = self.lease()
         return lease.get("ip") if lease else None
 
+    # -- IPv6 (a dual-stack fan: SLAAC from the host's router advertisements) -------
+    @property
+    def address6(self) -> str | None:
+        """The global IPv6 address on eth0 once duplicate address detection is done."""
+        out = ip(self.ns, "-j", "-6", "addr", "show", "dev", IFACE, "scope", "global",
+                 check=False).stdout
+        try:
+            data = json.loads(out or "[]")
+        except ValueError:
+            return None
+        for link in data:
+            for a in link.get("addr_info", []):
+                if "local" in a and not a.get("tentative"):
+                    return a["local"]
+        return None
+
+    def wait_address6(self, timeout: float = 70) -> str:
+        """Until SLAAC gave an address (the kernel solicits; dnsmasq also advertises
+        every minute)."""
+        wait(lambda: self.address6, timeout, f"{self.name}: a SLAAC address")
+        return self.address6
+
     # -- traffic ----------------------------------------------------------------
     def ping(self, addr: str, count: int = 1, wait_s: int = 1) -> bool:
         return ping(self.ns, addr, count, wait_s)

@@ -24,8 +24,9 @@ from .switch import Switch
 
 class Lab:
     def __init__(self, hosts: int = 3, containers: int = 2, fans: dict | None = None,
-                 tag: str = "", log_level: str = "info", keep_workdir: bool = False) -> None:
-        self.run = Run(tag, keep_workdir=keep_workdir)
+                 tag: str = "", log_level: str = "info", keep_workdir: bool = False,
+                 ipv6: bool = False) -> None:
+        self.run = Run(tag, keep_workdir=keep_workdir, ipv6=ipv6)
         self.containers_per_host = containers
         self.fans = fans if fans is not None else fan_stanza()
         try:

@@ -223,8 +223,9 @@ def ping(ns: str, addr, count: int = 1, wait: int = 2) -> bool:
 class Run:
     """One run's namespaces, processes and work directory."""
 
-    def __init__(self, tag: str = "", keep_workdir: bool = False) -> None:
+    def __init__(self, tag: str = "", keep_workdir: bool = False, ipv6: bool = False) -> None:
         self.prefix = f"{PREFIX}{secrets.token_hex(3)}{tag}"
+        self.ipv6 = ipv6                        # leave IPv6 on in this run's namespaces
         self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-", dir="/tmp")
         os.chmod(self.workdir, 0o755)           # networkd (systemd-network) reads below it
         self.keep_workdir = keep_workdir
@@ -237,14 +238,16 @@ class Run:
     # -- namespaces ---------------------------------------------------------------
     def netns(self, short: str) -> str:
         """A fresh namespace ``<prefix>-<short>``: lo up, rp_filter off, IPv6 off (where
-        the kernel has IPv6: the kernel-check VM's has none)."""
+        the kernel has IPv6: the kernel-check VM's has none) unless the run was made
+        with ``ipv6=True`` (a dual-stack fan's tests)."""
         name = f"{self.prefix}-{short}"
         sh("ip", "netns", "add", name)
         self.namespaces.append(name)
         ip(name, "link", "set", "lo", "up")
+        six = "0" if self.ipv6 else "1"
         nsexec(name, "sh", "-c",
                "cd /proc/sys/net && for k in all default; do echo 0 > ipv4/conf/$k/rp_filter; "
-               "if [ -d ipv6 ]; then echo 1 > ipv6/conf/$k/disable_ipv6; fi; done")
+               f"if [ -d ipv6 ]; then echo {six} > ipv6/conf/$k/disable_ipv6; fi; done")
         return name
 
     def ipr(self, ns: str):

@@ -168,6 +168,42 @@ CASES = [
     ("default-tunnel-too-long", bad(name="bad-abcdefgh"), FAN,
      [E.format("3:5") + "bad-abcdefgh: tunnel name 'bad-abcdefgh-tun' is longer than 15 "
                         "bytes; set 'tunnel:' to a shorter name"]),
+    # -- the dual-stack keys (overlay6, dhcp6) ------------------------------------------------
+    ("overlay6-ipv4", bad("type: vxlan\noverlay6: 250.0.0.0/8"), FAN,
+     [E.format("7:17") + "bad: invalid overlay6 '250.0.0.0/8': expected an IPv6 network "
+                         "such as fd5a:fa00::/48"]),
+    ("overlay6-host-bits", bad("type: vxlan\noverlay6: fd5a:fa00::1/48"), FAN,
+     [E.format("7:17") + "bad: overlay6 fd5a:fa00::1/48 has host bits set (did you mean "
+                         "fd5a:fa00::/48?)"]),
+    ("overlay6-not-a-64", bad("type: vxlan\noverlay6: fd5a:fa00::/40"), FAN,
+     [E.format("7:17") + "bad: overlay6 /40 with underlay /16 gives /56 IPv6 slices, and "
+                         "containers autoconfigure (SLAAC) only in a /64: use overlay6 /48"]),
+    ("overlay6-whole-space", bad("type: vxlan\noverlay6: ::/0"), FAN,
+     [E.format("7:17") + "bad: overlay6 ::/0 overlaps a reserved range (::/8, loopback, "
+                         "unspecified and IPv4-mapped addresses)",
+      E.format("7:17") + "bad: overlay6 /0 with underlay /16 gives /16 IPv6 slices, and "
+                         "containers autoconfigure (SLAAC) only in a /64: use overlay6 /48"]),
+    ("overlay6-multicast", bad("type: vxlan\noverlay6: ff05::/48"), FAN,
+     [E.format("7:17") + "bad: overlay6 ff05::/48 overlaps a reserved range (ff00::/8, "
+                         "multicast)"]),
+    ("overlay6-huge", bad("type: vxlan\noverlay6: " + "f" * 5000 + "::/48"), FAN,
+     [E.format("7:17") + "bad: invalid overlay6 '" + "f" * 64 + "...': expected an IPv6 "
+                         "network such as fd5a:fa00::/48"]),
+    ("overlay6-triple-colon", bad("type: vxlan\noverlay6: 'fd5a:::/48'"), FAN,
+     [E.format("7:17") + "bad: invalid overlay6 'fd5a:::/48': expected an IPv6 network "
+                         "such as fd5a:fa00::/48"]),
+    ("overlay6-on-ipip", bad("overlay6: fd5a:fa00::/48"), FAN,
+     [E.format("6:17") + "bad: overlay6 needs 'type: vxlan': an IPIP tunnel carries IPv4 only "
+                         "(the dual-stack fan bridges IPv6 across the fan and maps neighbour "
+                         "solicitations as VXLAN maps ARP)"]),
+    ("overlay6-kernel-datapath",
+     bad("type: vxlan\ndatapath: kernel\noverlay6: fd5a:fa00::/48"), FAN,
+     [E.format("7:17") + "bad: overlay6 needs the upstream datapath: the Ubuntu kernel fan "
+                         "maps IPv4 only; set 'datapath: upstream' or 'auto' (auto picks "
+                         "upstream for a dual-stack fan)"]),
+    ("dhcp6-without-overlay6", bad("dhcp6: true"), FAN,
+     [E.format("6:7") + "bad: 'dhcp6' needs an IPv6 overlay: set 'overlay6:' (e.g. "
+                        "fd5a:fa00::/48)"]),
 ]
 
 # bridge and tunnel values that are not literal interface names, each with its reason

@@ -76,7 +76,22 @@ def random_stanza(rng: random.Random, taken: set) -> tuple[str, dict]:
         stanza["vxlan"] = {k: v for k, v in (("vni", rng.randint(1, 0xFFFFFF)),
                                              ("port", rng.randint(1, 65535)))
                            if rng.random() < 0.7}
+    if stanza.get("type") == "vxlan" and stanza.get("datapath") != "kernel":
+        _dual_stack(random.Random(name), stanza, underlay_len)
     return name, stanza
+
+
+def _dual_stack(rng: random.Random, stanza: dict, underlay_len: int) -> None:
+    """Half the VXLAN fans get an overlay6 (a random fd00::/8 network whose slices are
+    /64) and some dhcp6: from their own generator, so the other stanzas stay as they
+    were before the dual-stack keys."""
+    if rng.random() < 0.5:
+        return
+    length = 64 - (32 - underlay_len)
+    value = (0xFD << 120) | (rng.getrandbits(120) & ~((1 << (128 - length)) - 1))
+    stanza["overlay6"] = str(ipaddress.IPv6Network((value, length)))
+    if rng.random() < 0.5:
+        stanza["dhcp6"] = rng.random() < 0.7
 
 
 def random_stanzas(seed: int, count: int) -> dict[str, dict]:

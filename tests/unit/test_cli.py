@@ -105,7 +105,7 @@ def test_map_with_fan(fanroot):
     (["--overlay", "250.0.0.0/8", "--underlay", "172.16.0.0/16", "10.0.0.1"],
      "fangen: 10.0.0.1 is in neither the overlay 250.0.0.0/8 nor the underlay 172.16.0.0/16\n"),
     (["--overlay", "250.0.0.0/8", "--underlay", "172.16.0.0/16", "nonsense"],
-     "fangen: 'nonsense' is not an IPv4 address\n"),
+     "fangen: 'nonsense' is not an IPv4 or IPv6 address\n"),
     (["--overlay", "250.0.0.0/16", "--underlay", "172.16.0.0/16", "250.0.0.1"],
      "fangen: slice prefix /32 (overlay /16 + 32 - underlay /16) is longer than /30\n"),
     (["250.0.0.1"], "fangen: give --overlay NET/LEN and --underlay NET/LEN (or --fan NAME)\n"),

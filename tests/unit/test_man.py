@@ -189,7 +189,7 @@ def _key_paragraphs() -> dict[str, str]:
     """{key: its .TP paragraph} for every \\fBkey:\\fR term in fan.d(5)."""
     text = roff("fan.d.5")
     paragraphs = {}
-    for match in re.finditer(r"(?m)^\.TP\n\\fB([a-z-\\]+):\\fR(.*(?:\n(?!\.TP\n|\.SH ).*)*)",
+    for match in re.finditer(r"(?m)^\.TP\n\\fB([a-z0-9-\\]+):\\fR(.*(?:\n(?!\.TP\n|\.SH ).*)*)",
                              text):
         paragraphs[plain(match.group(1))] = plain(match.group(2))
     return paragraphs

@@ -72,5 +72,9 @@ def test_replace_script_is_one_transaction_that_tolerates_absence():
     script = nft.replace_script(fan(type="vxlan"), SLICE, UNDERLAY, LOCAL)
     assert script.startswith("table ip fangen-fan250\ndelete table ip fangen-fan250\n"
                              "table ip fangen-fan250 {\n")
+    assert "ip6" not in script           # IPv4 only: no ip6 family (a kernel may lack it)
     assert nft.delete_script("fangen-x") == "table ip fangen-x\ndelete table ip fangen-x\n"
+    assert nft.delete_script("fangen-x", ip6=True) == (
+        "table ip fangen-x\ndelete table ip fangen-x\n"
+        "table ip6 fangen-x\ndelete table ip6 fangen-x\n")
     assert nft.table_name("a.b") == "fangen-a.b"

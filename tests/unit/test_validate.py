@@ -50,7 +50,8 @@ def one_error(fanroot, text):
 @pytest.mark.parametrize("body, expected", [
     ("      bogus: 1\n",
      "F:7:7: Error in fan definition: fan-250: unknown key 'bogus' (expected one of: bridge, "
-     "datapath, dhcp, dns, enabled, host-reserve, lease-time, mtu, nat, overlay, tunnel, type, "
+     "datapath, dhcp, dhcp6, dns, enabled, host-reserve, lease-time, mtu, nat, overlay, overlay6, "
+     "tunnel, type, "
      "underlay, vxlan)"),
     ("      dhcp: maybe\n",
      "F:7:13: Error in fan definition: fan-250: 'dhcp' must be a boolean (true or false), "
