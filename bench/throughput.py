@@ -10,6 +10,10 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
 * ``l2``: an L2 VXLAN with a static remote, the containers on-link in one /16
   (what a person builds by hand for two hosts; the fan's VXLAN path is L2 too);
 * ``routed``: a flannel-style routed VXLAN, one route + neighbour + FDB entry per peer.
+* ``l2md`` (``--external``): the ``l2`` tunnel on a collect-metadata VXLAN device
+  whose one fixed remote a trivial tc program sets (``tunnels.l2_external``): the
+  kernel's collect-metadata path without any fan logic, so ``l2md / l2`` is what that
+  path costs by itself and ``fan / l2md`` what the fan's programs add;
 * ``bare`` (``--bare``): iperf3 host to host over the underlay, for reference;
 * ``fan@REF`` (``--ref REF``): the same fan with the tc programs of git revision
   REF's ``fangen/datapath/fanprog.py`` (say ``main``), swapped in place
@@ -52,6 +56,7 @@ from tests.harness.ns import Run, nsexec  # noqa: E402
 from tests.harness.perf import iperf3_end  # noqa: E402
 
 NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
+         "l2md": "L2 VXLAN, external + fixed key",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,7 +144,7 @@ def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
             if packets else 0.0}
 
 
-def build(lab: Lab, bare: bool) -> dict[str, tuple[str, str, str]]:
+def build(lab: Lab, bare: bool, external: bool = False) -> dict[str, tuple[str, str, str]]:
     """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
     lab.start_hosts()
     lab.start_fans()
@@ -154,6 +159,9 @@ def build(lab: Lab, bare: bool) -> dict[str, tuple[str, str, str]]:
     paths = {"fan": (fan_b.ns, fan_b.address, fan_a.ns),
              "l2": (l2_b, l2_addr, l2_a),
              "routed": (rt_b, rt_addr, rt_a)}
+    if external:
+        md_a, md_b, md_addr = tunnels.l2_external(lab.run, hosts)
+        paths["l2md"] = (md_b, md_addr, md_a)
     if bare:
         paths["bare"] = (h2.ns, h2.address(), h1.ns)
     for name, (srv_ns, srv_addr, cli_ns) in paths.items():
@@ -193,6 +201,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5, help="per measurement (default 5)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
     parser.add_argument("--bare", action="store_true", help="also the bare underlay")
+    parser.add_argument("--external", action="store_true",
+                        help="also L2 VXLAN on a collect-metadata device with a fixed key")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--ref", metavar="REV",
                         help="also the fan with git revision REV's tc programs (fan@REV)")
@@ -205,7 +215,7 @@ def main() -> int:
         sys.exit("throughput: needs root (network namespaces)")
     lab = Lab(hosts=2, containers=1, tag="tput")
     try:
-        paths = build(lab, args.bare)
+        paths = build(lab, args.bare, args.external)
         modules = {}
         if args.ref:
             ref = f"fan@{args.ref}"
