@@ -14,7 +14,11 @@ to the next filter on the hook (``TC_ACT_UNSPEC``); the last filter,
   to the underlay's network or broadcast address (slices no host can own), else
   compute the remote underlay host with the fan formula
   (:meth:`fangen.fanmap.FanMap.host_for_address`), set the tunnel key (VNI,
-  remote, TTL) and pass.
+  remote, TTL; VXLAN without an outer UDP checksum, like a hand-built VXLAN
+  device) and pass.  The headers are read in place (direct packet access); only
+  headers outside the skb's linear part are copied with ``bpf_skb_load_bytes``.
+  Frames that are neither IPv4 nor ARP leave through one labelled place,
+  :data:`NOT_IPV4`.
 * ingress: a collect-metadata device accepts every VNI and every sender.  VXLAN:
   another VNI is not ours (next filter); ours must come from a sender inside the
   underlay network.  IPIP: an inner destination outside the overlay is not ours;
