@@ -62,6 +62,17 @@ def fan_programs(ns: str) -> dict[str, int]:
     return found
 
 
+def fan_device(ns: str) -> str:
+    """The device fangen's tc filters are on in a host namespace."""
+    links = json.loads(sh("ip", "-n", ns, "-j", "link", "show").stdout or "[]")
+    for link in links:
+        text = sh("tc", "-n", ns, "filter", "show", "dev", link["ifname"], "egress",
+                  check=False).stdout
+        if "fangen:fan:" in text:
+            return link["ifname"]
+    raise LookupError(f"{ns}: no device with fangen's filters")
+
+
 def prog_counters(prog_id: int) -> tuple[int, int]:
     """(run_time_ns, run_cnt) of a program."""
     data = json.loads(sh("bpftool", "-j", "prog", "show", "id", str(prog_id)).stdout)
@@ -137,7 +148,8 @@ def per_packet(samples: dict[str, int], packets: int) -> dict[str, float]:
     return {sym: n * 1e9 / FREQ / packets for sym, n in samples.items()} if packets else {}
 
 
-def run_all(lab, paths: dict, names: dict, measure, seconds: float) -> None:
+def run_all(lab, paths: dict, names: dict, measure, seconds: float,
+            prepare=lambda name: None) -> None:
     """Profile each path once with a UDP small-packet run (``measure(name, s) -> dict``),
     then run the fan once more with BPF run-time statistics on (not under perf: the
     statistics add two clock reads per program run)."""
@@ -149,6 +161,7 @@ def run_all(lab, paths: dict, names: dict, measure, seconds: float) -> None:
     for name in paths if use_perf else ():
         data = os.path.join(lab.run.workdir, f"perf-{name}.data")
         got: dict = {}
+        prepare(name)
         record(data, lambda n=name: got.update(measure(n, seconds)))
         costs[name] = per_packet(symbol_samples(data), got["packets"])
         print(f"\n  {names[name]}: {got['pps'] / 1e3:.1f} kpps received, iperf3 CPU "
@@ -159,10 +172,12 @@ def run_all(lab, paths: dict, names: dict, measure, seconds: float) -> None:
     if "fan" in costs:
         for base in [n for n in costs if n != "fan"]:
             compare(costs["fan"], costs[base], base)
-    bpf_run(lab, measure, seconds)
+    for name in [n for n in paths if n.startswith("fan")]:
+        prepare(name)
+        bpf_run(lab, lambda s, n=name: measure(n, s), seconds, names[name])
 
 
-def bpf_run(lab, measure, seconds: float) -> None:
+def bpf_run(lab, measure, seconds: float, title: str = "fan") -> None:
     """The fan's programs' own cost per run, from BPF run-time statistics."""
     progs = {h.name: fan_programs(h.ns) for h in lab.hosts}
     fd = enable_bpf_stats()
@@ -171,11 +186,11 @@ def bpf_run(lab, measure, seconds: float) -> None:
         return
     try:
         before = {(h, d): prog_counters(i) for h, p in progs.items() for d, i in p.items()}
-        got = measure("fan", seconds)
+        got = measure(seconds)
         after = {(h, d): prog_counters(i) for h, p in progs.items() for d, i in p.items()}
     finally:
         os.close(fd)
-    print(f"\n  fan with BPF run-time statistics on: {got['pps'] / 1e3:.1f} kpps, iperf3 CPU "
+    print(f"\n  {title} with BPF run-time statistics on: {got['pps'] / 1e3:.1f} kpps, iperf3 CPU "
           f"{got['cpu_ns_per_pkt']:.0f} ns per packet")
     for key, (t0, c0) in before.items():
         t1, c1 = after[key]
@@ -203,3 +218,38 @@ def compare(fan: dict[str, float], base: dict[str, float], base_name: str) -> No
     more = sorted(diff.items(), key=lambda kv: -kv[1])[:10]
     print("    symbols the fan spends more in: "
           + ", ".join(f"{s} {d:+.0f}" for s, d in more if d > 0))
+
+
+def test_run_costs(modules: dict, rounds: int = 7, repeat: int = 200_000) -> None:
+    """The programs alone: ns per run under ``BPF_PROG_TEST_RUN`` (``repeat`` runs in the
+    kernel, no stack around them) for each module's egress on an IPv4 frame and an ARP
+    frame, ``rounds`` alternating rounds; median and min..max."""
+    from bench.stats import rotated, summary
+    from fangen.datapath import bpf
+    from fangen.fanmap import FanMap
+    from tests.harness import packets
+
+    fmap = FanMap.parse("250.0.0.0/8", "172.16.0.0/16")
+    frames = {"IPv4": packets.ethernet(0x0800, packets.ipv4("250.1.2.10", "250.3.4.5",
+                                                            bytes(8))),
+              "ARP": packets.arp("250.1.2.10", "250.3.4.5")}
+    fds = {}
+    try:
+        for name, module in modules.items():
+            params = module.FanParams.for_host(fmap, "172.16.1.2", "vxlan")
+            code = bpf.assemble(module.egress(params))
+            fds[name] = bpf.prog_load(code, name="fan_bench")
+        times = {(n, f): [] for n in fds for f in frames}
+        for r in range(rounds):
+            for name in rotated(list(fds), r):
+                for kind, frame in frames.items():
+                    res = bpf.prog_test_run(fds[name], frame, repeat=repeat)
+                    times[(name, kind)].append(float(res.duration_ns))
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    print(f"\nVXLAN egress program alone (BPF_PROG_TEST_RUN, {repeat} runs per figure, "
+          f"{rounds} alternating rounds): ns per run, median [min .. max]")
+    for (name, kind), vals in times.items():
+        s = summary(vals)
+        print(f"  {name:<12} {kind:<5} {s.text('6.1f')}")

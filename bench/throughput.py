@@ -10,9 +10,17 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
 * ``l2``: an L2 VXLAN with a static remote, the containers on-link in one /16
   (what a person builds by hand for two hosts; the fan's VXLAN path is L2 too);
 * ``routed``: a flannel-style routed VXLAN, one route + neighbour + FDB entry per peer.
-* ``bare`` (``--bare``): iperf3 host to host over the underlay, for reference.
+* ``l2md`` (``--external``): the ``l2`` tunnel on a collect-metadata VXLAN device
+  whose one fixed remote a trivial tc program sets (``tunnels.l2_external``): the
+  kernel's collect-metadata path without any fan logic, so ``l2md / l2`` is what that
+  path costs by itself and ``fan / l2md`` what the fan's programs add;
+* ``bare`` (``--bare``): iperf3 host to host over the underlay, for reference;
 * ``fan6`` (``--ipv6``): the same fan made dual-stack (overlay6), the same containers
-  over their SLAAC addresses: IPv6 beside IPv4 ("fan / fan6" is IPv4 over IPv6).
+  over their SLAAC addresses: IPv6 beside IPv4 ("fan / fan6" is IPv4 over IPv6);
+* ``fan@REF`` (``--ref REF``): the same fan with the tc programs of git revision
+  REF's ``fangen/datapath/fanprog.py`` (say ``main``), swapped in place
+  (:func:`fangen.datapath.upstream.attach`) before each measurement of a fan path,
+  so a change to the programs is measured side by side with what it replaces.
 
 Every round measures every path, in an order rotated each round (so drift on a
 busy machine hits all alike), with iperf3: one TCP stream (Gbit/s received), and
@@ -35,7 +43,10 @@ Run as root: /usr/bin/python3 bench/throughput.py [--rounds 7] [--seconds 5] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,9 +58,56 @@ from tests.harness.ns import Run, nsexec  # noqa: E402
 from tests.harness.perf import iperf3_end  # noqa: E402
 
 NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
+         "l2md": "L2 VXLAN, external + fixed key",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
          "fan6": "fan over IPv6 (overlay6)"}
 OVERLAY6 = "fd5a:fa00::/48"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ref_fanprog(ref: str, workdir: str):
+    """git revision REF's fanprog module, imported under another name."""
+    text = subprocess.run(["git", "-C", REPO, "show", f"{ref}:fangen/datapath/fanprog.py"],
+                          check=True, capture_output=True, text=True).stdout
+    path = os.path.join(workdir, "fanprog_ref.py")
+    with open(path, "w") as out:
+        out.write(text)
+    spec = importlib.util.spec_from_file_location("fanprog_ref", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+class Programs:
+    """Which fanprog module's programs are on the lab's fan devices; swaps them."""
+
+    def __init__(self, lab: Lab, modules: dict) -> None:
+        from fangen.datapath import fanprog
+        from fangen.fanmap import FanMap
+        self.lab, self.modules, self.current = lab, modules, "fan"
+        stanza = lab.fans[lab.fan]
+        self.fmap = FanMap.parse(stanza["overlay"], stanza["underlay"])
+        self.devices = {h.ns: cycles.fan_device(h.ns) for h in lab.hosts}
+        self.modules.setdefault("fan", fanprog)
+
+    def use(self, name: str) -> None:
+        if name not in self.modules or name == self.current:
+            return
+        from fangen.datapath import upstream
+        from tests.harness.ns import iproute_in
+        module, saved = self.modules[name], upstream.fanprog
+        for host in self.lab.hosts:
+            params = module.FanParams.for_host(self.fmap, host.address(), "vxlan")
+            with contextlib.closing(iproute_in(host.ns)) as ipr:
+                index = ipr.link_lookup(ifname=self.devices[host.ns])[0]
+                upstream.fanprog = module
+                try:
+                    if not upstream.attach(ipr, index, params, self.lab.fan):
+                        raise HarnessError(f"{host.name}: {name}'s programs not attached")
+                finally:
+                    upstream.fanprog = saved
+        self.current = name
 
 
 def run_iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: float,
@@ -90,7 +148,8 @@ def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
             if packets else 0.0}
 
 
-def build(lab: Lab, bare: bool, ipv6: bool = False) -> dict[str, tuple[str, str, str]]:
+def build(lab: Lab, bare: bool, ipv6: bool = False,
+          external: bool = False) -> dict[str, tuple[str, str, str]]:
     """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
     lab.start_hosts()
     lab.start_fans()
@@ -105,6 +164,9 @@ def build(lab: Lab, bare: bool, ipv6: bool = False) -> dict[str, tuple[str, str,
     paths = {"fan": (fan_b.ns, fan_b.address, fan_a.ns),
              "l2": (l2_b, l2_addr, l2_a),
              "routed": (rt_b, rt_addr, rt_a)}
+    if external:
+        md_a, md_b, md_addr = tunnels.l2_external(lab.run, hosts)
+        paths["l2md"] = (md_b, md_addr, md_a)
     if bare:
         paths["bare"] = (h2.ns, h2.address(), h1.ns)
     if ipv6:
@@ -131,13 +193,14 @@ def report(results: dict[str, dict[str, list[float]]], metric: str) -> None:
     print(f"\n{title}: median  [min .. max]  IQR q1 .. q3  ({unit}, "
           f"{len(series['fan'])} rounds)")
     for name, vals in series.items():
-        print(f"  {NAMES[name]:<30} {summary(vals).text(fmt)}")
-    fan = series["fan"]
-    for base in [n for n in series if n != "fan"]:
-        of_medians = summary(fan).median / summary(series[base]).median
-        per_round = summary(ratios(fan, series[base]))
-        print(f"  fan / {base:<7} {of_medians:.3f}x of medians; per-round ratios "
-              f"{per_round.text('.3f')}")
+        print(f"  {NAMES[name]:<32} {summary(vals).text(fmt)}")
+    fans = [n for n in series if n.startswith("fan")]
+    for num in fans:
+        for base in [n for n in series if n not in fans or (num == "fan" and n != "fan")]:
+            of_medians = summary(series[num]).median / summary(series[base]).median
+            per_round = summary(ratios(series[num], series[base]))
+            print(f"  {num} / {base:<10} {of_medians:.3f}x of medians; per-round ratios "
+                  f"{per_round.text('.3f')}")
 
 
 def main() -> int:
@@ -147,7 +210,11 @@ def main() -> int:
     parser.add_argument("--bare", action="store_true", help="also the bare underlay")
     parser.add_argument("--ipv6", action="store_true",
                         help="a dual-stack fan, measured over IPv6 too (fan6)")
+    parser.add_argument("--external", action="store_true",
+                        help="also L2 VXLAN on a collect-metadata device with a fixed key")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
+    parser.add_argument("--ref", metavar="REV",
+                        help="also the fan with git revision REV's tc programs (fan@REV)")
     parser.add_argument("--profile", action="store_true",
                         help="then profile each path once (perf, BPF run-time statistics)")
     parser.add_argument("--profile-seconds", type=float, default=8, metavar="S",
@@ -158,7 +225,17 @@ def main() -> int:
     lab = Lab(hosts=2, containers=1, tag="tput", ipv6=args.ipv6,
               fans=fan_stanza(overlay6=OVERLAY6) if args.ipv6 else None)
     try:
-        paths = build(lab, args.bare, args.ipv6)
+        paths = build(lab, args.bare, args.ipv6, args.external)
+        modules = {}
+        if args.ref:
+            ref = f"fan@{args.ref}"
+            modules[ref] = ref_fanprog(args.ref, lab.run.workdir)
+            NAMES[ref] = f"fan, {args.ref}'s programs"
+            paths = {"fan": paths["fan"], ref: paths["fan"],
+                     **{k: v for k, v in paths.items() if k != "fan"}}
+        progs = Programs(lab, modules)
+        if args.ref:
+            cycles.test_run_costs(progs.modules)
         order = list(paths)
         metrics = ["gbps", "cpu_ns_per_kb"] + ([] if args.no_udp else ["kpps", "cpu_ns_per_pkt"])
         results = {m: {name: [] for name in order} for m in metrics}
@@ -169,6 +246,7 @@ def main() -> int:
         for r in range(args.rounds):
             line = []
             for name in rotated(order, r):
+                progs.use(name if name.startswith("fan") else progs.current)
                 t = tcp(lab.run, *paths[name], args.seconds)
                 results["gbps"][name].append(t["gbps"])
                 results["cpu_ns_per_kb"][name].append(t["cpu_ns_per_kb"])
@@ -186,7 +264,9 @@ def main() -> int:
         print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         if args.profile:
             cycles.run_all(lab, paths, NAMES,
-                           lambda name, s: udp(lab.run, *paths[name], s), args.profile_seconds)
+                           lambda name, s: udp(lab.run, *paths[name], s), args.profile_seconds,
+                           lambda name: progs.use(name if name.startswith("fan")
+                                                  else progs.current))
         return 0
     except HarnessError as exc:
         print(f"throughput: {exc}", file=sys.stderr)

@@ -86,3 +86,55 @@ def routed(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
                "permanent")
             sh("bridge", "-n", ns, "fdb", "append", _mac(p), "dev", "rtvx", "dst", peer_addr)
     return ends[0], ends[1], "10.98.2.2"
+
+
+def static_key_program(vni: int, remote: str) -> list:
+    """A tc egress program that sets one fixed tunnel key (VNI, remote, TTL 64, no UDP
+    checksum) on every packet: the least a collect-metadata device can be driven with."""
+    from ipaddress import IPv4Address
+
+    from fangen.datapath import bpf as b
+    return [
+        b.mov64_reg(b.R6, b.R1),
+        b.st_mem(b.DW, b.FP, -32, 0), b.st_mem(b.DW, b.FP, -24, 0),
+        b.st_mem(b.DW, b.FP, -16, 0), b.st_mem(b.W, b.FP, -8, 0),
+        b.st_mem(b.W, b.FP, -32 + b.TK_TUNNEL_ID, vni),
+        b.st_mem(b.W, b.FP, -32 + b.TK_REMOTE_IPV4, int(IPv4Address(remote))),
+        b.st_mem(b.B, b.FP, -32 + b.TK_TTL, 64),
+        b.mov64_reg(b.R1, b.R6), b.mov64_reg(b.R2, b.FP), b.alu64_imm(b.ADD, b.R2, -32),
+        b.mov64_imm(b.R3, b.TK_SIZE_V4), b.mov64_imm(b.R4, b.BPF_F_ZERO_CSUM_TX),
+        b.call(b.FN_SKB_SET_TUNNEL_KEY),
+        b.mov64_imm(b.R0, b.TC_ACT_OK),
+        b.exit_(),
+    ]
+
+
+def l2_external(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
+    """:func:`l2_static` on a collect-metadata VXLAN device (``external``) whose remote is
+    set by :func:`static_key_program`: the kernel's collect-metadata path with no fan
+    logic (no per-packet decision, no ingress program).  Same signature."""
+    import contextlib
+    import os
+
+    from fangen.datapath import bpf, upstream
+    from tests.harness.ns import iproute_in
+    ends = []
+    for n, ((ns, addr), (_, peer)) in enumerate(zip(hosts, reversed(hosts)), 1):
+        ip(ns, "link", "add", "mdvx", "mtu", str(MTU), "type", "vxlan", "external",
+           "dstport", "4790", "nolearning")
+        _bridge(ns, "mdbr")
+        ip(ns, "link", "set", "mdvx", "master", "mdbr", "up")
+        with contextlib.closing(iproute_in(ns)) as ipr:
+            index = ipr.link_lookup(ifname="mdvx")[0]
+            ipr.tc("add", "clsact", index)
+            fd = bpf.prog_load(bpf.assemble(static_key_program(4243, peer)), name="static_key")
+            try:
+                ipr.tc("add-filter", "bpf", index, 0, fd=fd, name="static_key",
+                       parent=upstream.PARENT["egress"], prio=1, protocol=upstream.ETH_P_ALL,
+                       direct_action=True)
+            finally:
+                os.close(fd)
+        c = _container(run, ns, f"mdc{n}", "mdbr", "vmd")
+        ip(c, "addr", "add", f"10.97.{n}.2/16", "dev", "eth0")
+        ends.append(c)
+    return ends[0], ends[1], "10.97.2.2"

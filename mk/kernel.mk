@@ -2,7 +2,7 @@
 # Makefile; leaves its default goal alone.
 _KERNEL_MK_GOAL := $(.DEFAULT_GOAL)
 
-.PHONY: kernel-check kernel-check-stock kernel-build kernel-checkpatch kernel-deps
+.PHONY: kernel-check kernel-check-stock kernel-build kernel-checkpatch kernel-deps bench-ipip-vm
 
 # make check (CI): the patch must stay checkpatch-clean, work under qemu, and the
 # upstream datapath must work on Debian's stock kernel (it has the ipip module).
@@ -15,6 +15,11 @@ kernel-check:
 # The same tests (and the upstream datapath's) on Debian's stock kernel.
 kernel-check-stock:
 	kernel/check.sh --stock
+
+# Not in make check: bench/ipip.py (IPIP fan vs a hand-built IPIP tunnel) under qemu,
+# stock kernel then patched kernel; prints ratios.
+bench-ipip-vm:
+	kernel/bench.sh
 
 kernel-deps:
 	kernel/deps.sh

@@ -69,6 +69,9 @@ FN_SKB_GET_TUNNEL_KEY = 20
 FN_SKB_SET_TUNNEL_KEY = 21
 FN_SKB_LOAD_BYTES = 26
 
+# flags of bpf_skb_set_tunnel_key
+BPF_F_ZERO_CSUM_TX = 1 << 1     # no outer UDP checksum (the kernel otherwise asks for one)
+
 # program types (enum bpf_prog_type)
 PROG_TYPE_SCHED_CLS = 3
 

@@ -14,7 +14,11 @@ to the next filter on the hook (``TC_ACT_UNSPEC``); the last filter,
   to the underlay's network or broadcast address (slices no host can own), else
   compute the remote underlay host with the fan formula
   (:meth:`fangen.fanmap.FanMap.host_for_address`), set the tunnel key (VNI,
-  remote, TTL) and pass.
+  remote, TTL; VXLAN without an outer UDP checksum, like a hand-built VXLAN
+  device) and pass.  The headers are read in place (direct packet access); only
+  headers outside the skb's linear part are copied with ``bpf_skb_load_bytes``.
+  Frames that are neither IPv4 nor ARP leave through one labelled place,
+  :data:`NOT_IPV4`.
 * ingress: a collect-metadata device accepts every VNI and every sender.  VXLAN:
   another VNI is not ours (next filter); ours must come from a sender inside the
   underlay network.  IPIP: an inner destination outside the overlay is not ours;
@@ -37,12 +41,14 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from fangen.datapath.bpf import (
     ADD,
     AND,
+    BPF_F_ZERO_CSUM_TX,
     DW,
     FN_SKB_GET_TUNNEL_KEY,
     FN_SKB_LOAD_BYTES,
     FN_SKB_SET_TUNNEL_KEY,
     FP,
     JEQ,
+    JGT,
     JNE,
     OR,
     R0,
@@ -53,7 +59,10 @@ from fangen.datapath.bpf import (
     R6,
     R7,
     R8,
+    R9,
     RSH,
+    SKB_DATA,
+    SKB_DATA_END,
     SKB_MARK,
     SKB_VLAN_PRESENT,
     TC_ACT_OK,
@@ -186,13 +195,13 @@ def _zero_key() -> list[Item]:
             st_mem(DW, FP, _KEY + 16, 0), st_mem(W, FP, _KEY + 24, 0)]
 
 
-def _key_call(helper: int, fail: str) -> list[Item]:
+def _key_call(helper: int, fail: str, flags: int = 0) -> list[Item]:
     return [
         mov64_reg(R1, R6),
         mov64_reg(R2, FP),
         alu64_imm(ADD, R2, _KEY),
         mov64_imm(R3, TK_SIZE_V4),
-        mov64_imm(R4, 0),
+        mov64_imm(R4, flags),
         call(helper),
         jmp_imm(JNE, R0, 0, fail),
     ]
@@ -278,20 +287,93 @@ def _map_remote(params: FanParams) -> list[Item]:
     return code
 
 
-def egress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
-    """The fan's egress program on the tunnel device."""
+def _ipv4_dst_direct(ip_offset: int, slow: str) -> list[Item]:
+    """r7 = IPv4 destination (host order) read in place (skb->data); with r2 = data and
+    r3 = data_end loaded.  To ``slow`` when the header is not all in the linear part,
+    next filter when it is no IPv4 header."""
+    return [
+        mov64_reg(R4, R2),
+        alu64_imm(ADD, R4, ip_offset + 20),
+        jmp_reg(JGT, R4, R3, slow),
+        ldx_mem(B, R1, R2, ip_offset),
+        alu32_imm(AND, R1, 0xF0),
+        jmp_imm(JNE, R1, 0x40, "next"),
+        ldx_mem(W, R7, R2, ip_offset + 16),
+        be(R7, 32),
+    ]
+
+
+def _arp_target_direct(slow: str) -> list[Item]:
+    """:func:`_arp_target`, read in place (r2 = data, r3 = data_end)."""
+    return [
+        mov64_reg(R4, R2),
+        alu64_imm(ADD, R4, ETH_HLEN + 28),
+        jmp_reg(JGT, R4, R3, slow),
+        ldx_mem(W, R1, R2, ETH_HLEN),        # htype, ptype
+        be(R1, 32),
+        jmp_imm(JNE, R1, 0x00010800, "next"),
+        ldx_mem(H, R1, R2, ETH_HLEN + 4),    # hlen, plen
+        be(R1, 16),
+        jmp_imm(JNE, R1, 0x0604, "next"),
+        ldx_mem(W, R7, R2, ETH_HLEN + 24),   # target protocol address
+        be(R7, 32),
+    ]
+
+
+def _packet_pointers() -> list[Item]:
+    return [ldx_mem(W, R2, R6, SKB_DATA), ldx_mem(W, R3, R6, SKB_DATA_END)]
+
+
+NOT_IPV4 = "not_ipv4"
+"""The label of the one place where VXLAN egress decides a frame is neither IPv4 nor ARP.
+
+There r6 = skb and r9 = the frame's ethertype (host order); what follows the label
+is :func:`_not_ipv4`: not this fan's, next filter.  Another frame kind (IPv6) is
+added by handling it there, and nowhere else."""
+
+
+def _not_ipv4(params: FanParams, trace_mark: bool) -> list[Item]:
+    """IPv6 for a dual-stack fan (:func:`fangen.datapath.fanprog6.egress_hook`, which
+    takes the ethertype in r1), else next filter."""
+    return [Label(NOT_IPV4), mov64_reg(R1, R9),
+            *fanprog6.egress_hook(params, trace_mark=trace_mark)]
+
+
+def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) -> list[Item]:
+    """The fan's egress program on the tunnel device.
+
+    The headers are read in place (direct packet access, no helper call) when they
+    are in the skb's linear part, which is where the stack puts them; otherwise,
+    and always with ``direct=False`` (tests: the same decisions by the other
+    path), they are copied with ``bpf_skb_load_bytes``.
+    """
     code: list[Item] = [mov64_reg(R6, R1)]
     if params.mode == "vxlan":
+        code += [ldx_mem(W, R1, R6, SKB_VLAN_PRESENT),     # the fan is untagged
+                 jmp_imm(JNE, R1, 0, "next")]
+        if direct:
+            code += [
+                *_packet_pointers(),
+                mov64_reg(R4, R2),
+                alu64_imm(ADD, R4, ETH_HLEN + 20),   # Ethernet + IPv4: also enough for
+                jmp_reg(JGT, R4, R3, "slow"),        # the ethertype of an ARP frame
+                ldx_mem(H, R9, R2, 12),
+                be(R9, 16),
+                jmp_imm(JEQ, R9, ETH_P_ARP, "arp_direct"),
+                jmp_imm(JNE, R9, ETH_P_IP, NOT_IPV4),
+                *_ipv4_dst_direct(ETH_HLEN, "slow"),
+                ja("map"),
+                Label("arp_direct"),
+                *_arp_target_direct("slow"),
+                ja("map"),
+            ]
         code += [
-            ldx_mem(W, R1, R6, SKB_VLAN_PRESENT),     # the fan is untagged
-            jmp_imm(JNE, R1, 0, "next"),
+            Label("slow"),
             *_load_bytes(12, 2, "next"),
-            ldx_mem(H, R1, FP, _PKT),
-            be(R1, 16),
-            jmp_imm(JEQ, R1, ETH_P_IP, "ipv4"),
-            jmp_imm(JEQ, R1, ETH_P_ARP, "arp"),
-            *fanprog6.egress_hook(params, trace_mark=trace_mark),   # IPv6 (overlay6), else next
-            Label("ipv4"),
+            ldx_mem(H, R9, FP, _PKT),
+            be(R9, 16),
+            jmp_imm(JEQ, R9, ETH_P_ARP, "arp"),
+            jmp_imm(JNE, R9, ETH_P_IP, NOT_IPV4),
             *_ipv4_dst(ETH_HLEN),
             ja("map"),
             Label("arp"),
@@ -299,23 +381,30 @@ def egress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
             Label("map"),
         ]
     else:   # ipip: an L3 device, the IPv4 header comes first
-        code += _ipv4_dst(0)
+        if direct:
+            code += [*_packet_pointers(), *_ipv4_dst_direct(0, "slow"), ja("map")]
+        code += [Label("slow"), *_ipv4_dst(0), Label("map")]
     code += _map_remote(params)
     if trace_mark:
         code.append(stx_mem(W, R6, R8, SKB_MARK))
+    # VXLAN: no outer UDP checksum, like a VXLAN device built by hand (and the kernel
+    # datapath's): without the flag the kernel would compute one for every packet
+    flags = BPF_F_ZERO_CSUM_TX if params.mode == "vxlan" else 0
     code += [
         *_zero_key(),
         st_mem(W, FP, _KEY + TK_TUNNEL_ID, params.vni if params.mode == "vxlan" else 0),
         stx_mem(W, FP, R8, _KEY + TK_REMOTE_IPV4),
         st_mem(B, FP, _KEY + TK_TTL, params.ttl),
-        *_key_call(FN_SKB_SET_TUNNEL_KEY, "drop"),
+        *_key_call(FN_SKB_SET_TUNNEL_KEY, "drop", flags),
         ja("pass"),
-        *_verdicts(),
     ]
+    if params.mode == "vxlan":
+        code += _not_ipv4(params, trace_mark)
+    code += _verdicts()
     return code
 
 
-def ingress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
+def ingress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) -> list[Item]:
     """The fan's ingress program on the tunnel device.
 
     VXLAN: our VNI (else next filter), from a sender inside the underlay.  IPIP: an
@@ -335,8 +424,12 @@ def ingress(params: FanParams, *, trace_mark: bool = False) -> list[Item]:
             *_in_net(R8, params.underlay, "drop"),
         ]
     else:   # ipip: the inner IPv4 header is the packet
+        if direct:
+            code += [*_packet_pointers(), *_ipv4_dst_direct(0, "slow"), ja("check")]
         code += [
+            Label("slow"),
             *_ipv4_dst(0),
+            Label("check"),
             *_in_net(R7, params.overlay, "next"),
             *_in_net(R8, params.underlay, "drop"),
             *_in_net(R7, params.own_slice, "drop"),
@@ -360,7 +453,9 @@ def program_name(params: FanParams, direction: str) -> str:
     return f"fan_{params.mode[:2]}_{direction[:2]}"
 
 
-def programs(params: FanParams, *, trace_mark: bool = False) -> dict[str, list[Item]]:
-    """Both programs, by tc direction."""
-    return {"egress": egress(params, trace_mark=trace_mark),
-            "ingress": ingress(params, trace_mark=trace_mark)}
+def programs(params: FanParams, *, trace_mark: bool = False,
+             direct: bool = True) -> dict[str, list[Item]]:
+    """Both programs, by tc direction (``direct=False``: headers always copied with
+    ``bpf_skb_load_bytes``, for tests of that path)."""
+    return {"egress": egress(params, trace_mark=trace_mark, direct=direct),
+            "ingress": ingress(params, trace_mark=trace_mark, direct=direct)}

@@ -243,7 +243,7 @@ def egress_hook(params, *, trace_mark: bool = False) -> list[Item]:
         st_mem(W, FP, v4._KEY + TK_TUNNEL_ID, params.vni),
         stx_mem(W, FP, R8, v4._KEY + TK_REMOTE_IPV4),
         st_mem(B, FP, v4._KEY + TK_TTL, params.ttl),
-        *v4._key_call(v4.FN_SKB_SET_TUNNEL_KEY, "drop"),
+        *v4._key_call(v4.FN_SKB_SET_TUNNEL_KEY, "drop", v4.BPF_F_ZERO_CSUM_TX),  # as IPv4
         ja("pass"),
     ]
     return code

@@ -55,11 +55,12 @@ def ipv6_frame() -> bytes:
 class Loaded:
     """A fan's programs loaded into the kernel (trace_mark on)."""
 
-    def __init__(self, params: FanParams) -> None:
+    def __init__(self, params: FanParams, direct: bool = True) -> None:
         self.params = params
         self.fds = {}
         self.sizes = {}
-        for direction, items in fanprog.programs(params, trace_mark=True).items():
+        for direction, items in fanprog.programs(params, trace_mark=True,
+                                                 direct=direct).items():
             code = bpf.assemble(items)
             self.sizes[direction] = len(code) // 8
             self.fds[direction] = bpf.prog_load(
@@ -81,8 +82,8 @@ def loaded():
         pytest.skip("needs root: programs are loaded with bpf(2)")
     opened = []
 
-    def load(params: FanParams) -> Loaded:
-        prog = Loaded(params)
+    def load(params: FanParams, direct: bool = True) -> Loaded:
+        prog = Loaded(params, direct)
         opened.append(prog)
         return prog
 
@@ -136,13 +137,16 @@ def check(prog: Loaded, addr: IPv4Address, use_arp: bool = False) -> str:
 
 
 @pytest.mark.parametrize("mode", ["vxlan", "ipip"])
-def test_random_fans_match_fanmap(loaded, mode):
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "load_bytes"])
+def test_random_fans_match_fanmap(loaded, mode, direct):
+    # direct: headers read in place (what runs); load_bytes: the path taken when they
+    # are not in the skb's linear part (a test run's frame always is)
     rng = random.Random(SEED if mode == "vxlan" else SEED + 1)
     outcomes = {"pass": 0, "drop": 0, "next": 0}
     for _ in range(60):
         fmap, host = random_fan(rng)
         params = FanParams.for_host(fmap, host, mode)
-        prog = loaded(params)
+        prog = loaded(params, direct)
         for _ in range(12):
             outcomes[check(prog, random_in(rng, fmap.overlay), rng.random() < 0.5)] += 1
         for _ in range(3):    # own slice: always dropped
@@ -173,9 +177,9 @@ def test_the_kernel_comment_examples(loaded):
 FMAP = FanMap.parse("250.0.0.0/8", "172.16.0.0/16")
 
 
-@pytest.fixture
-def vx(loaded):
-    return loaded(FanParams.for_host(FMAP, "172.16.1.2", "vxlan"))
+@pytest.fixture(params=[True, False], ids=["direct", "load_bytes"])
+def vx(loaded, request):
+    return loaded(FanParams.for_host(FMAP, "172.16.1.2", "vxlan"), request.param)
 
 
 def test_ipv4_to_a_remote_slice(vx):
@@ -250,8 +254,9 @@ def test_ingress_without_tunnel_metadata_is_not_the_fans(vx):
     assert vx.run(eth(0x0800, ipv4("250.3.4.5", "250.1.2.10")), "ingress") == (NEXT, SENTINEL)
 
 
-def test_ipip_egress(loaded):
-    prog = loaded(FanParams.for_host(FMAP, "172.16.1.2", "ipip"))
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "load_bytes"])
+def test_ipip_egress(loaded, direct):
+    prog = loaded(FanParams.for_host(FMAP, "172.16.1.2", "ipip"), direct)
     assert prog.run(ipv4("250.1.2.1", "250.3.4.5")) == (0, int(IPv4Address("172.16.3.4")))
     assert prog.run(ipv4("250.1.2.1", "250.1.2.9")) == (2, SENTINEL)
     assert prog.run(ipv4("250.1.2.1", "192.0.2.1")) == (NEXT, SENTINEL)
@@ -267,13 +272,15 @@ def test_ipip_egress(loaded):
 @needs_root
 @pytest.mark.parametrize("mode", ["vxlan", "ipip"])
 @pytest.mark.parametrize("trace", [False, True])
-def test_verifier_accepts_production_programs(mode, trace):
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "load_bytes"])
+def test_verifier_accepts_production_programs(mode, trace, direct):
     rng = random.Random(SEED + 7)
     sizes = set()
     for _ in range(20):
         fmap, host = random_fan(rng)
         params = FanParams.for_host(fmap, host, mode)
-        for direction, items in fanprog.programs(params, trace_mark=trace).items():
+        for direction, items in fanprog.programs(params, trace_mark=trace,
+                                                 direct=direct).items():
             code = bpf.assemble(items)
             fd = bpf.prog_load(code, name=fanprog.program_name(params, direction))
             os.close(fd)

@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""IPIP throughput: the fan against a hand-built IPIP tunnel, in the kernel VM.
+
+This machine's kernel has no ipip, so this runs under qemu (``make bench-ipip-vm``:
+Debian's stock kernel, then the fan-patched kernel).  Each path gets its own
+underlay switch and pair of host namespaces, with one container per host behind a
+bridge (routed: the host is the container's gateway, MTU 1480), so the paths
+share nothing but the kernel:
+
+* ``fan``: the upstream datapath as fangen builds it, a collect-metadata IPIP
+  device (``ipip external``) with fangen's tc programs
+  (:func:`fangen.datapath.upstream.attach`), the overlay 250.0.0.0/8 routed via it;
+* ``fan-kernel`` (fan-patched kernel only): the kernel datapath, an IPIP device
+  with a fan map (:func:`fangen.datapath.kernelfan.create_ipip_fan`);
+* ``ipip``: a hand-built point-to-point tunnel (``ip link add tun0 type ipip
+  remote PEER local SELF``) with one route to the peer's container subnet.
+
+Rounds, metrics and the printout are bench/throughput.py's (TCP Gbit/s and CPU per
+KiB, UDP 64-byte kpps and CPU per packet; medians, spread, ratios).  The guest is
+emulated (qemu TCG, one CPU): absolute figures are far below the host's; the
+ratios between paths on the same emulated CPU are what this shows.  Asserts nothing.
+
+Run as root: /usr/bin/python3 bench/ipip.py [--rounds 7] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import throughput  # noqa: E402
+from bench.stats import rotated  # noqa: E402
+from fangen.datapath import kernelfan, rtnl, upstream  # noqa: E402
+from fangen.datapath.fanprog import FanParams  # noqa: E402
+from fangen.fanmap import FanMap  # noqa: E402
+from tests.harness import HarnessError  # noqa: E402
+from tests.harness.ns import Run, ip, nsexec, plug, switch_ns, sysctl, veth  # noqa: E402
+
+MTU = 1480
+FMAP = FanMap.parse("250.0.0.0/8", "172.16.0.0/16")
+NAMES = {"fan": "fan, upstream datapath", "fan-kernel": "fan, kernel datapath",
+         "ipip": "IPIP by hand, static remote"}
+
+
+def _host(run: Run, sw: str, tag: str, n: int, addr: str) -> str:
+    h = run.netns(f"{tag}h{n}")
+    plug(sw, f"{tag}{n}", h, "ul0", f"{addr}/{FMAP.underlay.prefixlen}")
+    sysctl(h, "net.ipv4.ip_forward", 1)
+    return h
+
+
+def _container(run: Run, h: str, tag: str, n: int, net: str, gw: str, addr: str) -> str:
+    ip(h, "link", "add", "br0", "type", "bridge")
+    ip(h, "addr", "add", f"{gw}/{net.split('/')[1]}", "dev", "br0")
+    ip(h, "link", "set", "br0", "up")
+    c = run.netns(f"{tag}c{n}")
+    veth(h, "c0", c, "eth0", mtu=MTU)
+    ip(h, "link", "set", "c0", "master", "br0")
+    ip(c, "addr", "add", f"{addr}/{net.split('/')[1]}", "dev", "eth0")
+    ip(c, "route", "add", "default", "via", gw)
+    return c
+
+
+def fan(run: Run, kernel: bool) -> tuple[str, str, str]:
+    """(client container, server address, server container) of a two-host IPIP fan."""
+    tag = "k" if kernel else "f"
+    sw = switch_ns(run, f"{tag}sw")
+    ends = []
+    for n, addr in enumerate(("172.16.1.2", "172.16.2.3") if kernel else
+                             ("172.16.3.4", "172.16.4.5"), 1):
+        h = _host(run, sw, tag, n, addr)
+        params = FanParams.for_host(FMAP, addr, "ipip")
+        gw = params.own_slice.network_address + 1
+        if kernel:
+            with rtnl.Rtnl(netns=h) as nl:
+                kernelfan.create_ipip_fan(nl, "tun0", addr, [FMAP], mtu=MTU, up=True)
+        else:
+            ip(h, "link", "add", "tun0", "mtu", str(MTU), "type", "ipip", "external")
+            ip(h, "link", "set", "tun0", "up")
+            ipr = run.ipr(h)
+            if not upstream.attach(ipr, ipr.link_lookup(ifname="tun0")[0], params):
+                raise HarnessError(f"{h}: the fan's programs are not attached")
+        c = _container(run, h, tag, n, str(params.own_slice), str(gw), str(gw + 1))
+        ip(h, "route", "add", str(FMAP.overlay), "dev", "tun0", "src", str(gw))
+        ends.append((c, str(gw + 1)))
+    return ends[0][0], ends[1][1], ends[1][0]
+
+
+def by_hand(run: Run) -> tuple[str, str, str]:
+    sw = switch_ns(run, "psw")
+    addrs = ("172.16.5.6", "172.16.6.7")
+    ends = []
+    for n, (addr, peer) in enumerate(zip(addrs, reversed(addrs)), 1):
+        h = _host(run, sw, "p", n, addr)
+        ip(h, "link", "add", "tun0", "mtu", str(MTU), "type", "ipip", "remote", peer,
+           "local", addr)
+        ip(h, "link", "set", "tun0", "up")
+        c = _container(run, h, "p", n, f"10.96.{n}.0/24",
+                       f"10.96.{n}.1", f"10.96.{n}.2")
+        ip(h, "route", "add", f"10.96.{3 - n}.0/24", "dev", "tun0")
+        ends.append((c, f"10.96.{n}.2"))
+    return ends[0][0], ends[1][1], ends[1][0]
+
+
+def has_kernel_fan() -> bool:
+    return os.path.exists("/proc/sys/net/fan/version")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="IPIP fan vs a hand-built IPIP tunnel")
+    parser.add_argument("--seconds", type=float, default=3, help="per measurement (default 3)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("ipip: needs root (network namespaces)")
+    throughput.NAMES.update(NAMES)
+    with Run("ipipb") as run:
+        try:
+            built = {"fan": fan(run, False), "ipip": by_hand(run)}
+            if has_kernel_fan():
+                built["fan-kernel"] = fan(run, True)
+            paths = {}
+            for name, (cli, srv_addr, srv) in built.items():
+                if nsexec(cli, "busybox", "ping", "-c", "3", "-W", "2", srv_addr,
+                          check=False).returncode:
+                    raise HarnessError(f"{NAMES[name]}: {srv_addr} does not answer")
+                paths[name] = (srv, srv_addr, cli)
+            order = list(paths)
+            metrics = ["gbps", "cpu_ns_per_kb", "kpps", "cpu_ns_per_pkt"]
+            results = {m: {name: [] for name in order} for m in metrics}
+            print(f"IPIP, kernel {os.uname().release}, iperf3 {args.seconds:g} s per "
+                  f"measurement, {args.rounds} rounds, order rotated each round; "
+                  f"{os.cpu_count()} CPU(s)")
+            for r in range(args.rounds):
+                line = []
+                for name in rotated(order, r):
+                    t = throughput.tcp(run, *paths[name], args.seconds)
+                    u = throughput.udp(run, *paths[name], args.seconds)
+                    results["gbps"][name].append(t["gbps"])
+                    results["cpu_ns_per_kb"][name].append(t["cpu_ns_per_kb"])
+                    results["kpps"][name].append(u["pps"] / 1e3)
+                    results["cpu_ns_per_pkt"][name].append(u["cpu_ns_per_pkt"])
+                    line.append(f"{name} {t['gbps']:5.2f} Gbit/s {u['pps'] / 1e3:5.1f} kpps")
+                print(f"  round {r + 1}: " + "; ".join(line), flush=True)
+            for metric in metrics:
+                throughput.report(results, metric)
+            return 0
+        except HarnessError as exc:
+            print(f"ipip: {exc}", file=sys.stderr)
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
