@@ -12,8 +12,9 @@ rules and ``fangen down NAME`` deletes exactly one table:
   Packets for the fan's own address (the bridge address: DNS, DHCP) are dropped
   unless they arrive on the bridge, the tunnel or ``lo``;
 * ``forward`` (filter): the host is not a router into the overlay.  A packet
-  forwarded to the bridge or the tunnel passes when it belongs to a known
-  connection, comes from the bridge, comes from the fan's tunnel into the bridge,
+  forwarded to the bridge or the tunnel passes when it comes from the bridge
+  (tested first: the bridge's own frames are most of what this hook sees), belongs
+  to a known connection, comes from the fan's tunnel into the bridge,
   or was translated by the host on purpose (``ct status dnat``: a container
   engine's published port); anything else routed there (a neighbour that routes
   the overlay to this host) is dropped.  Only packets for this fan's overlay are
@@ -69,12 +70,15 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
         "\t}",
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
+        # first: every rule below accepts, so the verdict for what comes from the bridge
+        # is the same, and the bridge's own frames (br_netfilter sends them through this
+        # hook, one per container packet) pass after one match
+        f'\t\tiifname "{fan.bridge}" accept',
         f"\t\toifname != {fan_devs} accept",
         # the tunnel may be shared (upstream IPIP): what goes to another fan's overlay is
         # that fan's table's business, not this one's
         f'\t\toifname "{tunnel}" ip daddr != {fan.overlay} accept',
         "\t\tct state established,related accept",
-        f'\t\tiifname "{fan.bridge}" accept',
         f'\t\tiifname "{tunnel}" oifname "{fan.bridge}" accept',
         "\t\tct status dnat accept",
         "\t\tdrop",
@@ -106,9 +110,9 @@ def ruleset6(fan: Fan, slice_net: IPv4Network, tunnel: str) -> str:
         "\t}",
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
+        f'\t\tiifname "{fan.bridge}" accept',
         f'\t\toifname != {{ "{fan.bridge}", "{tunnel}" }} accept',
         "\t\tct state established,related accept",
-        f'\t\tiifname "{fan.bridge}" accept',
         f'\t\tiifname "{tunnel}" oifname "{fan.bridge}" accept',
         "\t\tct status dnat accept",
         "\t\tdrop",

@@ -68,9 +68,9 @@ def test_nft_ip6_table():
                    "\t}\n"
                    "\tchain forward {\n"
                    "\t\ttype filter hook forward priority filter; policy accept;\n"
+                   '\t\tiifname "ds" accept\n'
                    '\t\toifname != { "ds", "ds-tun" } accept\n'
                    "\t\tct state established,related accept\n"
-                   '\t\tiifname "ds" accept\n'
                    '\t\tiifname "ds-tun" oifname "ds" accept\n'
                    "\t\tct status dnat accept\n"
                    "\t\tdrop\n"

@@ -20,10 +20,10 @@ LOCAL = IPv4Address("172.16.3.4")
 FORWARD = (
     "\tchain forward {\n"
     "\t\ttype filter hook forward priority filter; policy accept;\n"
+    '\t\tiifname "fan250" accept\n'
     '\t\toifname != { "fan250", "fan250-tun" } accept\n'
     '\t\toifname "fan250-tun" ip daddr != 250.0.0.0/8 accept\n'
     "\t\tct state established,related accept\n"
-    '\t\tiifname "fan250" accept\n'
     '\t\tiifname "fan250-tun" oifname "fan250" accept\n'
     "\t\tct status dnat accept\n"
     "\t\tdrop\n"
