@@ -55,6 +55,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import sys
 import traceback
 
@@ -63,6 +64,8 @@ from fangen.runtime.sdnotify import notify
 NETLINK_ROUTE = 0
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+AF_BRIDGE = 7
 STATE_DIR = "run/fangen"                      # fangen.render.names.STATE_DIR
 FAN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")     # fangen.runtime.state
 LOOKED = b"L"                                 # a child's first byte: it reads the kernel now
@@ -78,14 +81,31 @@ def events_socket() -> socket.socket:
     return sock
 
 
+def relevant(data: bytes) -> bool:
+    """Whether a datagram of rtnetlink messages holds one that can matter: every one but
+    the bridge's own port notifications (RTM_NEWLINK/DELLINK of family AF_BRIDGE, such as
+    a port moving to forwarding 15 s after it was added), which carry nothing the
+    underlay or a fan's devices depend on that the AF_UNSPEC ones do not also carry."""
+    off = 0
+    while off + 17 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, off)
+        if length < 16:
+            return True                       # malformed: look rather than miss it
+        if not (kind in (RTM_NEWLINK, RTM_DELLINK) and data[off + 16] == AF_BRIDGE):
+            return True
+        off += (length + 3) & ~3
+    return False
+
+
 def drain(sock: socket.socket) -> bool:
-    """Read every queued message; True when there was any (an overrun counts)."""
+    """Read every queued message; True when any can matter (an overrun counts)."""
     got = False
     while True:
         try:
-            if not sock.recv(65536):
+            data = sock.recv(65536)
+            if not data:
                 return got
-            got = True
+            got = got or relevant(data)
         except BlockingIOError:
             return got
         except OSError:                       # ENOBUFS: events were lost; look again
