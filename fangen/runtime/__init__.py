@@ -4,8 +4,8 @@
 kernel holds now, ``plan`` computes the actions as data (pure), ``execute``
 applies them through small handles (``netlink``, ``nft``, ``dnsmasq``, ``dbus``)
 and records every object made in ``state`` so that ``down`` removes exactly
-those.  ``control`` wires this together for the CLI; ``follow`` is the
-long-running loop of ``fangen run``.  Nothing here is a module-level singleton:
+those.  ``control`` wires this together for the CLI; ``follow`` is the small
+long-running loop of ``fangen run``, ``reconcile`` the work its children do.  Nothing here is a module-level singleton:
 every handle (an IPRoute bound to a namespace, a D-Bus connection, a root
 directory) is passed in.
 """
