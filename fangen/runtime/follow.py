@@ -232,11 +232,11 @@ class Follower:
     def _take(self, child: Child) -> int:
         code, result = child.finish()
         self.child = None
-        if result is None:
-            if code != 0 or child.kind != "up":
-                self.log(f"{child.kind} ended with {code} and no answer; waiting for the "
-                         "next change")
-            return code
+        if result is None:                      # it crashed (its traceback is above)
+            if "term" not in self.flags:
+                self.log(f"the {child.kind} child ended with {code} and no answer; "
+                         "waiting for the next change")
+            return code or EX_SOFTWARE
         self.memos = {n: b for n, b in result["memos"].items()}
         self.host_memo = result["host"]
         if child.kind != "up":
@@ -304,14 +304,8 @@ class Follower:
             _drain_pipe(rfd)
             if "term" in self.flags and self.child is not None and self.child.kind == "up":
                 os.kill(self.child.pid, signal.SIGTERM)     # still waiting: stop at once
-            if drain(events):
-                dirty = True
-            for fd in [fd for fd in ready if fd in pidfds]:
-                pid = pidfds.pop(fd)
-                os.close(fd)
-                self.ended.add(pid)
-                self.log("dnsmasq ended; starting it again")
-                dirty = True
+            # the child's pipe before the events: an event read after the child said it
+            # looks may have come after it looked, so it must count
             child = self.child
             if child is not None and child.fd in ready:
                 was_looking = not child.data
@@ -321,11 +315,19 @@ class Follower:
                 if end:
                     code = self._take(child)
                     if child.kind == "up":
-                        if code != 0:
-                            return code
                         if "term" in self.flags:
                             break
+                        if code != 0:
+                            return code
                         notify(f"READY=1\nSTATUS={self.status}")
+            if drain(events):
+                dirty = True
+            for fd in [fd for fd in ready if fd in pidfds]:
+                pid = pidfds.pop(fd)
+                os.close(fd)
+                self.ended.add(pid)
+                self.log("dnsmasq ended; starting it again")
+                dirty = True
         for fd in pidfds:
             os.close(fd)
         for name in self.followed():

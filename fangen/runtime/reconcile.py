@@ -155,6 +155,9 @@ class Job:
     # -- one fan -----------------------------------------------------------------------------
     def _reconcile(self, name: str, memo: Memo, force: bool, renamed: bool = False) -> None:
         try:
+            st = state_mod.load(self.host.root, name)
+            if not renamed and (st is None or st.is_stub()):
+                return              # taken down (only a bridge kept for its ports): left so
             resolved = underlay_mod.resolve(self.host.ipr, memo.fan.underlay)
             if resolved is None:
                 if memo.last_underlay is not None:
