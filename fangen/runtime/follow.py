@@ -241,10 +241,10 @@ class Follower:
         self.host_memo = result["host"]
         if child.kind != "up":
             for name in result["gone"]:
-                if self.names is not None:
-                    self.names.remove(name) if name in self.names else None
-                else:
+                if self.names is None:
                     self.ignored.add(name)
+                elif name in self.names:
+                    self.names.remove(name)
         if result["status"]:
             self.status = result["status"]
             if child.kind != "up":
@@ -289,8 +289,9 @@ class Follower:
                 if "hup" in self.flags:
                     self.flags.discard("hup")
                     self.ignored.clear()
-                    self.spawn("reload", self.followed())
-                    dirty = False
+                    if self.followed():
+                        self.spawn("reload", self.followed())
+                        dirty = False
                 elif dirty and names:
                     self.spawn("reconcile", names)
                     dirty = False
