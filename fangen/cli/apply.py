@@ -3,7 +3,8 @@
 As ``netplan apply`` does for netplan: write the files, ask networkd over D-Bus
 to reload, then start fangen@NAME.service for new fans, stop the ones removed or
 disabled, and reload fangen-follow.service (SIGHUP: re-read and reconcile every
-fan it follows) when fans stay configured; with no fan left it is stopped.  Without systemd (``--no-systemd``, or no systemd on D-Bus) it does
+fan it follows) when fans stay configured; with no fan left it is stopped.
+Without systemd (``--no-systemd``, or no systemd on D-Bus) it does
 the same by hand: ``up`` for every enabled fan, ``down`` for fans that are up
 but no longer configured.
 
