@@ -155,7 +155,9 @@ elif [ "$role" != c ]; then	# role c boots with a file that freezes every fan: i
 	gw=$(ip -4 -o addr show dev fan-250 | awk -v s="$SLICE.1/" 'index($4, s) == 1 {print $4; exit}')
 	ip addr del "$gw" dev fan-250
 	check_wait follow.bridge-address-put-back 60 has_addr fan-250 "$SLICE.1"
-	check follow.one-resident-process test "$(pgrep -c -f '^/usr/bin/python3 -IS /usr/sbin/fangen run')" = 1
+	# one resident process; the children it forks for a change (the same command line)
+	# end with the change
+	check_wait follow.one-resident-process 120 sh -c "[ \$(pgrep -c -f '^/usr/bin/python3 -IS /usr/sbin/fangen run') = 1 ]"
 fi
 
 # -- timings ----------------------------------------------------------------------------
