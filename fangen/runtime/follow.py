@@ -12,11 +12,12 @@ dnsmasq, D-Bus) runs in a short-lived forked child
 (:mod:`fangen.runtime.reconcile`) whose memory goes when it exits.  One process
 for all fans, because per-fan processes would each pay the interpreter's ~10 MB
 for nothing: the work is the same for every fan and one child does it for all.
-The price is a child's imports (~150 ms) on every change; a burst of netlink
-events settles while the child starts, which the previous in-process loop
-waited for anyway (50 ms), and the first ``up`` (where a peer waits for the
-fan, ``bench/convergence.py``) runs in a child that was started before the
-underlay appeared, so it is not delayed.
+The price is a child's start on every change: the fork, and imports of pyroute2
+and the runtime (~250 ms on an idle host).  A moved slice (a new underlay address
+on a fan that is up) took ~100 ms with the previous in-process loop and takes
+~360 ms (median of 6, side by side).  The first ``up``, where a peer waits for
+the fan (``bench/convergence.py``), runs in a child that was started before the
+underlay appeared, so it does not pay that.
 
 One ``select()`` loop, no polling and no timeout: idle, it costs no CPU.
 
