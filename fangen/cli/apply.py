@@ -1,9 +1,10 @@
 """fangen apply: generate, reload networkd, make fangen@NAME units match the config.
 
 As ``netplan apply`` does for netplan: write the files, ask networkd over D-Bus
-to reload, then start fangen@NAME.service for new fans, reload (SIGHUP:
-re-read and reconcile) the ones still configured and stop the ones removed or
-disabled.  Without systemd (``--no-systemd``, or no systemd on D-Bus) it does
+to reload, then start fangen@NAME.service for new fans, stop the ones removed or
+disabled, and reload fangen-follow.service (SIGHUP: re-read and reconcile every
+fan it follows) when fans stay configured; with no fan left it is stopped.
+Without systemd (``--no-systemd``, or no systemd on D-Bus) it does
 the same by hand: ``up`` for every enabled fan, ``down`` for fans that are up
 but no longer configured.
 
@@ -21,6 +22,7 @@ from fangen.cli.up import add_no_systemd
 from fangen.errors import FangenError
 
 UNIT_TEMPLATE = "fangen@"
+FOLLOWER = "fangen-follow.service"
 
 
 def register(sub) -> None:
@@ -28,7 +30,8 @@ def register(sub) -> None:
         "apply", help="generate, reload networkd and start/reload/stop the fan units",
         description="Write the networkd and dnsmasq files (unless --no-generate), reload "
                     "systemd-networkd over D-Bus, then start fangen@NAME.service for new "
-                    "fans, reload the ones still configured and stop the ones removed.")
+                    "fans, stop the ones removed and reload fangen-follow.service (which "
+                    "re-reads the configuration of the fans still configured).")
     cli.add_root_dir(parser)
     cli.add_host_interfaces(parser)
     parser.add_argument("--no-generate", action="store_true",
@@ -51,6 +54,18 @@ def unit_changes(wanted: set, running: dict) -> dict:
     return {"start": sorted(want_units - active),
             "reload": sorted(want_units & active),
             "stop": sorted(active - want_units)}
+
+
+def follower_action(changes: dict, wanted: set, broken: set) -> str | None:
+    """Pure: what fangen-follow.service gets: "reload" when fans that stay changed may
+    have changed (it re-reads the configuration for every fan it follows, so the
+    fangen@NAME units themselves are not reloaded), "stop" when no fan is left (nothing
+    configured, nothing broken), else None (a new fangen@NAME pulls it in)."""
+    if changes["reload"]:
+        return "reload"
+    if not wanted and not broken:
+        return "stop"
+    return None
 
 
 def run(args) -> int:
@@ -86,10 +101,13 @@ def run(args) -> int:
                            if u[len(UNIT_TEMPLATE):-len(".service")] not in broken]
         for unit in changes["start"]:
             systemd.start(unit)
-        for unit in changes["reload"]:
-            systemd.reload_or_restart(unit)
         for unit in changes["stop"]:
             systemd.stop(unit)
+        action = follower_action(changes, wanted, broken)
+        if action == "reload":          # one SIGHUP re-reads the configuration for all
+            systemd.reload_or_restart(FOLLOWER)
+        elif action == "stop":
+            systemd.stop(FOLLOWER)
         return status
     for name in sorted(set(state_mod.names_with_state(args.root_dir)) - wanted - broken):
         notes: list[str] = []

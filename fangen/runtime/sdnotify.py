@@ -1,8 +1,8 @@
 """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, when there is one.
 
-``fangen@NAME.service`` is ``Type=notify``: the runtime says ``READY=1`` once the
-fan carries traffic, so units ordered after it (a container engine using the fan
-bridge) start only then, and ``STATUS=`` lines show in ``systemctl status``.
+``fangen-follow.service`` is ``Type=notify``: ``fangen run`` says ``READY=1`` when it
+follows (by hand, ``fangen run NAME`` says it once the named fans carry traffic), and
+``STATUS=`` lines show in ``systemctl status``.
 """
 
 from __future__ import annotations

@@ -191,7 +191,9 @@ def wait_for(ipr, events: Events | None, underlay: Underlay, timeout: float | No
         if found is None:
             raise UnderlayTimeout(_missing(underlay, what))
         return found
-    deadline = None if timeout is None else time.monotonic() + timeout
+    # --timeout inf (fangen@.service): wait for ever, as None does
+    deadline = None if timeout is None or timeout == float("inf") else \
+        time.monotonic() + timeout
     while True:
         left = None if deadline is None else max(deadline - time.monotonic(), 0)
         if left == 0:

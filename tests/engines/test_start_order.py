@@ -13,7 +13,8 @@ from systemd/, then:
   nothing else and changes nothing) shows the drop-in loaded, the engine ``After=`` and
   ``Wants=`` ``fangen@FAN.service``, that unit loaded from fangen@.service (so the name in
   the drop-in is right: a wrong one is "not-found", see the oracle test) and a start job
-  for it in the engine's start transaction.
+  for it in the engine's start transaction, which also starts the one follower of every
+  fan (``fangen-follow.service``).
 
 The fan named in each drop-in is the one of the example's fan.d file next to it.  No
 root needed (as root, systemd's test mode runs as ``nobody``); well under a second.
@@ -181,6 +182,12 @@ def test_systemd_orders_the_engine_after_the_fan(unit_root, directory, unit, fan
         # the engine's start pulls in the fan's
         assert units[unit]["jobs"] == [f"{unit} -> start"]
         assert units[fan_unit]["jobs"] == [f"{fan_unit} -> start"]
+        # and the fan's unit pulls in the one follower of every fan (not ordered before
+        # the engine: the fan's unit is active once the fan carries traffic)
+        assert "fangen-follow.service (origin-file)" in props(units, fan_unit, "Wants")
+        assert units["fangen-follow.service"]["jobs"] == ["fangen-follow.service -> start"]
+        assert f"{unit} (destination-file)" not in props(units, "fangen-follow.service",
+                                                         "Before")
     finally:
         os.unlink(path)
 

@@ -84,9 +84,10 @@ def _unit_lines(name):
 
 
 def test_dnsmasq_unit_not_ordered_after_runtime():
-    """fangen@ (Type=notify) is ready only once its dnsmasq unit runs, and the runtime
-    starts that unit itself: After=fangen@%i on the dnsmasq unit queues its start job
-    behind a unit that waits for it, so the fan never comes up (seen in boot-check)."""
+    """fangen@ (a oneshot running `fangen up`) is active only once its dnsmasq unit runs,
+    and `fangen up` starts that unit itself: After=fangen@%i on the dnsmasq unit queues
+    its start job behind a unit that waits for it, so the fan never comes up (seen in
+    boot-check)."""
     lines = _unit_lines("fangen-dnsmasq@.service")
     assert "PartOf=fangen@%i.service" in lines
     for line in lines:
@@ -95,11 +96,25 @@ def test_dnsmasq_unit_not_ordered_after_runtime():
 
 
 def test_runtime_down_runs_after_the_runtime_exits():
-    """`fangen down` must not race the live `fangen run` (which puts back what is
-    removed while it follows netlink events): ExecStopPost=, not ExecStop=."""
+    """A stop of fangen@NAME takes the fan down only when it left the configuration
+    (ExecStopPost=, which also runs when `fangen up` failed), and a restart keeps it."""
     lines = _unit_lines("fangen@.service")
     assert "ExecStopPost=/usr/sbin/fangen down --if-unconfigured %i" in lines
     assert not [line for line in lines if line.startswith("ExecStop=")]
+
+
+def test_one_follower_for_every_fan():
+    """fangen@NAME brings its fan up and stays active (a container engine orders itself
+    after it); it pulls in the one resident follower, which has nothing that takes a
+    fan down when it stops (a restart or an upgrade keeps the fans)."""
+    fan = _unit_lines("fangen@.service")
+    assert {"Type=oneshot", "RemainAfterExit=yes", "Wants=fangen-follow.service",
+            "ExecStart=/usr/sbin/fangen up --timeout=inf %i"} <= set(fan)
+    follow = _unit_lines("fangen-follow.service")
+    assert {"Type=notify", "ExecStart=/usr/sbin/fangen run",
+            "ExecReload=/bin/kill -HUP $MAINPID"} <= set(follow)
+    assert not [line for line in follow if line.startswith(("ExecStop", "BindsTo=",
+                                                             "Requires="))]
 
 
 # -- the boot order: nothing of fangen in front of the host's network (issue 11) --------
@@ -187,7 +202,7 @@ def unit_dirs(root):
 
 
 FANGEN_UNITS = ["fangen.service", "fangen-apply.service", "fangen@fan-250.service",
-                "fangen-dnsmasq@fan-250.service"]
+                "fangen-dnsmasq@fan-250.service", "fangen-follow.service"]
 
 
 def test_nothing_of_fangen_orders_before_the_network(root):

@@ -119,7 +119,7 @@ fangen_after_networkd() {
 	local up u t early=
 	up=$(systemctl show -P ActiveEnterTimestampMonotonic systemd-networkd.service)
 	for u in $(systemctl list-units --all --no-legend --plain fangen.service fangen-apply.service \
-		"fangen@*" "fangen-dnsmasq@*" | awk '{print $1}'); do
+		fangen-follow.service "fangen@*" "fangen-dnsmasq@*" | awk '{print $1}'); do
 		t=$(systemctl show -P InactiveExitTimestampMonotonic "$u")
 		[ "${t:-0}" = 0 ] || [ "$t" -ge "$up" ] || early+="$u started at $t us; "
 	done
@@ -131,7 +131,7 @@ check boot.fangen-starts-after-networkd fangen_after_networkd
 if [ "$role" = d ]; then
 	check nofan.no-generator-link sh -c '! ls -d /run/systemd/generator*/*/fangen*'
 	check nofan.no-fangen-units sh -c '! systemctl list-units --all --no-legend --plain fangen.service \
-		fangen-apply.service "fangen@*" "fangen-dnsmasq@*" | grep -v " inactive " | grep .'
+		fangen-apply.service fangen-follow.service "fangen@*" "fangen-dnsmasq@*" | grep -v " inactive " | grep .'
 elif [ "$role" != c ]; then	# role c boots with a file that freezes every fan: its checks are below
 	check_wait fan.bridge 180 has_addr fan-250 "$SLICE.1"
 	check fan.slice sh -c "fangen show | grep fan-250 | grep -q '$SLICE.0/24'"
@@ -139,6 +139,7 @@ elif [ "$role" != c ]; then	# role c boots with a file that freezes every fan: i
 	check fan.tunnel-port-of-bridge sh -c "ip -o link show fan-250-tun | grep -q 'master fan-250'"
 	check fan.nft-table nft list table ip fangen-fan-250
 	check_wait fan.runtime-unit 60 unit_active fangen@fan-250.service
+	check_wait fan.follower-unit 60 unit_active fangen-follow.service
 	check_wait fan.dnsmasq-unit 60 unit_active fangen-dnsmasq@fan-250.service
 	check fan.dnsmasq-listens sh -c "ss -lunp | grep -q '$SLICE.1:67\\|0.0.0.0%fan-250:67\\|\\*%fan-250:67'"
 	check_wait fan.container-lease 300 test "$(lease_ip ct)" = "$SLICE.100"
@@ -146,15 +147,24 @@ elif [ "$role" != c ]; then	# role c boots with a file that freezes every fan: i
 	check fan.container-pings-bridge ct_ping ct "$SLICE.1"
 	check fan.generated-files ls /run/systemd/network/10-fangen-fan-250.netdev
 	check fan.linked-by-generator test -L /run/systemd/generator/multi-user.target.wants/fangen.service
-	systemctl status --no-pager fangen.service fangen@fan-250.service \
+	systemctl status --no-pager fangen.service fangen@fan-250.service fangen-follow.service \
 		fangen-dnsmasq@fan-250.service 2>&1 | grep -E '●|Active:|Main PID|Status:' | info
+	# issue 11: one small resident follower; it puts back what someone else removed
+	fpid=$(systemctl show -P MainPID fangen-follow.service)
+	out "INFO footprint fangen-follow.service pid $fpid: $(grep -E '^(VmRSS|VmHWM)' /proc/"$fpid"/status 2>&1 | tr -s ' \t\n' ' ')$(grep -E '^Pss:' /proc/"$fpid"/smaps_rollup 2>/dev/null | tr -s ' \t\n' ' ')"
+	gw=$(ip -4 -o addr show dev fan-250 | awk -v s="$SLICE.1/" 'index($4, s) == 1 {print $4; exit}')
+	ip addr del "$gw" dev fan-250
+	check_wait follow.bridge-address-put-back 60 has_addr fan-250 "$SLICE.1"
+	# one resident process; the children it forks for a change (the same command line)
+	# end with the change
+	check_wait follow.one-resident-process 120 sh -c "[ \$(pgrep -c -f '^/usr/bin/python3 -IS /usr/sbin/fangen run') = 1 ]"
 fi
 
 # -- timings ----------------------------------------------------------------------------
 out "INFO systemd-analyze: $(systemd-analyze time 2>&1 | head -n 1)"
 systemd-analyze blame --no-pager 2>&1 | head -n 12 | sed 's/^/blame: /' | info
 systemd-analyze blame --no-pager 2>&1 | grep -E 'fangen|netplan|networkd' | sed 's/^/blame: /' | info
-for u in network.target network-online.target fangen@fan-250.service fangen-boot-container.service; do
+for u in network.target network-online.target fangen@fan-250.service fangen-follow.service fangen-boot-container.service; do
 	[ "$role" = d ] && [ "${u#fangen}" != "$u" ] && continue
 	systemd-analyze critical-chain --no-pager "$u" 2>&1 | sed 's/^/chain: /' | info
 done
@@ -195,7 +205,7 @@ if [ "$role" != d ]; then
 	out "TIMING fangen-generate $(((t1 - t0) / 1000000)) ms (one run of fangen generate, in the guest)"
 fi
 for u in systemd-networkd.service systemd-networkd-wait-online.service fangen.service \
-	fangen@fan-250.service fangen-boot-container.service; do
+	fangen@fan-250.service fangen-follow.service fangen-boot-container.service; do
 	a=$(systemctl show -P ExecMainStartTimestampMonotonic "$u")
 	b=$(systemctl show -P ActiveEnterTimestampMonotonic "$u")
 	c=$(systemctl show -P InactiveExitTimestampMonotonic "$u")
@@ -236,11 +246,12 @@ if [ "$role" = a ]; then
 	check apply.first-fan-untouched ct_ping ct "$SLICE.1"
 
 	# 2b. a networkd restart: no fangen unit is bound to networkd, the fans stay as they are
-	runtime_pid=$(systemctl show -P MainPID fangen@fan-250.service)
+	runtime_pid=$(systemctl show -P MainPID fangen-follow.service)
 	systemctl restart systemd-networkd.service
 	check_wait restart.networkd-active 60 unit_active systemd-networkd.service
 	check_wait restart.bridge-keeps-slice 60 has_addr fan-250 "$SLICE.1"
-	check restart.runtime-not-restarted test "$(systemctl show -P MainPID fangen@fan-250.service)" = "$runtime_pid"
+	check restart.runtime-not-restarted test "$(systemctl show -P MainPID fangen-follow.service)" = "$runtime_pid"
+	check restart.fan-unit-not-restarted unit_active fangen@fan-250.service
 	check_wait restart.container-pings-bridge 60 ct_ping ct "$SLICE.1"
 	case "$peers" in *b*) check_wait restart.ping-container-on-b 60 ct_ping ct 250.2.10.100 ;; esac
 
@@ -256,6 +267,7 @@ if [ "$role" = a ]; then
 	check apply.no-fangen-nft sh -c '! nft list tables | grep fangen'
 	check apply.no-fangen-links sh -c '! ip -o link show | grep -E "fan-25|fan-.*-tun|fangen-ipip"'
 	check apply.no-fangen-units sh -c '! systemctl list-units --no-legend --plain "fangen@*" "fangen-dnsmasq@*" | grep -v inactive | grep .'
+	check_wait apply.follower-stopped 60 sh -c '! systemctl is-active -q fangen-follow.service'
 	check apply.underlay-still-up has_addr "$dev" "$UNDERLAY"
 	out "INFO after removal: links $(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')"
 	out "INFO after removal: nft $(nft list tables | tr '\n' ' ')"
@@ -308,7 +320,7 @@ systemctl --failed --no-legend --plain | sed 's/^/failed unit: /' | info
 journalctl -b --no-pager -p warning -o short-monotonic 2>&1 | grep -iE 'fangen|dnsmasq' | grep -v 'Failed to start\|Failed with result' | tail -n 20 | sed 's/^/journal: /' | info
 if [ $failures -gt 0 ]; then
 	journalctl -b --no-pager -o short-monotonic -u 'fangen@*' -u 'fangen-dnsmasq@*' \
-		-u fangen-apply -u fangen.service 2>&1 |
+		-u fangen-apply -u fangen.service -u fangen-follow.service 2>&1 |
 		grep -vE 'Consumed|Scheduled restart|Stopped|Starting|Failed (with|to start)|Deactivated|Finished|Main process exited|dnsmasq(-dhcp)?\[' |
 		awk '!seen[substr($0, index($0, "]: "))]++' | tail -n 80 | sed 's/^/debug: /' | info
 fi
