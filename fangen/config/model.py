@@ -126,6 +126,11 @@ class Fan:
     port: int = DEFAULT_VXLAN_PORT
     datapath: str = "auto"
     enabled: bool = True
+    # multi-homed hosts (fangen.runtime.underlay_route): the router that reaches the rest
+    # of the underlay (an address, or "dhcp": the underlay interface's DHCP gateway) and
+    # the routing table fangen keeps for the fan's encapsulated traffic; both or neither
+    underlay_gateway: IPv4Address | str | None = None
+    underlay_table: int | None = None
 
     @property
     def slice_prefix(self) -> int:
@@ -186,4 +191,16 @@ def build(name: str, data: dict) -> Fan:
         port=vxlan.get("port", DEFAULT_VXLAN_PORT),
         datapath=data.get("datapath", "auto"),
         enabled=data.get("enabled", True),
+        underlay_gateway=parse_gateway(data.get("underlay-gateway")),
+        underlay_table=data.get("underlay-table"),
     )
+
+
+GATEWAY_DHCP = "dhcp"
+
+
+def parse_gateway(text: str | None) -> IPv4Address | str | None:
+    """``underlay-gateway``: None, "dhcp", or an IPv4Address (the schema checked it)."""
+    if text is None or text == GATEWAY_DHCP:
+        return text
+    return IPv4Address(text)

@@ -31,6 +31,8 @@ _TYPE_NAMES = {"boolean": "a boolean (true or false)", "integer": "an integer",
 _RESERVED_OVERLAYS = [ipaddress.IPv4Network(n) for n in
                       ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")]
 
+RESERVED_TABLES = (253, 254, 255)     # RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL
+
 
 def load_schema() -> dict:
     import json
@@ -142,6 +144,9 @@ class _Checker:
             if key in ("overlay",):
                 self.error(path, f"invalid overlay {shown(value)}: expected an IPv4 network "
                                  "such as 250.0.0.0/8")
+            elif key == "underlay-gateway":
+                self.error(path, f"invalid underlay-gateway {shown(value)}: expected an IPv4 "
+                                 "address such as 10.20.1.1, or dhcp")
             elif key in ("bridge", "tunnel"):
                 self.error(path, f"invalid {key} name {shown(value)}: "
                                  f"{model.ifname_problem(value)}")
@@ -173,6 +178,7 @@ class _Checker:
                 built[name] = fan
         self.check_between(built)
         self.check_tunnel_sharing(built)
+        self.check_tables_between(built)
         self.result.fans = [fan for name, fan in sorted(built.items())
                             if name not in self.result.broken]
 
@@ -231,6 +237,7 @@ class _Checker:
             ok = False
         for key in ("bridge", "tunnel"):
             ok = self.check_device(base, key, getattr(fan, key), key in data) and ok
+        ok = self.check_underlay_route(base, fan, data) and ok
         if fan.bridge == fan.tunnel:
             self.error(base + ("tunnel",), "tunnel and bridge must have different names",
                        key="tunnel" not in data)
@@ -315,6 +322,72 @@ class _Checker:
                               "upstream datapath needs a UDP port of its own for each VXLAN fan; "
                               "set 'vxlan: {port: N}' to another port (or 'datapath: kernel' on "
                               "both fans, with the kernel fan patch)")
+
+    # -- multi-homed hosts: underlay-gateway, underlay-table ---------------------------
+    def check_underlay_route(self, base: tuple, fan: model.Fan, data: dict) -> bool:
+        """Both keys or neither; a table the kernel does not reserve; a gateway that can
+        be a router on the underlay's own segment (fangen.runtime.underlay_route)."""
+        gateway, table = fan.underlay_gateway, fan.underlay_table
+        if gateway is None and table is None:
+            return True
+        ok = True
+        if table is None:
+            self.error(base + ("underlay-gateway",), "underlay-gateway needs underlay-table: "
+                       "a routing table of the fan's own for its encapsulated traffic "
+                       "(e.g. underlay-table: 100)", key=True)
+            ok = False
+        elif table in RESERVED_TABLES:
+            self.error(base + ("underlay-table",), f"underlay-table {table} is reserved by "
+                       "the kernel (253 default, 254 main, 255 local): choose another "
+                       "number, e.g. 100")
+            ok = False
+        if gateway is None:
+            self.error(base + ("underlay-table",), "underlay-table needs underlay-gateway: "
+                       "the router (ADDR, or dhcp) that reaches the rest of the underlay",
+                       key=True)
+            return False
+        where = base + ("underlay-gateway",)
+        if fan.underlay.kind == "default":
+            self.error(where, "underlay-gateway is for an underlay that is not reached by "
+                       "the default route, but 'underlay: default' follows it: name the "
+                       "underlay network (NET/LEN) instead")
+            return False
+        if gateway == model.GATEWAY_DHCP:
+            return ok
+        if any(gateway in r for r in _RESERVED_OVERLAYS) or gateway.is_unspecified:
+            self.error(where, f"underlay-gateway {gateway} cannot be a router's address")
+            return False
+        net = fan.underlay.network
+        if net is None:
+            return ok
+        if gateway not in net:
+            self.error(where, f"underlay-gateway {gateway} is outside the underlay {net}: "
+                       "the gateway must be a router on this host's underlay segment")
+            return False
+        if net.prefixlen < 31 and gateway in (net.network_address, net.broadcast_address):
+            self.error(where, f"underlay-gateway {gateway} is the underlay's "
+                       f"{'network' if gateway == net.network_address else 'broadcast'} "
+                       "address, not a router's")
+            return False
+        if gateway == fan.underlay.host:
+            self.error(where, f"underlay-gateway {gateway} is this host's own underlay "
+                       "address: name the router")
+            return False
+        return ok
+
+    def check_tables_between(self, built: dict) -> None:
+        """A fan's underlay-table is its own: down removes what fangen put in it."""
+        first_with: dict[int, str] = {}
+        for name in sorted(built):
+            table = built[name].underlay_table
+            if table is None:
+                continue
+            other = first_with.setdefault(table, name)
+            if other != name:
+                for mine, theirs in ((name, other), (other, name)):
+                    self.error(("network", "fan", mine, "underlay-table"),
+                               f"underlay-table {table} is also used by fan '{theirs}': "
+                               "each fan needs a routing table of its own")
 
     def _data(self, name: str) -> dict:
         return self.loaded.data["network"]["fan"][name]

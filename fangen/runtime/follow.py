@@ -36,6 +36,7 @@ from fangen.errors import FangenError
 from fangen.runtime import control, lock, repairs
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
+from fangen.runtime import underlay_route
 from fangen.runtime.sdnotify import notify
 
 SETTLE = 0.05          # let a burst of netlink events finish before reconciling
@@ -165,6 +166,8 @@ class Follower:
                              "slice until it comes back")
                     self.last_underlay = None
                 return
+            underlay_route.reconcile(self.host, self.fan, resolved, held=False,
+                                     log=self.log)          # multi-homed hosts (issue 15)
             moved = resolved != self.last_underlay
             if moved:
                 self.log(f"underlay now {resolved.ifname} {resolved.address} "
