@@ -18,6 +18,7 @@ routes as they were.  VXLAN, as this machine's kernel has no ipip.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import yaml
@@ -163,3 +164,43 @@ def test_fan_traffic_leaves_by_its_underlay_gateway(world):
         fangen(h, root, "down", "st")
         assert rules_and_tables(h) == was
     assert "dev eth1 proto dhcp" in ip(h2, "route").stdout    # the DHCP route stays
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_run_follows_the_dhcp_gateway_and_puts_back_the_rule(world):
+    """``fangen run`` on host 2: a new DHCP gateway on eth1 moves the route in the fan's
+    table; a rule someone removed (networkd does when it starts) comes back."""
+    w = world
+    w.install(["10.20.1.1", "dhcp"])
+    (h1, root1), (h2, root2) = w.hosts
+    fangen(h1, root1, "up", "st")
+    proc = cli.spawn(h2, root2, "run", "st")
+    w.run.procs.append(proc)
+    table = lambda: ip(h2, "route", "show", "table", "100", check=False).stdout  # noqa: E731
+    wait_until(lambda: "via 10.20.2.1 dev eth1" in table(), 20, "the route by 10.20.2.1")
+    w.plug_containers()
+    c1, _ = w.containers
+    assert ping(c1, HOSTS[1][4], count=2)
+
+    # the lease names another router: the route follows, the old one goes
+    ip(w.router, "addr", "add", "10.20.2.254/24", "dev", "r2")
+    ip(h2, "route", "replace", "default", "via", "10.20.2.254", "dev", "eth1",
+       "metric", "1024", "proto", "dhcp")
+    wait_until(lambda: "via 10.20.2.254 dev eth1" in table(), 10, "the route by 10.20.2.254")
+    assert "via 10.20.2.1 " not in table()
+    assert ping(c1, HOSTS[1][4], count=2)
+
+    # the rule removed by someone else comes back
+    ip(h2, "rule", "del", "priority", "32700")
+    wait_until(lambda: "lookup 100 proto 250" in ip(h2, "rule").stdout, 10, "the rule")
+    assert ping(c1, HOSTS[1][4], count=2)
+    w.run.stop(proc)
+    fangen(h2, root2, "down", "st")
+    assert "lookup 100" not in ip(h2, "rule").stdout and table() == ""
