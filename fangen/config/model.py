@@ -131,6 +131,7 @@ class Fan:
     # the routing table fangen keeps for the fan's encapsulated traffic; both or neither
     underlay_gateway: IPv4Address | str | None = None
     underlay_table: int | None = None
+    vrf: str | None = None             # or a VRF (netplan's or networkd's) holding the underlay
 
     @property
     def slice_prefix(self) -> int:
@@ -193,6 +194,7 @@ def build(name: str, data: dict) -> Fan:
         enabled=data.get("enabled", True),
         underlay_gateway=parse_gateway(data.get("underlay-gateway")),
         underlay_table=data.get("underlay-table"),
+        vrf=data.get("vrf"),
     )
 
 

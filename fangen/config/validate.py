@@ -147,7 +147,7 @@ class _Checker:
             elif key == "underlay-gateway":
                 self.error(path, f"invalid underlay-gateway {shown(value)}: expected an IPv4 "
                                  "address such as 10.20.1.1, or dhcp")
-            elif key in ("bridge", "tunnel"):
+            elif key in ("bridge", "tunnel", "vrf"):
                 self.error(path, f"invalid {key} name {shown(value)}: "
                                  f"{model.ifname_problem(value)}")
             else:
@@ -328,6 +328,8 @@ class _Checker:
         """Both keys or neither; a table the kernel does not reserve; a gateway that can
         be a router on the underlay's own segment (fangen.runtime.underlay_route)."""
         gateway, table = fan.underlay_gateway, fan.underlay_table
+        if fan.vrf is not None:
+            return self.check_vrf(base, fan, data)
         if gateway is None and table is None:
             return True
         ok = True
@@ -375,6 +377,26 @@ class _Checker:
             return False
         return ok
 
+    def check_vrf(self, base: tuple, fan: model.Fan, data: dict) -> bool:
+        """A VRF netplan or networkd defines (fangen never enslaves a device it did not
+        make): its table already routes the underlay, so no gateway or table here."""
+        ok = True
+        for key in ("underlay-gateway", "underlay-table"):
+            if key in data:
+                self.error(base + (key,), f"{key} does not go with vrf: the VRF's own "
+                           "routing table routes the underlay; remove one of them", key=True)
+                ok = False
+        if fan.underlay.kind == "default":
+            self.error(base + ("vrf",), "vrf is for an underlay that is not reached by the "
+                       "default route, but 'underlay: default' follows it: name the "
+                       "underlay network (NET/LEN) instead")
+            ok = False
+        if fan.vrf in (fan.bridge, fan.tunnel):
+            self.error(base + ("vrf",), f"vrf '{fan.vrf}' is the name of the fan's own "
+                       "bridge or tunnel: name the VRF that holds the underlay interface")
+            ok = False
+        return ok
+
     def check_tables_between(self, built: dict) -> None:
         """A fan's underlay-table is its own: down removes what fangen put in it."""
         first_with: dict[int, str] = {}
@@ -388,6 +410,22 @@ class _Checker:
                     self.error(("network", "fan", mine, "underlay-table"),
                                f"underlay-table {table} is also used by fan '{theirs}': "
                                "each fan needs a routing table of its own")
+        # fans over one VRF: their rules must differ (down removes a fan's own)
+        first_rule: dict[tuple, str] = {}
+        for name in sorted(built):
+            fan = built[name]
+            if fan.vrf is None:
+                continue
+            key = (fan.vrf, fan.underlay.spec, fan.type, fan.port if fan.type == "vxlan" else 0)
+            other = first_rule.setdefault(key, name)
+            if other != name:
+                hint = "give one of them another 'vxlan: {port: N}'" if fan.type == "vxlan" \
+                    else "make one of them 'type: vxlan'"
+                for mine, theirs in ((name, other), (other, name)):
+                    self.error(("network", "fan", mine, "vrf"),
+                               f"vrf '{fan.vrf}' carries fan '{theirs}' over the same underlay "
+                               "with the same encapsulation: the two fans would share one "
+                               f"policy rule; {hint}")
 
     def _data(self, name: str) -> dict:
         return self.loaded.data["network"]["fan"][name]

@@ -1,5 +1,9 @@
 """Multi-homed hosts: the fan's encapsulated traffic leaves by its own underlay.
 
+With ``vrf: NAME`` (a VRF netplan or networkd defines, holding the underlay interface)
+the same rule looks up the VRF's table and fangen adds no route; a VXLAN fan then needs
+net.ipv4.udp_l3mdev_accept=1 (see _l3mdev_wanted).
+
 A fan with ``underlay-gateway`` and ``underlay-table`` (fan.d(5)) gets, in the
 fan's own routing table, the route to the whole underlay network by the gateway
 and the underlay interface's own segment on-link, and one policy rule that sends
@@ -85,11 +89,13 @@ class Route:
 
 
 def wanted(fan: Fan, ifindex: int, address: IPv4Address, network: IPv4Network,
-           segment: IPv4Network, gateway: IPv4Address | None) -> tuple[set, set]:
+           segment: IPv4Network, gateway: IPv4Address | None,
+           table: int | None = None) -> tuple[set, set]:
     """Pure: the rules and routes for ``fan`` whose underlay is ``address`` (in
     ``segment``, on ``ifindex``) in ``network``, reached beyond the segment by
-    ``gateway`` (None: not known yet, so only the segment route)."""
-    table = fan.underlay_table
+    ``gateway`` (None: not known yet, so only the segment route), in ``table``
+    (default: the fan's underlay-table)."""
+    table = table if table is not None else fan.underlay_table
     if fan.type == "vxlan":
         rule = Rule(str(network), IPPROTO_UDP, fan.port, table)
     else:
@@ -160,27 +166,51 @@ def record_path(root: str, name: str) -> str:
     return os.path.join(root, names.fan_dir(name), RECORD)
 
 
-def recorded_table(root: str, name: str) -> int | None:
+def read_record(root: str, name: str) -> dict | None:
+    """{"table": T, "rules": [[dst, ipproto, dport], ...] | None}: the table fangen used
+    for the fan and, in a VRF's table (shared), which rules are the fan's; None: nothing."""
     try:
         with open(record_path(root, name), encoding="utf-8") as fh:
-            table = json.load(fh).get("table")
+            data = json.load(fh)
+        table, rules = data.get("table"), data.get("rules")
     except (OSError, ValueError, AttributeError):
         return None
-    return table if isinstance(table, int) and not isinstance(table, bool) else None
+    if not isinstance(table, int) or isinstance(table, bool):
+        return None
+    if rules is not None and (not isinstance(rules, list) or
+                              any(not isinstance(r, list) or len(r) != 3 for r in rules)):
+        rules = []
+    return {"table": table, "rules": None if rules is None else [tuple(r) for r in rules]}
 
 
-def _record(root: str, name: str, table: int | None) -> None:
+def _record(root: str, name: str, record: dict | None) -> None:
     from fangen import writer
 
     path = record_path(root, name)
-    if table is None:
+    if record is None:
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    writer.write_file(path, json.dumps({"table": table}) + "\n", 0o644, durable=False)
+    writer.write_file(path, json.dumps(record, sort_keys=True) + "\n", 0o644, durable=False)
+
+
+def _selector(rule: Rule) -> tuple:
+    return (rule.dst, rule.ipproto, rule.dport)
+
+
+def owned(ipr, record: dict | None) -> tuple[list, list]:
+    """What fangen made for the fan, by ``record``: in its own table, every rule and
+    route of protocol 250; in a VRF's table, its rules only (the routes are netplan's)."""
+    if record is None:
+        return [], []
+    rules, routes = observed(ipr, record["table"])
+    if record["rules"] is None:
+        return sorted(rules), sorted(routes)
+    mine = {tuple(r) for r in record["rules"]}
+    return sorted(r for r in rules if _selector(r) in mine), []
 
 
 # -- changing the kernel ---------------------------------------------------------------------
@@ -228,63 +258,120 @@ def _route_args(route: Route) -> dict:
     return args
 
 
-def plan(host, fan: Fan, resolved) -> tuple[list, list]:
-    """(to add, to remove): what makes the kernel match the stanza for ``fan`` on
-    ``resolved`` (fangen.runtime.underlay.Resolved), including a table the fan no
-    longer uses."""
+def vrf_table(ipr, vrf: str, ifindex: int, ifname: str) -> int:
+    """The routing table of ``vrf``, which must hold the underlay interface."""
+    found = ipr.link_lookup(ifname=vrf)
+    if not found:
+        raise FangenError(f"vrf {vrf} does not exist: define it (netplan's vrfs:, or a "
+                          f"networkd .netdev of Kind=vrf) with {ifname} in it")
+    link = ipr.get_links(found[0])[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    if kind != "vrf":
+        raise FangenError(f"{vrf} is not a VRF (its kind is {kind or 'unknown'})")
+    table = info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_VRF_TABLE")
+    underlay = ipr.get_links(ifindex)[0]
+    if underlay.get_attr("IFLA_MASTER") != found[0]:
+        raise FangenError(f"the underlay interface {ifname} is not in vrf {vrf}: the VRF's "
+                          "table would not route the underlay")
+    return table
+
+
+def plan(host, fan: Fan, resolved) -> tuple[list, list, dict | None]:
+    """(to add, to remove, the record): what makes the kernel match the stanza for
+    ``fan`` on ``resolved`` (fangen.runtime.underlay.Resolved), including what the fan
+    no longer uses."""
     ipr = host.ipr
-    add, drop = [], []
-    old = recorded_table(host.root, fan.name)
-    if old is not None and old != fan.underlay_table:
-        rules, routes = observed(ipr, old)
-        drop += sorted(rules) + sorted(routes)
-    if fan.underlay_table is None or resolved is None:
-        return add, drop
-    if fan.underlay_gateway == GATEWAY_DHCP:
+    old = read_record(host.root, fan.name)
+    if resolved is None:
+        return [], [], old
+    if fan.vrf is not None:
+        table = vrf_table(ipr, fan.vrf, resolved.ifindex, resolved.ifname)
+    else:
+        table = fan.underlay_table
+    if table is None:
+        gone = owned(ipr, old)
+        return [], gone[0] + gone[1], None
+    segment = segment_of(ipr, resolved.ifindex, resolved.address)
+    if fan.vrf is not None:
+        gateway = None
+    elif fan.underlay_gateway == GATEWAY_DHCP:
         gateway = dhcp_gateway(ipr, resolved.ifindex, host.root)
     else:
         gateway = fan.underlay_gateway
-    segment = segment_of(ipr, resolved.ifindex, resolved.address)
     want_rules, want_routes = wanted(fan, resolved.ifindex, resolved.address,
-                                     resolved.network, segment, gateway)
-    have_rules, have_routes = observed(ipr, fan.underlay_table)
-    add += sorted(want_rules - have_rules) + sorted(want_routes - have_routes)
-    drop += sorted(have_rules - want_rules) + sorted(have_routes - want_routes)
-    return add, drop
+                                     resolved.network, segment, gateway, table)
+    if fan.vrf is not None:
+        want_routes = set()
+        record = {"table": table, "rules": sorted(list(_selector(r)) for r in want_rules)}
+    else:
+        record = {"table": table, "rules": None}
+    have_rules, have_routes = owned(ipr, record)
+    if old is not None and old != record:          # another table or other rules before
+        old_rules, old_routes = owned(ipr, old)
+        have_rules, have_routes = sorted(set(have_rules) | set(old_rules)), \
+            sorted(set(have_routes) | set(old_routes))
+    add = sorted(want_rules - set(have_rules)) + sorted(want_routes - set(have_routes))
+    drop = sorted(set(have_rules) - want_rules) + sorted(set(have_routes) - want_routes)
+    return add, drop, record
 
 
 def reconcile(host, fan: Fan, resolved, held: bool = True, log=None) -> list[str]:
     """Make the kernel match (``held``: the caller holds the root's lock; otherwise it
     is taken only when something changes).  The changes, as text."""
-    add, drop = plan(host, fan, resolved)
-    if not add and not drop and \
-            recorded_table(host.root, fan.name) == fan.underlay_table:
+    add, drop, record = plan(host, fan, resolved)
+    sysctl = _l3mdev_wanted(host, fan)
+    if not add and not drop and not sysctl and record == read_record(host.root, fan.name):
         return []
     if held:
-        _apply(host.ipr, add, drop)
-        _record(host.root, fan.name, fan.underlay_table)
+        _change(host, fan, add, drop, record, sysctl)
     else:
         from fangen.runtime import lock
 
         with lock.held(host.root, f"underlay route {fan.name}"):
-            add, drop = plan(host, fan, resolved)       # again, under the lock
-            _apply(host.ipr, add, drop)
-            _record(host.root, fan.name, fan.underlay_table)
+            add, drop, record = plan(host, fan, resolved)       # again, under the lock
+            sysctl = _l3mdev_wanted(host, fan)
+            _change(host, fan, add, drop, record, sysctl)
     done = [f"removed {o.text()}" for o in drop] + [f"added {o.text()}" for o in add]
+    done += [f"set {sysctl.replace('/', '.')}=1"] if sysctl else []
     if log is not None:
         for line in done:
             log(line)
     return done
 
 
+# A VXLAN fan's UDP socket is bound to no device; a packet that arrives on a port of a
+# VRF reaches such a socket only with udp_l3mdev_accept=1 (the kernel's VRF
+# documentation).  fangen sets it for a VXLAN fan over a VRF and records the value it
+# found in the fan's state, so the last fan down puts it back (as ip_forward).
+# tcp_l3mdev_accept is left alone: the fan has no TCP socket.
+UDP_L3MDEV_ACCEPT = "net/ipv4/udp_l3mdev_accept"
+
+
+def _l3mdev_wanted(host, fan: Fan) -> str | None:
+    if fan.vrf is None or fan.type != "vxlan":
+        return None
+    return UDP_L3MDEV_ACCEPT if host.read_sysctl(UDP_L3MDEV_ACCEPT) not in (None, "1") \
+        else None
+
+
+def _change(host, fan: Fan, add: list, drop: list, record, sysctl) -> None:
+    if sysctl:
+        from fangen.runtime import state as state_mod
+
+        st = state_mod.load(host.root, fan.name)
+        before = host.read_sysctl(sysctl)
+        if st is not None and before is not None:
+            st.sysctls.setdefault(sysctl, before)
+            state_mod.save(host.root, st)
+        host.write_sysctl(sysctl, "1")
+    _apply(host.ipr, add, drop)
+    _record(host.root, fan.name, record)
+
+
 def remove(host, name: str) -> list[str]:
-    """down: fangen's rules and routes in the fan's recorded table (the caller holds the
-    lock)."""
-    table = recorded_table(host.root, name)
-    if table is None:
-        return []
-    rules, routes = observed(host.ipr, table)
-    drop = sorted(rules) + sorted(routes)
-    _apply(host.ipr, [], drop)
+    """down: what fangen made for the fan, by its record (the caller holds the lock)."""
+    rules, routes = owned(host.ipr, read_record(host.root, name))
+    _apply(host.ipr, [], rules + routes)
     _record(host.root, name, None)
-    return [f"removed {o.text()}" for o in drop]
+    return [f"removed {o.text()}" for o in rules + routes]

@@ -116,3 +116,44 @@ def test_two_fans_cannot_share_a_table(fanroot):
         E.format("8:23") + "underlay-table 100 is also used by fan 'other': each fan needs a "
         "routing table of its own"]
     assert result.fans == []
+
+
+def test_vrf_builds_the_model(fanroot):
+    fanroot.fan(HEAD + "      vrf: vrf-storage\n")
+    report, result = check(fanroot)
+    assert report.items == []
+    assert result.fans[0].vrf == "vrf-storage"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("      vrf: vrf-storage\n      underlay-table: 100\n",
+     E.format("8:7") + "underlay-table does not go with vrf: the VRF's own routing table "
+     "routes the underlay; remove one of them"),
+    ("      vrf: \"vrf storage\"\n",
+     E.format("7:12") + "invalid vrf name 'vrf storage': use only letters, digits, '_', '.' "
+     "and '-'"),
+    ("      vrf: all\n",
+     E.format("7:12") + "invalid vrf name 'all': 'all' is reserved"),
+    ("      vrf: fan-250\n",
+     E.format("7:12") + "vrf 'fan-250' is the name of the fan's own bridge or tunnel: name "
+     "the VRF that holds the underlay interface"),
+])
+def test_bad_vrf(fanroot, body, expected):
+    assert one_error(fanroot, body) == expected
+
+
+def test_two_fans_over_one_vrf_need_distinct_rules(fanroot):
+    other = ("    other:\n      overlay: 251.0.0.0/8\n      underlay: 10.20.0.0/16\n"
+             "      vrf: vs\n")
+    path = fanroot.fan(HEAD + "      vrf: vs\n" + other)
+    report, result = check(fanroot)
+    assert [line.replace(path, "F") for line in first_lines(report)] == [
+        "F:11:12: Error in fan definition: other: vrf 'vs' carries fan 'fan-250' over the "
+        "same underlay with the same encapsulation: the two fans would share one policy "
+        "rule; make one of them 'type: vxlan'",
+        E.format("7:12") + "vrf 'vs' carries fan 'other' over the same underlay with the "
+        "same encapsulation: the two fans would share one policy rule; make one of "
+        "them 'type: vxlan'"]
+    fanroot.fan(HEAD + "      vrf: vs\n" + other.replace("vrf: vs", "vrf: vs\n      type: vxlan"))
+    report, result = check(fanroot)
+    assert report.items == [] and len(result.fans) == 2
