@@ -95,6 +95,7 @@ class World:
             veth(h, "c-st", c, "eth0", mtu=VX_MTU)
             ip(h, "link", "set", "c-st", "master", "br-st")
             ip(c, "addr", "add", f"{HOSTS[i][4]}/8", "dev", "eth0")
+            ip(c, "route", "add", "default", "via", HOSTS[i][4].rsplit(".", 1)[0] + ".1")
             self.containers.append(c)
 
     def replug(self) -> None:
@@ -146,6 +147,9 @@ def test_fan_traffic_leaves_by_its_underlay_gateway(world):
         "10.20.1.0/24 dev eth1 proto 250 scope link src 10.20.1.5 "]
     assert "10.20.0.0/16 via 10.20.2.1 dev eth1 proto 250" in \
         ip(h2, "route", "show", "table", "100").stdout
+
+    # containers' own traffic leaves by the main table, NATed to the front address
+    assert ping(c1, HOSTS[0][3], count=1)
 
     # the host's own traffic to the underlay keeps the main table (the default route)
     front_icmp = counters(w.fronts[0])[1]
