@@ -27,7 +27,8 @@ networkd cannot express this without touching files fangen does not own: a
 netplan or the administrator owns, drop-ins included), and a DHCP gateway is only
 known once the lease is there.  So the runtime sets all three objects, marks them
 with protocol 250 (RTPROT_FANGEN) in the fan's own table, puts back what someone
-removed (networkd drops foreign rules when it starts, ManageForeignRoutingPolicyRules),
+removed (a restart of systemd-networkd 252 drops the underlay's address for a moment, and
+the kernel takes the routes on it along; tests/e2e/test_multihome_networkd.py),
 follows a DHCP gateway when it changes, and ``down`` removes exactly them.
 ``ROOT/run/fangen/NAME/underlay-route.json`` records the table, so ``down``
 works after the stanza is gone.
