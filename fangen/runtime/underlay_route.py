@@ -227,8 +227,7 @@ def _apply(ipr, add: list, drop: list) -> None:
         except NetlinkError as exc:
             if exc.code not in (errno.ENOENT, errno.ESRCH):
                 raise FangenError(f"cannot remove {obj.text()}: {exc}") from None
-    # the segment route, then the gateway's (its nexthop is on the segment), the rule last
-    for obj in sorted(add, key=lambda o: (isinstance(o, Rule), bool(getattr(o, "gateway", "")))):
+    for obj in in_order(add):
         try:
             if isinstance(obj, Rule):
                 ipr.rule("add", **_rule_args(obj))
@@ -237,6 +236,12 @@ def _apply(ipr, add: list, drop: list) -> None:
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 raise FangenError(f"cannot add {obj.text()}: {exc}") from None
+
+
+def in_order(add: list) -> list:
+    """The segment route, then the gateway's (its nexthop is on the segment), the rule
+    last (it sends traffic to the table only once the table can carry it)."""
+    return sorted(add, key=lambda o: (isinstance(o, Rule), bool(getattr(o, "gateway", ""))))
 
 
 def _rule_args(rule: Rule) -> dict:
@@ -333,7 +338,7 @@ def reconcile(host, fan: Fan, resolved, held: bool = True, log=None) -> list[str
             add, drop, record = plan(host, fan, resolved)       # again, under the lock
             sysctl = _l3mdev_wanted(host, fan)
             _change(host, fan, add, drop, record, sysctl)
-    done = [f"removed {o.text()}" for o in drop] + [f"added {o.text()}" for o in add]
+    done = [f"removed {o.text()}" for o in drop] + [f"added {o.text()}" for o in in_order(add)]
     done += [f"set {sysctl.replace('/', '.')}=1"] if sysctl else []
     if log is not None:
         for line in done:
@@ -368,6 +373,15 @@ def _change(host, fan: Fan, add: list, drop: list, record, sysctl) -> None:
         host.write_sysctl(sysctl, "1")
     _apply(host.ipr, add, drop)
     _record(host.root, fan.name, record)
+
+
+def preview(host, fan: Fan, resolved) -> list[str]:
+    """``up --dry-run``: what reconcile would change, one line each."""
+    add, drop, _ = plan(host, fan, resolved)
+    lines = [f"delete {o.text()}" for o in drop] + [f"add {o.text()}" for o in in_order(add)]
+    if _l3mdev_wanted(host, fan):
+        lines.append(f"set sysctl {UDP_L3MDEV_ACCEPT.replace('/', '.')}=1")
+    return lines
 
 
 def remove(host, name: str) -> list[str]:

@@ -131,6 +131,11 @@ def test_fan_traffic_leaves_by_its_underlay_gateway(world):
     # with the keys: host 1 names its router, host 2 takes the one DHCP gave eth1
     w.install(["10.20.1.1", "dhcp"])
     front_before = w.front_vxlan()
+    dry = fangen(w.hosts[0][0], w.hosts[0][1], "up", "--dry-run", "st").stdout
+    assert dry.splitlines()[-3:] == [
+        "add route 10.20.1.0/24 dev #2 scope link src 10.20.1.5 table 100",
+        "add route 10.20.0.0/16 via 10.20.1.1 dev #2 src 10.20.1.5 table 100",
+        "add rule priority 32700 to 10.20.0.0/16 ipproto udp dport 8472 lookup 100"], dry
     for h, root in w.hosts:
         fangen(h, root, "up", "st")
     w.replug()
