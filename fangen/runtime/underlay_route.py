@@ -286,7 +286,16 @@ def vrf_table(ipr, vrf: str, ifindex: int, ifname: str) -> int:
 def plan(host, fan: Fan, resolved) -> tuple[list, list, dict | None]:
     """(to add, to remove, the record): what makes the kernel match the stanza for
     ``fan`` on ``resolved`` (fangen.runtime.underlay.Resolved), including what the fan
-    no longer uses."""
+    no longer uses.  A link that went away while reading: FangenError."""
+    from pyroute2 import NetlinkError
+
+    try:
+        return _plan(host, fan, resolved)
+    except NetlinkError as exc:
+        raise FangenError(f"{fan.name}: cannot read the underlay's routing: {exc}") from None
+
+
+def _plan(host, fan: Fan, resolved) -> tuple[list, list, dict | None]:
     ipr = host.ipr
     old = read_record(host.root, fan.name)
     if resolved is None:

@@ -215,3 +215,20 @@ def test_run_follows_the_dhcp_gateway_and_puts_back_the_rule(world):
     w.run.stop(proc)
     fangen(h2, root2, "down", "st")
     assert "lookup 100" not in ip(h2, "rule").stdout and table() == ""
+
+
+def test_missing_vrf_is_one_line_and_adds_no_rule(world):
+    """``vrf:`` names a VRF netplan makes; when there is none, up says so in one line
+    (this machine's kernel has no vrf at all: tests/kernel/test_vrf.py runs the rest)."""
+    h, root = world.hosts[0]
+    fan = yaml.safe_load(stanza(None))
+    fan["network"]["fan"]["st"]["vrf"] = "vrf-st"
+    cli.install(root, yaml.safe_dump(fan), "st.yaml")
+    rules = ip(h, "rule").stdout
+    res = fangen(h, root, "up", "st", check=False)
+    assert res.returncode != 0
+    assert res.stderr.strip().splitlines() == [
+        "fangen: vrf vrf-st does not exist: define it (netplan's vrfs:, or a networkd "
+        ".netdev of Kind=vrf) with eth1 in it"], res.stderr
+    assert ip(h, "rule").stdout == rules
+    fangen(h, root, "down", "st")
