@@ -168,20 +168,22 @@ def record_path(root: str, name: str) -> str:
 
 
 def read_record(root: str, name: str) -> dict | None:
-    """{"table": T, "rules": [[dst, ipproto, dport], ...] | None}: the table fangen used
-    for the fan and, in a VRF's table (shared), which rules are the fan's; None: nothing."""
+    """{"table": T, "rules": [[dst, ipproto, dport], ...], "routes": bool}: the table
+    fangen used for the fan, which rules in it are the fan's (a table may be a VRF's, or
+    named by another fan's vrf), and whether the routes of protocol 250 in it are (the
+    fan's own underlay-table) or not (a VRF's); None: nothing."""
     try:
         with open(record_path(root, name), encoding="utf-8") as fh:
             data = json.load(fh)
-        table, rules = data.get("table"), data.get("rules")
+        table, rules, routes = data.get("table"), data.get("rules"), data.get("routes")
     except (OSError, ValueError, AttributeError):
         return None
     if not isinstance(table, int) or isinstance(table, bool):
         return None
-    if rules is not None and (not isinstance(rules, list) or
-                              any(not isinstance(r, list) or len(r) != 3 for r in rules)):
+    if not isinstance(rules, list) or any(not isinstance(r, list) or len(r) != 3
+                                          for r in rules):
         rules = []
-    return {"table": table, "rules": None if rules is None else [tuple(r) for r in rules]}
+    return {"table": table, "rules": sorted(tuple(r) for r in rules), "routes": routes is True}
 
 
 def _record(root: str, name: str, record: dict | None) -> None:
@@ -203,15 +205,14 @@ def _selector(rule: Rule) -> tuple:
 
 
 def owned(ipr, record: dict | None) -> tuple[list, list]:
-    """What fangen made for the fan, by ``record``: in its own table, every rule and
-    route of protocol 250; in a VRF's table, its rules only (the routes are netplan's)."""
+    """What fangen made for the fan, by ``record``: its rules (protocol 250, its
+    selectors) and, in its own table, the routes of protocol 250."""
     if record is None:
         return [], []
     rules, routes = observed(ipr, record["table"])
-    if record["rules"] is None:
-        return sorted(rules), sorted(routes)
     mine = {tuple(r) for r in record["rules"]}
-    return sorted(r for r in rules if _selector(r) in mine), []
+    return sorted(r for r in rules if _selector(r) in mine), \
+        sorted(routes) if record["routes"] else []
 
 
 # -- changing the kernel ---------------------------------------------------------------------
@@ -318,9 +319,8 @@ def _plan(host, fan: Fan, resolved) -> tuple[list, list, dict | None]:
                                      resolved.network, segment, gateway, table)
     if fan.vrf is not None:
         want_routes = set()
-        record = {"table": table, "rules": sorted(list(_selector(r)) for r in want_rules)}
-    else:
-        record = {"table": table, "rules": None}
+    record = {"table": table, "rules": sorted(_selector(r) for r in want_rules),
+              "routes": fan.vrf is None}
     have_rules, have_routes = owned(ipr, record)
     if old is not None and old != record:          # another table or other rules before
         old_rules, old_routes = owned(ipr, old)

@@ -213,8 +213,16 @@ def test_run_follows_the_dhcp_gateway_and_puts_back_the_rule(world):
     wait_until(lambda: "lookup 100 proto 250" in ip(h2, "rule").stdout, 10, "the rule")
     assert ping(c1, HOSTS[1][4], count=2)
     w.run.stop(proc)
+    # a rule of protocol 250 in the same table that is not this fan's (another fan's
+    # vrf may name a table number this fan uses) stays
+    other = ["priority", "32700", "to", "10.30.0.0/16", "ipproto", "udp", "dport", "4789",
+             "lookup", "100", "proto", "250"]
+    ip(h2, "rule", "add", *other)
     fangen(h2, root2, "down", "st")
-    assert "lookup 100" not in ip(h2, "rule").stdout and table() == ""
+    assert [line for line in ip(h2, "rule").stdout.splitlines() if "lookup 100" in line] == [
+        "32700:\tfrom all to 10.30.0.0/16 ipproto udp dport 4789 lookup 100 proto 250"]
+    assert table() == ""
+    ip(h2, "rule", "del", *other)
 
 
 def test_missing_vrf_is_one_line_and_adds_no_rule(world):
