@@ -38,7 +38,7 @@ mkdir -p "$out"
 if [ $stock = 1 ]; then
 	tests=(tests/kernel/test_stock.py tests/netns/test_upstream_datapath.py
 		tests/kernel/test_runtime.py::test_fangen_up_upstream_ipip
-		tests/kernel/test_multifan.py)
+		tests/kernel/test_multifan.py tests/kernel/test_vrf.py)
 else
 	tests=(tests/kernel --ignore=tests/kernel/test_stock.py
 		--ignore=tests/kernel/test_multifan.py)

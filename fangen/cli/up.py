@@ -82,9 +82,11 @@ def run(args) -> int:
         if args.dry_run:
             print(f"# {fan.name}: underlay {t.underlay.ifname} {t.underlay.address} "
                   f"({t.underlay.network}), slice {t.slice.network}, {t.datapath} datapath")
-            for action in result.actions:
+            from fangen.runtime import underlay_route
+            routing = underlay_route.preview(host, fan, t.underlay)    # issue 15
+            for action in [*result.actions, *routing]:
                 print(action)
-            if not result.actions:
+            if not result.actions and not routing:
                 print("# nothing to do")
         else:
             state = "up" if result.actions else "already up, nothing changed"

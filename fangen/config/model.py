@@ -129,6 +129,12 @@ class Fan:
     enabled: bool = True
     overlay6: IPv6Network | None = None   # dual-stack: the IPv6 overlay (VXLAN fans only)
     dhcp6: bool = False                   # DHCPv6 addresses besides SLAAC (overlay6 only)
+    # multi-homed hosts (fangen.runtime.underlay_route): the router that reaches the rest
+    # of the underlay (an address, or "dhcp": the underlay interface's DHCP gateway) and
+    # the routing table fangen keeps for the fan's encapsulated traffic; both or neither
+    underlay_gateway: IPv4Address | str | None = None
+    underlay_table: int | None = None
+    vrf: str | None = None             # or a VRF (netplan's or networkd's) holding the underlay
 
     @property
     def slice_prefix(self) -> int:
@@ -224,4 +230,17 @@ def build(name: str, data: dict) -> Fan:
         enabled=data.get("enabled", True),
         overlay6=ipaddress.IPv6Network(data["overlay6"]) if "overlay6" in data else None,
         dhcp6=data.get("dhcp6", False),
+        underlay_gateway=parse_gateway(data.get("underlay-gateway")),
+        underlay_table=data.get("underlay-table"),
+        vrf=data.get("vrf"),
     )
+
+
+GATEWAY_DHCP = "dhcp"
+
+
+def parse_gateway(text: str | None) -> IPv4Address | str | None:
+    """``underlay-gateway``: None, "dhcp", or an IPv4Address (the schema checked it)."""
+    if text is None or text == GATEWAY_DHCP:
+        return text
+    return IPv4Address(text)

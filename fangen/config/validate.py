@@ -34,6 +34,8 @@ _RESERVED_OVERLAYS6 = {ipaddress.IPv6Network(n): why for n, why in (
     ("::/8", "loopback, unspecified and IPv4-mapped addresses"), ("fe80::/10", "link-local"),
     ("ff00::/8", "multicast"))}
 
+RESERVED_TABLES = (253, 254, 255)     # RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL
+
 
 def load_schema() -> dict:
     import json
@@ -148,7 +150,10 @@ class _Checker:
             elif key == "overlay6":
                 self.error(path, f"invalid overlay6 {shown(value)}: expected an IPv6 network "
                                  "such as fd5a:fa00::/48")
-            elif key in ("bridge", "tunnel"):
+            elif key == "underlay-gateway":
+                self.error(path, f"invalid underlay-gateway {shown(value)}: expected an IPv4 "
+                                 "address such as 10.20.1.1, or dhcp")
+            elif key in ("bridge", "tunnel", "vrf"):
                 self.error(path, f"invalid {key} name {shown(value)}: "
                                  f"{model.ifname_problem(value)}")
             else:
@@ -180,6 +185,7 @@ class _Checker:
         self.check_between(built)
         self.check_between6(built)
         self.check_tunnel_sharing(built)
+        self.check_tables_between(built)
         self.result.fans = [fan for name, fan in sorted(built.items())
                             if name not in self.result.broken]
 
@@ -236,6 +242,7 @@ class _Checker:
             ok = False
         for key in ("bridge", "tunnel"):
             ok = self.check_device(base, key, getattr(fan, key), key in data) and ok
+        ok = self.check_underlay_route(base, fan, data) and ok
         if fan.bridge == fan.tunnel:
             self.error(base + ("tunnel",), "tunnel and bridge must have different names",
                        key="tunnel" not in data)
@@ -379,6 +386,110 @@ class _Checker:
                               "upstream datapath needs a UDP port of its own for each VXLAN fan; "
                               "set 'vxlan: {port: N}' to another port (or 'datapath: kernel' on "
                               "both fans, with the kernel fan patch)")
+
+    # -- multi-homed hosts: underlay-gateway, underlay-table ---------------------------
+    def check_underlay_route(self, base: tuple, fan: model.Fan, data: dict) -> bool:
+        """Both keys or neither; a table the kernel does not reserve; a gateway that can
+        be a router on the underlay's own segment (fangen.runtime.underlay_route)."""
+        gateway, table = fan.underlay_gateway, fan.underlay_table
+        if fan.vrf is not None:
+            return self.check_vrf(base, fan, data)
+        if gateway is None and table is None:
+            return True
+        ok = True
+        if table is None:
+            self.error(base + ("underlay-gateway",), "underlay-gateway needs underlay-table: "
+                       "a routing table of the fan's own for its encapsulated traffic "
+                       "(e.g. underlay-table: 100)", key=True)
+            ok = False
+        elif table in RESERVED_TABLES:
+            self.error(base + ("underlay-table",), f"underlay-table {table} is reserved by "
+                       "the kernel (253 default, 254 main, 255 local): choose another "
+                       "number, e.g. 100")
+            ok = False
+        if gateway is None:
+            self.error(base + ("underlay-table",), "underlay-table needs underlay-gateway: "
+                       "the router (ADDR, or dhcp) that reaches the rest of the underlay",
+                       key=True)
+            return False
+        where = base + ("underlay-gateway",)
+        if fan.underlay.kind == "default":
+            self.error(where, "underlay-gateway is for an underlay that is not reached by "
+                       "the default route, but 'underlay: default' follows it: name the "
+                       "underlay network (NET/LEN) instead")
+            return False
+        if gateway == model.GATEWAY_DHCP:
+            return ok
+        if any(gateway in r for r in _RESERVED_OVERLAYS) or gateway.is_unspecified:
+            self.error(where, f"underlay-gateway {gateway} cannot be a router's address")
+            return False
+        net = fan.underlay.network
+        if net is None:
+            return ok
+        if gateway not in net:
+            self.error(where, f"underlay-gateway {gateway} is outside the underlay {net}: "
+                       "the gateway must be a router on this host's underlay segment")
+            return False
+        if net.prefixlen < 31 and gateway in (net.network_address, net.broadcast_address):
+            self.error(where, f"underlay-gateway {gateway} is the underlay's "
+                       f"{'network' if gateway == net.network_address else 'broadcast'} "
+                       "address, not a router's")
+            return False
+        if gateway == fan.underlay.host:
+            self.error(where, f"underlay-gateway {gateway} is this host's own underlay "
+                       "address: name the router")
+            return False
+        return ok
+
+    def check_vrf(self, base: tuple, fan: model.Fan, data: dict) -> bool:
+        """A VRF netplan or networkd defines (fangen never enslaves a device it did not
+        make): its table already routes the underlay, so no gateway or table here."""
+        ok = True
+        for key in ("underlay-gateway", "underlay-table"):
+            if key in data:
+                self.error(base + (key,), f"{key} does not go with vrf: the VRF's own "
+                           "routing table routes the underlay; remove one of them", key=True)
+                ok = False
+        if fan.underlay.kind == "default":
+            self.error(base + ("vrf",), "vrf is for an underlay that is not reached by the "
+                       "default route, but 'underlay: default' follows it: name the "
+                       "underlay network (NET/LEN) instead")
+            ok = False
+        if fan.vrf in (fan.bridge, fan.tunnel):
+            self.error(base + ("vrf",), f"vrf '{fan.vrf}' is the name of the fan's own "
+                       "bridge or tunnel: name the VRF that holds the underlay interface")
+            ok = False
+        return ok
+
+    def check_tables_between(self, built: dict) -> None:
+        """A fan's underlay-table is its own: down removes what fangen put in it."""
+        first_with: dict[int, str] = {}
+        for name in sorted(built):
+            table = built[name].underlay_table
+            if table is None:
+                continue
+            other = first_with.setdefault(table, name)
+            if other != name:
+                for mine, theirs in ((name, other), (other, name)):
+                    self.error(("network", "fan", mine, "underlay-table"),
+                               f"underlay-table {table} is also used by fan '{theirs}': "
+                               "each fan needs a routing table of its own")
+        # fans over one VRF: their rules must differ (down removes a fan's own)
+        first_rule: dict[tuple, str] = {}
+        for name in sorted(built):
+            fan = built[name]
+            if fan.vrf is None:
+                continue
+            key = (fan.vrf, fan.underlay.spec, fan.type, fan.port if fan.type == "vxlan" else 0)
+            other = first_rule.setdefault(key, name)
+            if other != name:
+                hint = "give one of them another 'vxlan: {port: N}'" if fan.type == "vxlan" \
+                    else "make one of them 'type: vxlan'"
+                for mine, theirs in ((name, other), (other, name)):
+                    self.error(("network", "fan", mine, "vrf"),
+                               f"vrf '{fan.vrf}' carries fan '{theirs}' over the same underlay "
+                               "with the same encapsulation: the two fans would share one "
+                               f"policy rule; {hint}")
 
     def _data(self, name: str) -> dict:
         return self.loaded.data["network"]["fan"][name]

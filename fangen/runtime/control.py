@@ -17,6 +17,7 @@ from fangen.runtime import observe as observe_mod
 from fangen.runtime import plan as P
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
+from fangen.runtime import underlay_route
 from fangen.runtime.execute import execute
 from fangen.runtime.host import KernelFanRefused, choose_datapath
 from fangen.runtime.view import FORWARD6_SYSCTL, FORWARD_SYSCTL
@@ -102,6 +103,7 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
                      "upstream datapath")
         host.say(notes[-1])
         execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
+    underlay_route.reconcile(host, fan, resolved)     # multi-homed hosts (issue 15)
     if not skip:
         verify(host, target)
     return UpResult(fan, target, actions, notes)
@@ -150,6 +152,7 @@ def down(host, name: str, dry_run: bool = False, notes: list | None = None,
                 for key, value in state.sysctls.items():
                     heir.sysctls.setdefault(key, value)
                 state_mod.save(host.root, heir)
+        underlay_route.remove(host, name)                # multi-homed hosts (issue 15)
         execute(actions, host, state)
         return actions
 

@@ -65,6 +65,8 @@ from fangen.runtime.sdnotify import notify
 NETLINK_ROUTE = 0
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE
+RTMGRP_IPV4_RULE = 0x80       # fangen.runtime.underlay_route puts back a removed rule
+GROUPS |= RTMGRP_IPV4_RULE
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 AF_BRIDGE = 7
 STATE_DIR = "run/fangen"                      # fangen.render.names.STATE_DIR
@@ -74,7 +76,7 @@ EX_SOFTWARE = 70
 
 
 def events_socket() -> socket.socket:
-    """A netlink socket that wakes up on link, IPv4 address and IPv4 route changes."""
+    """A netlink socket that wakes up on link, IPv4 address, route and rule changes."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK |
                          socket.SOCK_CLOEXEC, NETLINK_ROUTE)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)

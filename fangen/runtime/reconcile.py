@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass, field
 
 from fangen.errors import FangenError, printable
-from fangen.runtime import announce, control, lock, repairs
+from fangen.runtime import announce, control, lock, repairs, underlay_route
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
 from fangen.runtime.sdnotify import notify
@@ -165,6 +165,8 @@ class Job:
                                    "slice until it comes back")
                     memo.last_underlay = None
                 return
+            underlay_route.reconcile(self.host, memo.fan, resolved, held=False,   # issue 15
+                                     log=lambda line: self.log(name, line))
             moved = resolved != memo.last_underlay
             if moved:
                 self.log(name, f"underlay now {resolved.ifname} {resolved.address} "

@@ -53,6 +53,7 @@ class Step:
             "keep": f"kept bridge {self.target}: {self.extra} still attached (containers); "
                     "'down --force --purge' deletes it and detaches them",
             "reload": "reload systemd-networkd (if running)",
+            "underlay-route": f"delete {self.target}",
         }[self.kind]
 
 
@@ -87,6 +88,9 @@ def plan(host, name: str, purge: bool = False) -> list[Step]:
                 steps.append(Step("keep", link, ", ".join(ports)))
         else:
             steps.append(Step("link", link, mark))
+    from fangen.runtime import underlay_route     # multi-homed hosts (issue 15)
+    rules, routes = underlay_route.owned(host.ipr, underlay_route.read_record(host.root, name))
+    steps += [Step("underlay-route", obj.text()) for obj in rules + routes]
     dropins = _dropins(host.root, name)
     steps += [Step("file", rel) for rel in dropins]
     if os.path.isdir(state_mod.state_dir(host.root, name)):
@@ -128,6 +132,9 @@ def apply(host, name: str, steps: list[Step]) -> None:
             shutil.rmtree(state_mod.state_dir(host.root, name), ignore_errors=True)
         elif step.kind == "keep":
             pass
+        elif step.kind == "underlay-route":
+            from fangen.runtime import underlay_route
+            underlay_route.remove(host, name)   # every object of the record, once
         elif step.kind == "reload":
             networkd = host.networkd()
             if networkd is not None:

@@ -51,8 +51,7 @@ def one_error(fanroot, text):
     ("      bogus: 1\n",
      "F:7:7: Error in fan definition: fan-250: unknown key 'bogus' (expected one of: bridge, "
      "datapath, dhcp, dhcp6, dns, enabled, host-reserve, lease-time, mtu, nat, overlay, overlay6, "
-     "tunnel, type, "
-     "underlay, vxlan)"),
+     "tunnel, type, underlay, underlay-gateway, underlay-table, vrf, vxlan)"),
     ("      dhcp: maybe\n",
      "F:7:13: Error in fan definition: fan-250: 'dhcp' must be a boolean (true or false), "
      "not 'maybe'"),
