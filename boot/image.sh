@@ -38,16 +38,7 @@ log() { echo "boot/image.sh: $*" >&2; }
 die() { echo "boot/image.sh: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot)"
 # the host's tools (only what is missing)
-missing=()
-for pkg in debootstrap e2fsprogs qemu-system-x86 dnsmasq-base; do
-	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
-		missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	log "installing ${missing[*]}"
-	apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
-		{ apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
-fi
+"$REPO/scripts/need-packages.sh" boot/image.sh debootstrap e2fsprogs qemu-system-x86 dnsmasq-base
 mkdir -p "$BOOT_CACHE"
 exec 8>"$BOOT_CACHE/.lock"
 flock 8

@@ -152,6 +152,23 @@ class FangenError(Exception):
         self.diagnostics = diagnostics or []
 
 
+def print_error(exc: FangenError) -> int:
+    """A FangenError as the user sees it on stderr (its diagnostics and summary, or one
+    line); returns its exit code.  The CLI and the runtime's children both print so."""
+    import sys
+
+    if exc.diagnostics:
+        if not getattr(exc, "printed", False):
+            for diag in exc.diagnostics:
+                print(diag.format(), file=sys.stderr)
+        summary = getattr(exc, "summary", None)
+        if summary:
+            print(printable(summary), file=sys.stderr)
+    else:
+        print(printable(f"fangen: {exc}"), file=sys.stderr)
+    return exc.exit_code
+
+
 class ConfigError(FangenError):
     """The configuration is invalid; ``diagnostics`` holds every problem found."""
 

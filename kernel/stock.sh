@@ -16,18 +16,9 @@ MODULES=(virtio_pci 9pnet_virtio 9p veth bridge ipip vxlan cls_bpf sch_ingress a
 
 log() { echo "kernel/stock.sh: $*" >&2; }
 
-# the host's tools (only what is missing): boot-check runs this before kernel-check's
-# kernel/deps.sh, so on a fresh machine nothing else has installed them yet
-missing=()
-for pkg in kmod cpio; do
-	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
-		missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	log "installing ${missing[*]}"
-	apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
-		{ apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
-fi
+# the host's tools: boot-check runs this before kernel-check's kernel/deps.sh, so on a
+# fresh machine nothing else has installed them yet
+"$HERE/../scripts/need-packages.sh" kernel/stock.sh kmod cpio
 
 pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 	awk '/Depends: linux-image-[0-9]/ { print $2; exit }')

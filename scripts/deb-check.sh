@@ -52,16 +52,8 @@ START=$(now)
 # -- 1. tools and build dependencies -------------------------------------------------------
 TOOLS="dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
 python3-pytest python3-yaml python3-jsonschema lintian debootstrap"
-missing=()
-for pkg in $TOOLS; do
-	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
-		missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	apt-get install -y --no-install-recommends "${missing[@]}" ||
-		{ apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }
-fi
+# shellcheck disable=SC2086
+"$REPO/scripts/need-packages.sh" deb-check $TOOLS
 cd "$REPO"
 dpkg-checkbuilddeps debian/control || die "build dependencies not satisfied"
 

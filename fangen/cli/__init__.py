@@ -102,19 +102,10 @@ def main(argv=None) -> int:
 
 def failure(exc: Exception) -> int:
     """The exit code for an exception out of a command, after its one-line message."""
-    from fangen.errors import EXIT_ERROR, FangenError, printable
+    from fangen.errors import EXIT_ERROR, FangenError, print_error, printable
 
     if isinstance(exc, FangenError):
-        if exc.diagnostics:
-            if not getattr(exc, "printed", False):
-                for diag in exc.diagnostics:
-                    print(diag.format(), file=sys.stderr)
-            summary = getattr(exc, "summary", None)
-            if summary:
-                print(printable(summary), file=sys.stderr)
-        else:
-            print(printable(f"fangen: {exc}"), file=sys.stderr)
-        return exc.exit_code
+        return print_error(exc)
     if isinstance(exc, BrokenPipeError):
         return EXIT_ERROR
     if isinstance(exc, OSError):

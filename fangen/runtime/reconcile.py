@@ -30,7 +30,7 @@ import pickle
 import sys
 from dataclasses import dataclass, field
 
-from fangen.errors import FangenError, printable
+from fangen.errors import FangenError, print_error, printable
 from fangen.runtime import announce, control, lock, repairs, underlay_route
 from fangen.runtime import state as state_mod
 from fangen.runtime import underlay as underlay_mod
@@ -95,12 +95,12 @@ class Job:
                 fan = control.fan_named(self.host.root, name)
             except FangenError as exc:
                 exc.exit_code = EX_CONFIG        # not a fan, removed, or broken
-                return _failure(exc)
+                return print_error(exc)
             notify(f"STATUS=waiting for the underlay {fan.underlay.spec}")
             try:
                 result = control.up(self.host, fan, timeout=timeout)
             except FangenError as exc:
-                return _failure(exc)
+                return print_error(exc)
             memo = self.memos[name] = Memo(fan, result.target.underlay)
             self.status = (f"slice {result.target.slice.network} on "
                            f"{memo.last_underlay.ifname} {memo.last_underlay.address} "
@@ -238,15 +238,3 @@ def _oneline(exc: FangenError) -> str:
     if exc.diagnostics:
         return "; ".join(d.format().splitlines()[0] for d in exc.diagnostics)
     return str(exc)
-
-
-def _failure(exc: FangenError) -> int:
-    if exc.diagnostics:
-        for diag in exc.diagnostics:
-            print(diag.format(), file=sys.stderr)
-        summary = getattr(exc, "summary", None)
-        if summary:
-            print(printable(summary), file=sys.stderr)
-    else:
-        print(printable(f"fangen: {exc}"), file=sys.stderr)
-    return exc.exit_code
