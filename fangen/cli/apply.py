@@ -73,7 +73,7 @@ def run(args) -> int:
     from fangen.runtime import control
     from fangen.runtime import state as state_mod
     from fangen.runtime.dbus import Networkd, Systemd
-    from fangen.runtime.host import make_host, systemd_available
+    from fangen.runtime.host import make_host
 
     # first, before anything changes: a broken file freezes every fan
     report, checked, _ = load_for_host(args.root_dir, args.host_interfaces)
@@ -90,9 +90,7 @@ def run(args) -> int:
     fans, errors, _ = control.load_fans(args.root_dir)
     wanted = {name for name, fan in fans.items() if fan.enabled}
     broken = {d.path[2] for d in errors if len(d.path) >= 3}
-    use_units = not args.no_systemd and args.root_dir in ("", "/") and \
-        systemd_available(host.bus)
-    if use_units:
+    if host.systemd:                # make_host decided: the real root, systemd on the bus
         systemd = Systemd(host.bus)
         running = systemd.list_units(f"{UNIT_TEMPLATE}*.service")
         changes = unit_changes(wanted, running)
