@@ -30,8 +30,32 @@ class FanMapError(ValueError):
         self.hint = hint
 
 
+class _OverUnderlay:
+    """What a fan map shares whatever its overlay's family (``OVERLAY``): the overlay
+    is cut into one slice per underlay host, the underlay's host bits after the
+    overlay's prefix."""
+
+    OVERLAY: type = IPv4Network
+
+    @classmethod
+    def parse(cls, overlay: str, underlay: str):
+        try:
+            return cls(cls.OVERLAY(overlay), ipaddress.IPv4Network(underlay))
+        except ValueError as exc:
+            raise FanMapError(str(exc)) from None
+
+    @property
+    def slice_prefix(self) -> int:
+        return self.overlay.prefixlen + (32 - self.underlay.prefixlen)
+
+    @property
+    def shift(self) -> int:
+        """Bits between the end of a slice and the end of an address (64 for IPv6)."""
+        return self.overlay.max_prefixlen - self.slice_prefix
+
+
 @dataclass(frozen=True)
-class FanMap:
+class FanMap(_OverUnderlay):
     """One overlay/underlay pair, checked on construction."""
 
     overlay: IPv4Network
@@ -55,21 +79,6 @@ class FanMap:
                               "cannot be divided into slices")
         return slice_prefix
 
-    @classmethod
-    def parse(cls, overlay: str, underlay: str) -> FanMap:
-        try:
-            return cls(ipaddress.IPv4Network(overlay), ipaddress.IPv4Network(underlay))
-        except ValueError as exc:
-            raise FanMapError(str(exc)) from None
-
-    @property
-    def slice_prefix(self) -> int:
-        return self.overlay.prefixlen + (32 - self.underlay.prefixlen)
-
-    @property
-    def shift(self) -> int:
-        """Bits between the end of a slice and the end of an address."""
-        return 32 - self.slice_prefix
 
     @property
     def slice_count(self) -> int:
@@ -133,11 +142,13 @@ class Slice:
 
 
 @dataclass(frozen=True)
-class FanMap6:
+class FanMap6(_OverUnderlay):
     """An IPv6 overlay over an (IPv4) underlay, checked on construction."""
 
     overlay: IPv6Network
     underlay: IPv4Network
+
+    OVERLAY = IPv6Network
 
     def __post_init__(self) -> None:
         if self.slice_prefix != SLICE6_PREFIX:
@@ -146,21 +157,6 @@ class FanMap6:
                 f"32 - underlay /{self.underlay.prefixlen}) is not /{SLICE6_PREFIX}: use "
                 f"overlay6 /{SLICE6_PREFIX - (32 - self.underlay.prefixlen)}")
 
-    @classmethod
-    def parse(cls, overlay: str, underlay: str) -> FanMap6:
-        try:
-            return cls(ipaddress.IPv6Network(overlay), ipaddress.IPv4Network(underlay))
-        except ValueError as exc:
-            raise FanMapError(str(exc)) from None
-
-    @property
-    def slice_prefix(self) -> int:
-        return self.overlay.prefixlen + (32 - self.underlay.prefixlen)
-
-    @property
-    def shift(self) -> int:
-        """Bits between the end of a slice and the end of an address (64)."""
-        return 128 - self.slice_prefix
 
     def slice_for_host(self, host: IPv4Address | str) -> IPv6Network:
         """The IPv6 slice owned by an underlay host address."""

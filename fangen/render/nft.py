@@ -47,7 +47,6 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
     """
     tunnel = tunnel or fan.tunnel
     gateway = slice_net.network_address + 1
-    fan_devs = f'{{ "{fan.bridge}", "{tunnel}" }}'
     lines = [f"table ip {table_name(fan.name)} {{"]
     if fan.nat:
         lines += [
@@ -68,21 +67,9 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
         f"\t\t{match} ip daddr {local} ip saddr != {underlay} drop",
         f'\t\tip daddr {gateway} iifname != {{ "{fan.bridge}", "{tunnel}", "lo" }} drop',
         "\t}",
-        "\tchain forward {",
-        "\t\ttype filter hook forward priority filter; policy accept;",
-        # first: every rule below accepts, so the verdict for what comes from the bridge
-        # is the same, and the bridge's own frames (br_netfilter sends them through this
-        # hook, one per container packet) pass after one match
-        f'\t\tiifname "{fan.bridge}" accept',
-        f"\t\toifname != {fan_devs} accept",
         # the tunnel may be shared (upstream IPIP): what goes to another fan's overlay is
         # that fan's table's business, not this one's
-        f'\t\toifname "{tunnel}" ip daddr != {fan.overlay} accept',
-        "\t\tct state established,related accept",
-        f'\t\tiifname "{tunnel}" oifname "{fan.bridge}" accept',
-        "\t\tct status dnat accept",
-        "\t\tdrop",
-        "\t}",
+        *_forward_chain(fan.bridge, tunnel, f"ip daddr != {fan.overlay}"),
         "}",
     ]
     return "\n".join(lines) + "\n" + ruleset6(fan, slice_net, tunnel)
@@ -108,18 +95,30 @@ def ruleset6(fan: Fan, slice_net: IPv4Network, tunnel: str) -> str:
         "\t\ttype filter hook input priority filter; policy accept;",
         f'\t\tip6 daddr {sl6.gateway} iifname != {{ "{fan.bridge}", "{tunnel}", "lo" }} drop',
         "\t}",
-        "\tchain forward {",
-        "\t\ttype filter hook forward priority filter; policy accept;",
-        f'\t\tiifname "{fan.bridge}" accept',
-        f'\t\toifname != {{ "{fan.bridge}", "{tunnel}" }} accept',
-        "\t\tct state established,related accept",
-        f'\t\tiifname "{tunnel}" oifname "{fan.bridge}" accept',
-        "\t\tct status dnat accept",
-        "\t\tdrop",
-        "\t}",
+        *_forward_chain(fan.bridge, tunnel),
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _forward_chain(bridge: str, tunnel: str, not_ours: str | None = None) -> list[str]:
+    """The forward chain of either family; ``not_ours``: what on the (shared) tunnel
+    belongs to another fan (IPv4: outside this fan's overlay)."""
+    return [
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy accept;",
+        # first: every rule below accepts, so the verdict for what comes from the bridge
+        # is the same, and the bridge's own frames (br_netfilter sends them through this
+        # hook, one per container packet) pass after one match
+        f'\t\tiifname "{bridge}" accept',
+        f'\t\toifname != {{ "{bridge}", "{tunnel}" }} accept',
+        *([f'\t\toifname "{tunnel}" {not_ours} accept'] if not_ours else []),
+        "\t\tct state established,related accept",
+        f'\t\tiifname "{tunnel}" oifname "{bridge}" accept',
+        "\t\tct status dnat accept",
+        "\t\tdrop",
+        "\t}",
+    ]
 
 
 def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
