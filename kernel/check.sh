@@ -41,7 +41,7 @@ if [ $stock = 1 ]; then
 		tests/kernel/test_multifan.py tests/kernel/test_vrf.py)
 else
 	tests=(tests/kernel --ignore=tests/kernel/test_stock.py
-		--ignore=tests/kernel/test_multifan.py)
+		--ignore=tests/kernel/test_multifan.py --ignore=tests/kernel/test_vrf.py)
 fi
 echo "kernel-check: booting the $what, running ${tests[*]}" >&2
 cd "$ROOT"
