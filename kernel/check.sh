@@ -34,7 +34,8 @@ mkdir -p "$out"
 # Each kernel runs the tests that are about it, so nothing is skipped: the fan
 # patch's tests on the patched kernel; on the stock kernel the refusal test and
 # the upstream datapath (its IPIP mode needs the ipip module this host lacks), with
-# examples/two-fans.yaml (two IPIP fans sharing one device).
+# examples/two-fans.yaml (two IPIP fans sharing one device), and the VRF variant of a
+# multi-homed host (test_vrf.py: neither this host's kernel nor the patched one has vrf).
 if [ $stock = 1 ]; then
 	tests=(tests/kernel/test_stock.py tests/netns/test_upstream_datapath.py
 		tests/kernel/test_runtime.py::test_fangen_up_upstream_ipip
