@@ -224,27 +224,37 @@ def _verdicts() -> list[Item]:
 def _ipv4_dst(ip_offset: int) -> list[Item]:
     """r7 = IPv4 destination (host order) of the header at ip_offset; next filter if
     there is no IPv4 header."""
+    return [*_load_bytes(ip_offset, 20, "next"), *_ipv4_fields(FP, _PKT)]
+
+
+def _ipv4_fields(base: int, off: int) -> list[Item]:
+    """The IPv4 header at ``base`` + ``off`` (the stack copy, or the packet in place):
+    r7 = its destination (host order); next filter unless version 4."""
     return [
-        *_load_bytes(ip_offset, 20, "next"),
-        ldx_mem(B, R1, FP, _PKT),
+        ldx_mem(B, R1, base, off),
         alu32_imm(AND, R1, 0xF0),
         jmp_imm(JNE, R1, 0x40, "next"),
-        ldx_mem(W, R7, FP, _PKT + 16),
+        ldx_mem(W, R7, base, off + 16),
         be(R7, 32),
     ]
 
 
 def _arp_target() -> list[Item]:
     """r7 = ARP target protocol address (host order); next filter unless Ethernet/IPv4 ARP."""
+    return [*_load_bytes(ETH_HLEN, 28, "next"), *_arp_fields(FP, _PKT)]
+
+
+def _arp_fields(base: int, off: int) -> list[Item]:
+    """The ARP header at ``base`` + ``off``: r7 = its target protocol address (host
+    order); next filter unless Ethernet/IPv4 ARP."""
     return [
-        *_load_bytes(ETH_HLEN, 28, "next"),
-        ldx_mem(W, R1, FP, _PKT),            # htype, ptype
+        ldx_mem(W, R1, base, off),           # htype, ptype
         be(R1, 32),
         jmp_imm(JNE, R1, 0x00010800, "next"),
-        ldx_mem(H, R1, FP, _PKT + 4),        # hlen, plen
+        ldx_mem(H, R1, base, off + 4),       # hlen, plen
         be(R1, 16),
         jmp_imm(JNE, R1, 0x0604, "next"),
-        ldx_mem(W, R7, FP, _PKT + 24),       # target protocol address
+        ldx_mem(W, R7, base, off + 24),      # target protocol address
         be(R7, 32),
     ]
 
@@ -295,11 +305,7 @@ def _ipv4_dst_direct(ip_offset: int, slow: str) -> list[Item]:
         mov64_reg(R4, R2),
         alu64_imm(ADD, R4, ip_offset + 20),
         jmp_reg(JGT, R4, R3, slow),
-        ldx_mem(B, R1, R2, ip_offset),
-        alu32_imm(AND, R1, 0xF0),
-        jmp_imm(JNE, R1, 0x40, "next"),
-        ldx_mem(W, R7, R2, ip_offset + 16),
-        be(R7, 32),
+        *_ipv4_fields(R2, ip_offset),
     ]
 
 
@@ -309,14 +315,7 @@ def _arp_target_direct(slow: str) -> list[Item]:
         mov64_reg(R4, R2),
         alu64_imm(ADD, R4, ETH_HLEN + 28),
         jmp_reg(JGT, R4, R3, slow),
-        ldx_mem(W, R1, R2, ETH_HLEN),        # htype, ptype
-        be(R1, 32),
-        jmp_imm(JNE, R1, 0x00010800, "next"),
-        ldx_mem(H, R1, R2, ETH_HLEN + 4),    # hlen, plen
-        be(R1, 16),
-        jmp_imm(JNE, R1, 0x0604, "next"),
-        ldx_mem(W, R7, R2, ETH_HLEN + 24),   # target protocol address
-        be(R7, 32),
+        *_arp_fields(R2, ETH_HLEN),
     ]
 
 
