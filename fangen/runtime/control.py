@@ -103,7 +103,9 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
                      "upstream datapath")
         host.say(notes[-1])
         execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
-    underlay_route.reconcile(host, fan, resolved)     # multi-homed hosts (issue 15)
+    # multi-homed hosts (issue 15): the fan's rule and underlay routes; what was put
+    # back is a note (the follower's children log their notes)
+    notes += [f"{fan.name}: {line}" for line in underlay_route.reconcile(host, fan, resolved)]
     if not skip:
         verify(host, target)
     return UpResult(fan, target, actions, notes)

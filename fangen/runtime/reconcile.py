@@ -165,8 +165,6 @@ class Job:
                                    "slice until it comes back")
                     memo.last_underlay = None
                 return
-            underlay_route.reconcile(self.host, memo.fan, resolved, held=False,   # issue 15
-                                     log=lambda line: self.log(name, line))
             moved = resolved != memo.last_underlay
             if moved:
                 self.log(name, f"underlay now {resolved.ifname} {resolved.address} "
@@ -186,6 +184,10 @@ class Job:
                     self.log(name, line)
             todo = [a for a in actions if a not in skip]
             if not todo:
+                # the fan's own objects are right: only the multi-homed rule and routes
+                # may need putting back (with work to do, apply_up below does it)
+                underlay_route.reconcile(self.host, memo.fan, resolved, held=False,
+                                         log=lambda line: self.log(name, line))
                 if moved:           # back on an address with the fan as it was
                     announce.address(self.host, resolved)
                 self._note_foreign(name, memo)
