@@ -13,7 +13,17 @@ share nothing but the kernel:
 * ``fan-kernel`` (fan-patched kernel only): the kernel datapath, an IPIP device
   with a fan map (:func:`fangen.datapath.kernelfan.create_ipip_fan`);
 * ``ipip``: a hand-built point-to-point tunnel (``ip link add tun0 type ipip
-  remote PEER local SELF``) with one route to the peer's container subnet.
+  remote PEER local SELF``) with one route to the peer's container subnet;
+* ``ipipnc``: ``ipip`` with a tc egress program that marks every packet, so the
+  tunnel may not use its cached route to the peer (a route lookup per packet, as
+  on a collect-metadata device: ``bpf_skb_set_tunnel_key`` sets ``TUNNEL_NOCACHE``);
+* ``ipipmd``: a collect-metadata IPIP device driven by a program that sets one
+  fixed key (bench/tunnels.py ``static_key_program``): the kernel's
+  collect-metadata path without any fan logic.
+
+The report then splits the gap between ``ipip`` and the fan by cause:
+``ipipnc / ipip`` the per-packet route lookup, ``ipipmd / ipipnc`` the metadata
+dst, ``fan / ipipmd`` the fan's programs.
 
 Rounds, metrics and the printout are bench/throughput.py's (TCP Gbit/s and CPU per
 KiB, UDP 64-byte kpps and CPU per packet; medians, spread, ratios).  The guest is
@@ -31,7 +41,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import throughput  # noqa: E402
+from bench import throughput, tunnels  # noqa: E402
 from bench.stats import rotated  # noqa: E402
 from fangen.datapath import kernelfan, rtnl, upstream  # noqa: E402
 from fangen.datapath.fanprog import FanParams  # noqa: E402
@@ -42,7 +52,13 @@ from tests.harness.ns import Run, ip, nsexec, plug, switch_ns, sysctl, veth  # n
 MTU = 1480
 FMAP = FanMap.parse("250.0.0.0/8", "172.16.0.0/16")
 NAMES = {"fan": "fan, upstream datapath", "fan-kernel": "fan, kernel datapath",
-         "ipip": "IPIP by hand, static remote"}
+         "ipip": "IPIP by hand, static remote", "ipipnc": "IPIP by hand, no dst cache",
+         "ipipmd": "IPIP external + fixed key"}
+STEPS = [("ipipnc", "ipip", "route lookup per packet (no dst cache)"),
+         ("ipipmd", "ipipnc", "collect-metadata: metadata dst, fixed-key program"),
+         ("fan", "ipipmd", "the fan's programs (per-packet decision, ingress check)"),
+         ("fan", "ipip", "all of it"),
+         ("fan-kernel", "ipip", "the kernel datapath")]
 
 
 def _host(run: Run, sw: str, tag: str, n: int, addr: str) -> str:
@@ -89,19 +105,30 @@ def fan(run: Run, kernel: bool) -> tuple[str, str, str]:
     return ends[0][0], ends[1][1], ends[1][0]
 
 
-def by_hand(run: Run) -> tuple[str, str, str]:
-    sw = switch_ns(run, "psw")
-    addrs = ("172.16.5.6", "172.16.6.7")
+def by_hand(run: Run, tag: str = "p", net: int = 96, mark: bool = False,
+            external: bool = False) -> tuple[str, str, str]:
+    """A two-host IPIP tunnel with a static remote; ``mark``: every packet marked
+    (``ipipnc``); ``external``: on a collect-metadata device with a fixed key (``ipipmd``)."""
+    sw = switch_ns(run, f"{tag}sw")
+    addrs = (f"172.16.{net - 91}.6", f"172.16.{net - 90}.7")
     ends = []
     for n, (addr, peer) in enumerate(zip(addrs, reversed(addrs)), 1):
-        h = _host(run, sw, "p", n, addr)
-        ip(h, "link", "add", "tun0", "mtu", str(MTU), "type", "ipip", "remote", peer,
-           "local", addr)
+        h = _host(run, sw, tag, n, addr)
+        if external:
+            ip(h, "link", "add", "tun0", "mtu", str(MTU), "type", "ipip", "external")
+        else:
+            ip(h, "link", "add", "tun0", "mtu", str(MTU), "type", "ipip", "remote", peer,
+               "local", addr)
         ip(h, "link", "set", "tun0", "up")
-        c = _container(run, h, "p", n, f"10.96.{n}.0/24",
-                       f"10.96.{n}.1", f"10.96.{n}.2")
-        ip(h, "route", "add", f"10.96.{3 - n}.0/24", "dev", "tun0")
-        ends.append((c, f"10.96.{n}.2"))
+        if external:
+            tunnels.egress_program(h, "tun0", tunnels.static_key_program(0, peer),
+                                    "static_key")
+        elif mark:
+            tunnels.egress_program(h, "tun0", tunnels.mark_program(), "mark")
+        c = _container(run, h, tag, n, f"10.{net}.{n}.0/24",
+                       f"10.{net}.{n}.1", f"10.{net}.{n}.2")
+        ip(h, "route", "add", f"10.{net}.{3 - n}.0/24", "dev", "tun0")
+        ends.append((c, f"10.{net}.{n}.2"))
     return ends[0][0], ends[1][1], ends[1][0]
 
 
@@ -119,7 +146,9 @@ def main() -> int:
     throughput.NAMES.update(NAMES)
     with Run("ipipb") as run:
         try:
-            built = {"fan": fan(run, False), "ipip": by_hand(run)}
+            built = {"fan": fan(run, False), "ipip": by_hand(run),
+                     "ipipnc": by_hand(run, "n", 95, mark=True),
+                     "ipipmd": by_hand(run, "m", 94, external=True)}
             if has_kernel_fan():
                 built["fan-kernel"] = fan(run, True)
             paths = {}
@@ -147,6 +176,8 @@ def main() -> int:
                 print(f"  round {r + 1}: " + "; ".join(line), flush=True)
             for metric in metrics:
                 throughput.report(results, metric)
+            for metric in metrics:
+                throughput.report_steps(results, metric, STEPS)
             return 0
         except HarnessError as exc:
             print(f"ipip: {exc}", file=sys.stderr)

@@ -14,6 +14,11 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
   whose one fixed remote a trivial tc program sets (``tunnels.l2_external``): the
   kernel's collect-metadata path without any fan logic, so ``l2md / l2`` is what that
   path costs by itself and ``fan / l2md`` what the fan's programs add;
+* ``l2nc`` (``--steps``, with ``l2md``): the ``l2`` tunnel with every packet marked,
+  so it may not use its cached route to the remote (``tunnels.l2_nocache``).
+  ``--steps`` then prints the gap between ``l2`` and the fan split by cause:
+  ``l2nc / l2`` the per-packet route lookup, ``l2md / l2nc`` the metadata dst,
+  ``fan / l2md`` the fan's programs;
 * ``bare`` (``--bare``): iperf3 host to host over the underlay, for reference;
 * ``fan6`` (``--ipv6``): the same fan made dual-stack (overlay6), the same containers
   over their SLAAC addresses: IPv6 beside IPv4 ("fan / fan6" is IPv4 over IPv6);
@@ -59,6 +64,7 @@ from tests.harness.perf import iperf3_end  # noqa: E402
 
 NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "l2md": "L2 VXLAN, external + fixed key",
+         "l2nc": "L2 VXLAN, static, no dst cache",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
          "fan6": "fan over IPv6 (overlay6)"}
 OVERLAY6 = "fd5a:fa00::/48"
@@ -148,8 +154,14 @@ def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
             if packets else 0.0}
 
 
-def build(lab: Lab, bare: bool, ipv6: bool = False,
-          external: bool = False) -> dict[str, tuple[str, str, str]]:
+STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
+         ("l2md", "l2nc", "collect-metadata: metadata dst, fixed-key program"),
+         ("fan", "l2md", "the fan's programs (per-packet decision, ingress check)"),
+         ("fan", "l2", "all of it")]
+
+
+def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
+          steps: bool = False) -> dict[str, tuple[str, str, str]]:
     """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
     lab.start_hosts()
     lab.start_fans()
@@ -164,7 +176,10 @@ def build(lab: Lab, bare: bool, ipv6: bool = False,
     paths = {"fan": (fan_b.ns, fan_b.address, fan_a.ns),
              "l2": (l2_b, l2_addr, l2_a),
              "routed": (rt_b, rt_addr, rt_a)}
-    if external:
+    if steps:
+        nc_a, nc_b, nc_addr = tunnels.l2_nocache(lab.run, hosts)
+        paths["l2nc"] = (nc_b, nc_addr, nc_a)
+    if external or steps:
         md_a, md_b, md_addr = tunnels.l2_external(lab.run, hosts)
         paths["l2md"] = (md_b, md_addr, md_a)
     if bare:
@@ -203,6 +218,21 @@ def report(results: dict[str, dict[str, list[float]]], metric: str) -> None:
                   f"{per_round.text('.3f')}")
 
 
+def report_steps(results: dict[str, dict[str, list[float]]], metric: str,
+                 steps: list[tuple[str, str, str]] = STEPS) -> None:
+    """The gap between the static tunnel and the fan, split by cause (``--steps``)."""
+    title, _, _ = METRICS[metric]
+    series = results[metric]
+    steps = [s for s in steps if s[0] in series and s[1] in series]
+    print(f"\n{title}, step by step from the static tunnel to the fan "
+          "(ratio of medians; per-round ratios median [min .. max]):")
+    for num, base, what in steps:
+        of_medians = summary(series[num]).median / summary(series[base]).median
+        per_round = summary(ratios(series[num], series[base]))
+        print(f"  {num + ' / ' + base:<12} {of_medians:.3f}x  "
+              f"{per_round.median:.3f} [{per_round.low:.3f} .. {per_round.high:.3f}]  {what}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="fan vs hand-built VXLAN tunnels")
     parser.add_argument("--seconds", type=float, default=5, help="per measurement (default 5)")
@@ -212,6 +242,8 @@ def main() -> int:
                         help="a dual-stack fan, measured over IPv6 too (fan6)")
     parser.add_argument("--external", action="store_true",
                         help="also L2 VXLAN on a collect-metadata device with a fixed key")
+    parser.add_argument("--steps", action="store_true",
+                        help="also l2nc and l2md, and split the fan/l2 gap by cause")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--ref", metavar="REV",
                         help="also the fan with git revision REV's tc programs (fan@REV)")
@@ -225,7 +257,7 @@ def main() -> int:
     lab = Lab(hosts=2, containers=1, tag="tput", ipv6=args.ipv6,
               fans=fan_stanza(overlay6=OVERLAY6) if args.ipv6 else None)
     try:
-        paths = build(lab, args.bare, args.ipv6, args.external)
+        paths = build(lab, args.bare, args.ipv6, args.external, args.steps)
         modules = {}
         if args.ref:
             ref = f"fan@{args.ref}"
@@ -260,6 +292,9 @@ def main() -> int:
             print(f"  round {r + 1}: " + "; ".join(line), flush=True)
         for metric in metrics:
             report(results, metric)
+        if args.steps:
+            for metric in metrics:
+                report_steps(results, metric)
         load = os.getloadavg()
         print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         if args.profile:

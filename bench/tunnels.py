@@ -18,6 +18,18 @@ like the fan, so the three paths differ only in how the tunnel is built:
   ``ip neigh add 10.98.P.0 lladdr MAC_P dev rtvx nud permanent``,
   ``bridge fdb append MAC_P dev rtvx dst UNDERLAY_P``.  Traffic is routed on both
   hosts (container -> bridge -> IP forward -> VXLAN), one hop more than the fan.
+
+Two more take the static tunnel apart step by step towards the fan, so the gap
+between ``l2_static`` and the fan can be split by cause (bench/throughput.py
+``--steps``):
+
+* ``l2_nocache``: ``l2_static`` with a tc egress program that sets skb->mark on
+  every packet.  A marked packet may not use the device's cached route to the
+  remote (``ip_tunnel_dst_cache_usable`` in include/net/ip_tunnels.h), so this is
+  the static tunnel paying one route lookup per packet, as a collect-metadata
+  device must (``bpf_skb_set_tunnel_key`` sets ``TUNNEL_NOCACHE``).
+* ``l2_external``: the same on a collect-metadata device with one fixed key:
+  adds the metadata dst (per-CPU on transmit, allocated per packet on receive).
 """
 
 from __future__ import annotations
@@ -43,18 +55,60 @@ def _bridge(host_ns: str, name: str) -> None:
     ip(host_ns, "link", "set", name, "up")
 
 
-def l2_static(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
-    """hosts = [(ns, underlay address)] x2 -> (container ns 1, container ns 2, address of 2)."""
+def l2_static(run: Run, hosts: list[tuple[str, str]], tag: str = "l2", vni: int = 4242,
+              port: int = 4789, prefix: str = "10.99",
+              program: list | None = None) -> tuple[str, str, str]:
+    """hosts = [(ns, underlay address)] x2 -> (container ns 1, container ns 2, address of 2).
+
+    ``program``: a tc egress program for the VXLAN device (:func:`l2_nocache`)."""
     ends = []
     for n, ((ns, addr), (_, peer)) in enumerate(zip(hosts, reversed(hosts)), 1):
-        ip(ns, "link", "add", "l2vx", "mtu", str(MTU), "type", "vxlan", "id", "4242",
-           "remote", peer, "local", addr, "dstport", "4789", "dev", UPLINK)
-        _bridge(ns, "l2br")
-        ip(ns, "link", "set", "l2vx", "master", "l2br", "up")
-        c = _container(run, ns, f"l2c{n}", "l2br", "vl2")
-        ip(c, "addr", "add", f"10.99.{n}.2/16", "dev", "eth0")
+        ip(ns, "link", "add", f"{tag}vx", "mtu", str(MTU), "type", "vxlan", "id", str(vni),
+           "remote", peer, "local", addr, "dstport", str(port), "dev", UPLINK)
+        _bridge(ns, f"{tag}br")
+        ip(ns, "link", "set", f"{tag}vx", "master", f"{tag}br", "up")
+        if program is not None:
+            egress_program(ns, f"{tag}vx", program, f"{tag}_egress")
+        c = _container(run, ns, f"{tag}c{n}", f"{tag}br", f"v{tag}")
+        ip(c, "addr", "add", f"{prefix}.{n}.2/16", "dev", "eth0")
         ends.append(c)
-    return ends[0], ends[1], "10.99.2.2"
+    return ends[0], ends[1], f"{prefix}.2.2"
+
+
+def mark_program() -> list:
+    """A tc egress program that sets skb->mark = 1 and passes the packet."""
+    from fangen.datapath import bpf as b
+    return [
+        b.st_mem(b.W, b.R1, b.SKB_MARK, 1),
+        b.mov64_imm(b.R0, b.TC_ACT_OK),
+        b.exit_(),
+    ]
+
+
+def l2_nocache(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
+    """:func:`l2_static` with every packet marked, so the device's route cache is not used
+    and each packet pays a route lookup to the remote.  Same signature."""
+    return l2_static(run, hosts, tag="nc", vni=4244, port=4791, prefix="10.95",
+                     program=mark_program())
+
+
+def egress_program(ns: str, dev: str, insns: list, name: str) -> None:
+    """Load ``insns`` and attach it to ``dev``'s tc egress hook in namespace ``ns``."""
+    import contextlib
+    import os
+
+    from fangen.datapath import bpf, upstream
+    from tests.harness.ns import iproute_in
+    with contextlib.closing(iproute_in(ns)) as ipr:
+        index = ipr.link_lookup(ifname=dev)[0]
+        ipr.tc("add", "clsact", index)
+        fd = bpf.prog_load(bpf.assemble(insns), name=name)
+        try:
+            ipr.tc("add-filter", "bpf", index, 0, fd=fd, name=name,
+                   parent=upstream.PARENT["egress"], prio=1, protocol=upstream.ETH_P_ALL,
+                   direct_action=True)
+        finally:
+            os.close(fd)
 
 
 def _mac(n: int) -> str:
@@ -113,27 +167,13 @@ def l2_external(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
     """:func:`l2_static` on a collect-metadata VXLAN device (``external``) whose remote is
     set by :func:`static_key_program`: the kernel's collect-metadata path with no fan
     logic (no per-packet decision, no ingress program).  Same signature."""
-    import contextlib
-    import os
-
-    from fangen.datapath import bpf, upstream
-    from tests.harness.ns import iproute_in
     ends = []
     for n, ((ns, addr), (_, peer)) in enumerate(zip(hosts, reversed(hosts)), 1):
         ip(ns, "link", "add", "mdvx", "mtu", str(MTU), "type", "vxlan", "external",
            "dstport", "4790", "nolearning")
         _bridge(ns, "mdbr")
         ip(ns, "link", "set", "mdvx", "master", "mdbr", "up")
-        with contextlib.closing(iproute_in(ns)) as ipr:
-            index = ipr.link_lookup(ifname="mdvx")[0]
-            ipr.tc("add", "clsact", index)
-            fd = bpf.prog_load(bpf.assemble(static_key_program(4243, peer)), name="static_key")
-            try:
-                ipr.tc("add-filter", "bpf", index, 0, fd=fd, name="static_key",
-                       parent=upstream.PARENT["egress"], prio=1, protocol=upstream.ETH_P_ALL,
-                       direct_action=True)
-            finally:
-                os.close(fd)
+        egress_program(ns, "mdvx", static_key_program(4243, peer), "static_key")
         c = _container(run, ns, f"mdc{n}", "mdbr", "vmd")
         ip(c, "addr", "add", f"10.97.{n}.2/16", "dev", "eth0")
         ends.append(c)

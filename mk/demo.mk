@@ -19,7 +19,7 @@ harness-cleanup:
 # (10..250 hosts, ~15 min on 2 cores) and rewrites docs/scale.png.
 .PHONY: bench-fan bench-scale
 bench-fan:
-	$(PYTHON) bench/throughput.py
+	$(PYTHON) bench/throughput.py --steps
 	$(PYTHON) bench/objects.py
 	$(PYTHON) bench/convergence.py
 	$(PYTHON) bench/scale.py --sizes 10,50 --plot ''

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.errors import FangenError
+from fangen.fanmap import Slice
 
 
 class NotUp(FangenError):
@@ -73,7 +74,7 @@ class EngineNetwork:
     # -- what engines need ------------------------------------------------------------------
     @property
     def gateway(self) -> IPv4Address:
-        return self.slice.network_address + 1
+        return Slice(self.slice).gateway
 
     @property
     def bridge_prefix(self) -> int:

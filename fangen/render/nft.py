@@ -31,6 +31,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 from fangen.config.model import Fan
+from fangen.fanmap import Slice
 
 TABLE_PREFIX = "fangen-"
 
@@ -46,7 +47,7 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
     ``tunnel``: the device the fan's traffic arrives on (default: the fan's tunnel).
     """
     tunnel = tunnel or fan.tunnel
-    gateway = slice_net.network_address + 1
+    gateway = Slice(slice_net).gateway
     lines = [f"table ip {table_name(fan.name)} {{"]
     if fan.nat:
         lines += [

@@ -1,0 +1,54 @@
+"""bench/tunnels.py's programs and bench/throughput.py's step report.
+
+The program tests load into the kernel with bpf(2) and need root; CI runs them as
+root.  The report test is pure."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench import throughput, tunnels
+from fangen.datapath import bpf
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="bpf(2) needs root")
+FRAME = bytes(12) + b"\x08\x00" + bytes(50)
+
+
+@needs_root
+def test_mark_program_marks_every_packet_and_passes_it():
+    fd = bpf.prog_load(bpf.assemble(tunnels.mark_program()), name="t_nc_mark")
+    try:
+        for mark in (0, 7):
+            res = bpf.prog_test_run(fd, FRAME, mark=mark)
+            assert (res.retval, res.mark) == (bpf.TC_ACT_OK, 1)
+    finally:
+        os.close(fd)
+
+
+@needs_root
+def test_static_key_program_loads_and_passes():
+    fd = bpf.prog_load(bpf.assemble(tunnels.static_key_program(4243, "172.16.2.3")),
+                       name="t_static_key")
+    os.close(fd)
+
+
+def test_steps_split_the_gap_between_static_tunnel_and_fan(capsys):
+    results = {"gbps": {"fan": [8.0, 9.0], "l2": [10.0, 10.0], "l2nc": [9.5, 9.5],
+                        "l2md": [9.0, 9.0], "routed": [9.0, 9.0]}}
+    throughput.report_steps(results, "gbps")
+    out = capsys.readouterr().out.strip().splitlines()
+    lines = {line.split()[0] + " " + line.split()[2]: line for line in out[1:]}
+    assert "0.950x" in lines["l2nc l2"]                 # 9.5 / 10
+    assert "0.947x" in lines["l2md l2nc"]               # 9.0 / 9.5
+    assert "0.944x" in lines["fan l2md"]                # median 8.5 / 9.0
+    assert "0.850x" in lines["fan l2"]
+    assert len(out) == 1 + len(throughput.STEPS)
+
+
+def test_steps_leave_out_paths_not_measured(capsys):
+    results = {"kpps": {"fan": [50.0], "l2": [60.0]}}
+    throughput.report_steps(results, "kpps")
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and out[1].split()[:3] == ["fan", "/", "l2"]
