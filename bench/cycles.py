@@ -62,6 +62,15 @@ def fan_programs(ns: str) -> dict[str, int]:
     return found
 
 
+def tc_program_ids(ns: str, dev: str) -> dict[str, list[int]]:
+    """{"ingress"/"egress": ids of every BPF program on that tc hook of ``dev``}."""
+    found = {}
+    for hook in ("ingress", "egress"):
+        text = sh("tc", "-n", ns, "filter", "show", "dev", dev, hook, check=False).stdout
+        found[hook] = [int(i) for i in re.findall(r" id (\d+)", text)]
+    return found
+
+
 def fan_device(ns: str) -> str:
     """The device fangen's tc filters are on in a host namespace."""
     links = json.loads(sh("ip", "-n", ns, "-j", "link", "show").stdout or "[]")

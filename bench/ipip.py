@@ -41,7 +41,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import throughput, tunnels  # noqa: E402
+from bench import cycles, throughput, tunnels  # noqa: E402
 from bench.stats import rotated  # noqa: E402
 from fangen.datapath import kernelfan, rtnl, upstream  # noqa: E402
 from fangen.datapath.fanprog import FanParams  # noqa: E402
@@ -61,8 +61,13 @@ STEPS = [("ipipnc", "ipip", "route lookup per packet (no dst cache)"),
          ("fan-kernel", "ipip", "the kernel datapath")]
 
 
+HOSTS: dict[str, list[str]] = {}
+"""The two host namespaces of each path, by the tag it was built with."""
+
+
 def _host(run: Run, sw: str, tag: str, n: int, addr: str) -> str:
     h = run.netns(f"{tag}h{n}")
+    HOSTS.setdefault(tag, []).append(h)
     plug(sw, f"{tag}{n}", h, "ul0", f"{addr}/{FMAP.underlay.prefixlen}")
     sysctl(h, "net.ipv4.ip_forward", 1)
     return h
@@ -132,6 +137,41 @@ def by_hand(run: Run, tag: str = "p", net: int = 96, mark: bool = False,
     return ends[0][0], ends[1][1], ends[1][0]
 
 
+TAGS = {"fan": "f", "fan-kernel": "k", "ipip": "p", "ipipnc": "n", "ipipmd": "m"}
+
+
+def program_costs(run: Run, paths: dict, seconds: float) -> None:
+    """One TCP run per path with BPF run-time statistics on: each path's tc programs
+    (on tun0 of both hosts), their runs, ns per run and their share of the CPU time."""
+    fd = cycles.enable_bpf_stats()
+    if fd is None:
+        print("\nBPF run-time statistics: BPF_ENABLE_STATS refused")
+        return
+    try:
+        print(f"\ntc programs during one TCP run of {seconds:g} s per path (BPF run-time "
+              f"statistics on; share = their run time / the run's CPU time, "
+              f"{os.cpu_count()} CPU(s)):")
+        for name in paths:
+            ids = {(n, hook): pid for n, h in enumerate(HOSTS[TAGS[name]], 1)
+                   for hook, pids in cycles.tc_program_ids(h, "tun0").items() for pid in pids}
+            if not ids:
+                continue
+            before = {key: cycles.prog_counters(pid) for key, pid in ids.items()}
+            got = throughput.tcp(run, *paths[name], seconds)
+            after = {key: cycles.prog_counters(pid) for key, pid in ids.items()}
+            parts, total = [], 0
+            for (n, hook), (t0, c0) in before.items():
+                t1, c1 = after[(n, hook)]
+                total += t1 - t0
+                if c1 > c0:
+                    parts.append(f"h{n} {hook} {c1 - c0} runs {(t1 - t0) / (c1 - c0):.0f} ns")
+            share = total / (seconds * 1e9 * (os.cpu_count() or 1))
+            print(f"  {name:<10} {got['gbps']:5.2f} Gbit/s, programs {share:6.2%} of the CPU: "
+                  + "; ".join(parts))
+    finally:
+        os.close(fd)
+
+
 def has_kernel_fan() -> bool:
     return os.path.exists("/proc/sys/net/fan/version")
 
@@ -140,6 +180,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="IPIP fan vs a hand-built IPIP tunnel")
     parser.add_argument("--seconds", type=float, default=3, help="per measurement (default 3)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    parser.add_argument("--no-program-costs", action="store_true",
+                        help="skip the TCP run per path with BPF run-time statistics on")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("ipip: needs root (network namespaces)")
@@ -178,6 +220,8 @@ def main() -> int:
                 throughput.report(results, metric)
             for metric in metrics:
                 throughput.report_steps(results, metric, STEPS)
+            if not args.no_program_costs:
+                program_costs(run, paths, args.seconds)
             return 0
         except HarnessError as exc:
             print(f"ipip: {exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ between ``l2_static`` and the fan can be split by cause (bench/throughput.py
 
 from __future__ import annotations
 
+from tests.harness import HarnessError
 from tests.harness.ns import Run, ip, nsexec, sh
 
 MTU = 1450
@@ -79,7 +80,8 @@ def mark_program() -> list:
     """A tc egress program that sets skb->mark = 1 and passes the packet."""
     from fangen.datapath import bpf as b
     return [
-        b.st_mem(b.W, b.R1, b.SKB_MARK, 1),
+        b.mov64_imm(b.R2, 1),                   # 6.1 refuses BPF_ST into the context
+        b.stx_mem(b.W, b.R1, b.R2, b.SKB_MARK),
         b.mov64_imm(b.R0, b.TC_ACT_OK),
         b.exit_(),
     ]
@@ -102,7 +104,10 @@ def egress_program(ns: str, dev: str, insns: list, name: str) -> None:
     with contextlib.closing(iproute_in(ns)) as ipr:
         index = ipr.link_lookup(ifname=dev)[0]
         ipr.tc("add", "clsact", index)
-        fd = bpf.prog_load(bpf.assemble(insns), name=name)
+        try:
+            fd = bpf.prog_load(bpf.assemble(insns), name=name)
+        except bpf.BPFError as exc:
+            raise HarnessError(f"{ns}: {exc}") from None
         try:
             ipr.tc("add-filter", "bpf", index, 0, fd=fd, name=name,
                    parent=upstream.PARENT["egress"], prio=1, protocol=upstream.ETH_P_ALL,
