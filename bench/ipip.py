@@ -152,7 +152,8 @@ def program_costs(run: Run, paths: dict, seconds: float) -> None:
               f"statistics on; share = their run time / the run's CPU time, "
               f"{os.cpu_count()} CPU(s)):")
         for name in paths:
-            ids = {(n, hook): pid for n, h in enumerate(HOSTS[TAGS[name]], 1)
+            # keyed by id too: a hook holds several filters (the fan's and the final drop)
+            ids = {(n, hook, pid): pid for n, h in enumerate(HOSTS[TAGS[name]], 1)
                    for hook, pids in cycles.tc_program_ids(h, "tun0").items() for pid in pids}
             if not ids:
                 continue
@@ -160,8 +161,8 @@ def program_costs(run: Run, paths: dict, seconds: float) -> None:
             got = throughput.tcp(run, *paths[name], seconds)
             after = {key: cycles.prog_counters(pid) for key, pid in ids.items()}
             parts, total = [], 0
-            for (n, hook), (t0, c0) in before.items():
-                t1, c1 = after[(n, hook)]
+            for (n, hook, pid), (t0, c0) in before.items():
+                t1, c1 = after[(n, hook, pid)]
                 total += t1 - t0
                 if c1 > c0:
                     parts.append(f"h{n} {hook} {c1 - c0} runs {(t1 - t0) / (c1 - c0):.0f} ns")

@@ -57,19 +57,23 @@ def _bridge(host_ns: str, name: str) -> None:
 
 
 def l2_static(run: Run, hosts: list[tuple[str, str]], tag: str = "l2", vni: int = 4242,
-              port: int = 4789, prefix: str = "10.99",
-              program: list | None = None) -> tuple[str, str, str]:
+              port: int = 4789, prefix: str = "10.99", program=None,
+              external: bool = False) -> tuple[str, str, str]:
     """hosts = [(ns, underlay address)] x2 -> (container ns 1, container ns 2, address of 2).
 
-    ``program``: a tc egress program for the VXLAN device (:func:`l2_nocache`)."""
+    ``program(peer)``: a tc egress program for the VXLAN device (:func:`l2_nocache`);
+    ``external``: a collect-metadata device instead of one with a static remote
+    (:func:`l2_external`, whose program sets the remote)."""
     ends = []
     for n, ((ns, addr), (_, peer)) in enumerate(zip(hosts, reversed(hosts)), 1):
-        ip(ns, "link", "add", f"{tag}vx", "mtu", str(MTU), "type", "vxlan", "id", str(vni),
-           "remote", peer, "local", addr, "dstport", str(port), "dev", UPLINK)
+        kind = (["external", "nolearning"] if external else
+                ["id", str(vni), "remote", peer, "local", addr, "dev", UPLINK])
+        ip(ns, "link", "add", f"{tag}vx", "mtu", str(MTU), "type", "vxlan", *kind,
+           "dstport", str(port))
         _bridge(ns, f"{tag}br")
         ip(ns, "link", "set", f"{tag}vx", "master", f"{tag}br", "up")
         if program is not None:
-            egress_program(ns, f"{tag}vx", program, f"{tag}_egress")
+            egress_program(ns, f"{tag}vx", program(peer), f"{tag}_egress")
         c = _container(run, ns, f"{tag}c{n}", f"{tag}br", f"v{tag}")
         ip(c, "addr", "add", f"{prefix}.{n}.2/16", "dev", "eth0")
         ends.append(c)
@@ -91,7 +95,7 @@ def l2_nocache(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
     """:func:`l2_static` with every packet marked, so the device's route cache is not used
     and each packet pays a route lookup to the remote.  Same signature."""
     return l2_static(run, hosts, tag="nc", vni=4244, port=4791, prefix="10.95",
-                     program=mark_program())
+                     program=lambda peer: mark_program())
 
 
 def egress_program(ns: str, dev: str, insns: list, name: str) -> None:
@@ -172,14 +176,5 @@ def l2_external(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
     """:func:`l2_static` on a collect-metadata VXLAN device (``external``) whose remote is
     set by :func:`static_key_program`: the kernel's collect-metadata path with no fan
     logic (no per-packet decision, no ingress program).  Same signature."""
-    ends = []
-    for n, ((ns, addr), (_, peer)) in enumerate(zip(hosts, reversed(hosts)), 1):
-        ip(ns, "link", "add", "mdvx", "mtu", str(MTU), "type", "vxlan", "external",
-           "dstport", "4790", "nolearning")
-        _bridge(ns, "mdbr")
-        ip(ns, "link", "set", "mdvx", "master", "mdbr", "up")
-        egress_program(ns, "mdvx", static_key_program(4243, peer), "static_key")
-        c = _container(run, ns, f"mdc{n}", "mdbr", "vmd")
-        ip(c, "addr", "add", f"10.97.{n}.2/16", "dev", "eth0")
-        ends.append(c)
-    return ends[0], ends[1], "10.97.2.2"
+    return l2_static(run, hosts, tag="md", port=4790, prefix="10.97", external=True,
+                     program=lambda peer: static_key_program(4243, peer))
