@@ -176,6 +176,10 @@ def test_a_subnet_slice_network_is_repaired_and_dockers_address_left(lab):
     log = h2.log("fangen-run")
     wait(lambda: "which fangen did not set" in open(log).read(), 30,
          "fangen run to put the address back and name Docker's")
+    # Docker may add its /24 before it removes ours: the note can come from the change
+    # before the one that makes fangen put ours back, so wait for both addresses
+    wait(lambda: sorted(h2.addresses(FAN)) == [gateway, gateway], 30,
+         "our /8 and Docker's /24 on the bridge")
     assert sorted(h2.addresses(FAN)) == [gateway, gateway]          # /8 (ours), /24 (Docker's)
     routes = nsexec(h2.ns, "ip", "-4", "route", "show", "dev", FAN).stdout
     assert f"{OVERLAY} proto kernel scope link src {gateway}" in routes
