@@ -12,6 +12,11 @@
 #     --append ARGS    extra kernel command line
 #     --allow-oops     do not fail when the console shows an oops or warning
 #     --quiet          do not copy the console to stderr (it is kept in OUT/console.log)
+#     --icount SHIFT   instruction clock: while the guest runs, each instruction
+#                      takes 2^SHIFT ns of guest time; while it idles, its clock
+#                      follows the host's (qemu -icount shift=SHIFT,sleep=on).
+#                      A CPU-bound benchmark then measures instructions, not the
+#                      host's load (kernel/bench.sh uses it)
 #
 # The command runs as root in the guest with /tmp, /run, /var/tmp on tmpfs,
 # its working directory the current host directory (read-only), and
@@ -21,7 +26,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-kernel= initrd= out= mem=1024 timeout=900 append= allow_oops=0 quiet=0
+kernel= initrd= out= mem=1024 timeout=900 append= allow_oops=0 quiet=0 icount=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kernel) kernel=$2; shift 2 ;;
@@ -32,6 +37,7 @@ while [ $# -gt 0 ]; do
 	--append) append=$2; shift 2 ;;
 	--allow-oops) allow_oops=1; shift ;;
 	--quiet) quiet=1; shift ;;
+	--icount) icount=$2; shift 2 ;;
 	--) shift; break ;;
 	*) echo "usage: $0 [options] -- COMMAND..." >&2; exit 2 ;;
 	esac
@@ -71,6 +77,7 @@ qemu=(qemu-system-x86_64 -accel tcg -m "$mem" -smp 1 -nodefaults -no-reboot
 	-device virtio-9p-pci,fsdev=wd,mount_tag=fangenwd
 	-kernel "$kernel" -append "$cmdline")
 [ -z "$initrd" ] || qemu+=(-initrd "$initrd")
+[ -z "$icount" ] || qemu+=(-icount "shift=$icount,sleep=on")
 
 start=$(date +%s.%N)
 if [ $quiet = 0 ]; then

@@ -171,6 +171,7 @@ class Host:
     def start_networkd(self) -> None:
         r = shlex.quote(self.root)
         script = " && ".join([
+            "mkdir -p /run/systemd",           # a qemu guest's /run is a bare tmpfs
             "mount -t tmpfs -o mode=0755 tmpfs /run/systemd",
             "mkdir -p /run/systemd/network /run/systemd/netif",
             f"mount --bind {r}/run/systemd/network /run/systemd/network",
