@@ -19,6 +19,10 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
   ``--steps`` then prints the gap between ``l2`` and the fan split by cause:
   ``l2nc / l2`` the per-packet route lookup, ``l2md / l2nc`` the metadata dst,
   ``fan / l2md`` the fan's programs;
+* ``fan-kernel`` (a kernel with Ubuntu's VXLAN fan, ``/proc/sys/net/fan/vxlan``: the
+  patched kernel in ``make bench-vxlan-vm``): a second fan on the same hosts,
+  251.0.0.0/8 on port 4792, with ``datapath: kernel`` (a VXLAN device with a fan
+  map, no tc programs), its own container per host;
 * ``bare`` (``--bare``): iperf3 host to host over the underlay, for reference;
 * ``fan6`` (``--ipv6``): the same fan made dual-stack (overlay6), the same containers
   over their SLAAC addresses: IPv6 beside IPv4 ("fan / fan6" is IPv4 over IPv6);
@@ -59,6 +63,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import cycles, tunnels  # noqa: E402
 from bench.stats import ratios, rotated, summary  # noqa: E402
 from tests.harness import HarnessError, Lab, fan_stanza  # noqa: E402
+from tests.harness.container import Container  # noqa: E402
+from tests.harness.host import wait_for as wait  # noqa: E402
 from tests.harness.ns import Run, nsexec  # noqa: E402
 from tests.harness.perf import iperf3_end  # noqa: E402
 
@@ -66,8 +72,9 @@ NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "l2md": "L2 VXLAN, external + fixed key",
          "l2nc": "L2 VXLAN, static, no dst cache",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
-         "fan6": "fan over IPv6 (overlay6)"}
+         "fan6": "fan over IPv6 (overlay6)", "fan-kernel": "fan (kernel datapath)"}
 OVERLAY6 = "fd5a:fa00::/48"
+KERNEL_FAN = "fan251"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -157,19 +164,42 @@ def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
 STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
          ("l2md", "l2nc", "collect-metadata: metadata dst, fixed-key program"),
          ("fan", "l2md", "the fan's programs (per-packet decision, ingress check)"),
-         ("fan", "l2", "all of it")]
+         ("fan", "l2", "all of it"),
+         ("fan-kernel", "l2", "the kernel datapath")]
+
+
+def has_kernel_vxlan_fan() -> bool:
+    try:
+        with open("/proc/sys/net/fan/vxlan") as fh:
+            return fh.read().strip() == "4"
+    except OSError:
+        return False
 
 
 def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
           steps: bool = False) -> dict[str, tuple[str, str, str]]:
     """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
+    kernel = KERNEL_FAN in lab.fans
     lab.start_hosts()
-    lab.start_fans()
+    for host in lab.hosts:
+        host.start_fangen_run(list(lab.fans))
     lab.wait_fans()
     fan_a, fan_b = lab.add_containers()
     if not all(lab.ping_matrix([fan_a, fan_b]).values()):
         raise HarnessError("the fan does not carry traffic between the containers")
     h1, h2 = lab.hosts
+    if kernel:
+        kf = []
+        for host in lab.hosts:
+            gateway = str(host.slice_for(fan=KERNEL_FAN).network_address + 1)
+            wait(lambda h=host, g=gateway: g in h.addresses(h.bridge(KERNEL_FAN)), 30,
+                 f"{host.name}: {gateway} on the kernel fan's bridge")
+            c = Container(lab.run, host, 2, KERNEL_FAN)
+            c.start_dhcp()
+            kf.append(c)
+        for c in kf:
+            c.wait_lease(30)
+        lab.containers.extend(kf)
     hosts = [(h1.ns, h1.address()), (h2.ns, h2.address())]
     l2_a, l2_b, l2_addr = tunnels.l2_static(lab.run, hosts)
     rt_a, rt_b, rt_addr = tunnels.routed(lab.run, hosts)
@@ -182,6 +212,8 @@ def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
     if external or steps:
         md_a, md_b, md_addr = tunnels.l2_external(lab.run, hosts)
         paths["l2md"] = (md_b, md_addr, md_a)
+    if kernel:
+        paths["fan-kernel"] = (kf[1].ns, kf[1].address, kf[0].ns)
     if bare:
         paths["bare"] = (h2.ns, h2.address(), h1.ns)
     if ipv6:
@@ -254,8 +286,11 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("throughput: needs root (network namespaces)")
-    lab = Lab(hosts=2, containers=1, tag="tput", ipv6=args.ipv6,
-              fans=fan_stanza(overlay6=OVERLAY6) if args.ipv6 else None)
+    fans = fan_stanza(overlay6=OVERLAY6) if args.ipv6 else fan_stanza()
+    if has_kernel_vxlan_fan():
+        fans.update(fan_stanza(KERNEL_FAN, overlay="251.0.0.0/8", datapath="kernel",
+                               vxlan={"port": 4792}))
+    lab = Lab(hosts=2, containers=1, tag="tput", ipv6=args.ipv6, fans=fans)
     try:
         paths = build(lab, args.bare, args.ipv6, args.external, args.steps)
         modules = {}

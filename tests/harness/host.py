@@ -147,10 +147,12 @@ class Host:
     def generate(self) -> None:
         self.fangen("generate")
 
-    def start_fangen_run(self, fan: str | None = None, *extra: str) -> subprocess.Popen:
-        fan = fan or next(iter(self.fans))
+    def start_fangen_run(self, fan: str | list[str] | None = None,
+                         *extra: str) -> subprocess.Popen:
+        """``fangen run FAN...`` (one name or a list; default: the first fan)."""
+        names = [fan] if isinstance(fan, str) else list(fan or [next(iter(self.fans))])
         self.fangen_run = self.run.spawn(
-            self.ns, [PYTHON, "-m", "fangen", "run", fan, "--root-dir", self.root,
+            self.ns, [PYTHON, "-m", "fangen", "run", *names, "--root-dir", self.root,
                       "--no-systemd", *extra], log=self.log("fangen-run"), env=self.env)
         return self.fangen_run
 
