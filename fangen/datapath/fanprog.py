@@ -412,7 +412,8 @@ def ingress(params: FanParams, *, trace_mark: bool = False, direct: bool = True)
     """
     code: list[Item] = [
         mov64_reg(R6, R1),
-        *_zero_key(),
+        # no zeroing first: the helper's buffer is ARG_PTR_TO_UNINIT_MEM (it fills
+        # every byte, and zeroes them on failure)
         *_key_call(FN_SKB_GET_TUNNEL_KEY, "next"),
         ldx_mem(W, R8, FP, _KEY + TK_REMOTE_IPV4),
     ]

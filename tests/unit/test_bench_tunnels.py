@@ -36,7 +36,8 @@ def test_static_key_program_loads_and_passes():
 
 def test_steps_split_the_gap_between_static_tunnel_and_fan(capsys):
     results = {"gbps": {"fan": [8.0, 9.0], "l2": [10.0, 10.0], "l2nc": [9.5, 9.5],
-                        "l2md": [9.0, 9.0], "routed": [9.0, 9.0]}}
+                        "l2md": [9.0, 9.0], "routed": [9.0, 9.0],
+                        "fan-kernel": [9.8, 9.6]}}
     throughput.report_steps(results, "gbps")
     out = capsys.readouterr().out.strip().splitlines()
     lines = {line.split()[0] + " " + line.split()[2]: line for line in out[1:]}
@@ -44,7 +45,15 @@ def test_steps_split_the_gap_between_static_tunnel_and_fan(capsys):
     assert "0.947x" in lines["l2md l2nc"]               # 9.0 / 9.5
     assert "0.944x" in lines["fan l2md"]                # median 8.5 / 9.0
     assert "0.850x" in lines["fan l2"]
+    assert "0.970x" in lines["fan-kernel l2"]           # the kernel datapath, median 9.7
     assert len(out) == 1 + len(throughput.STEPS)
+
+
+def test_steps_without_a_kernel_fan_leave_its_line_out(capsys):
+    results = {"gbps": {"fan": [8.0], "l2": [10.0], "l2nc": [9.5], "l2md": [9.0]}}
+    throughput.report_steps(results, "gbps")
+    out = capsys.readouterr().out
+    assert "fan / l2md" in out and "fan-kernel" not in out
 
 
 def test_steps_leave_out_paths_not_measured(capsys):
