@@ -15,8 +15,8 @@
 # guest instruction is one nanosecond of guest time, idle time skipped).  Under
 # plain TCG the guest's clock follows the host's load and single rounds range
 # over a factor of seven; on the instruction clock every figure is
-# instructions per byte or per packet, the same in every round and on every
-# machine, and the ratios compare the paths' instruction counts.  What it
+# instructions per byte or per packet, the same in every round, and the ratios
+# compare the paths' instruction counts.  What it
 # cannot show is what costs cycles without costing instructions (cache misses,
 # branch mispredictions, memory allocation's cache effects): that is what the
 # host's own run (make bench-fan) measures, with its noise.
