@@ -173,10 +173,6 @@ def program_costs(run: Run, paths: dict, seconds: float) -> None:
         os.close(fd)
 
 
-def has_kernel_fan() -> bool:
-    return os.path.exists("/proc/sys/net/fan/version")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="IPIP fan vs a hand-built IPIP tunnel")
     parser.add_argument("--seconds", type=float, default=3, help="per measurement (default 3)")
@@ -192,7 +188,7 @@ def main() -> int:
             built = {"fan": fan(run, False), "ipip": by_hand(run),
                      "ipipnc": by_hand(run, "n", 95, mark=True),
                      "ipipmd": by_hand(run, "m", 94, external=True)}
-            if has_kernel_fan():
+            if kernelfan.present()["ipip"]:
                 built["fan-kernel"] = fan(run, True)
             paths = {}
             for name, (cli, srv_addr, srv) in built.items():

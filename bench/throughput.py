@@ -61,10 +61,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import cycles, tunnels  # noqa: E402
+from fangen.datapath import kernelfan  # noqa: E402
 from bench.stats import ratios, rotated, summary  # noqa: E402
 from tests.harness import HarnessError, Lab, fan_stanza  # noqa: E402
-from tests.harness.container import Container  # noqa: E402
-from tests.harness.host import wait_for as wait  # noqa: E402
 from tests.harness.ns import Run, nsexec  # noqa: E402
 from tests.harness.perf import iperf3_end  # noqa: E402
 
@@ -168,14 +167,6 @@ STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
          ("fan-kernel", "l2", "the kernel datapath")]
 
 
-def has_kernel_vxlan_fan() -> bool:
-    try:
-        with open("/proc/sys/net/fan/vxlan") as fh:
-            return fh.read().strip() == "4"
-    except OSError:
-        return False
-
-
 def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
           steps: bool = False) -> dict[str, tuple[str, str, str]]:
     """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
@@ -189,17 +180,8 @@ def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
         raise HarnessError("the fan does not carry traffic between the containers")
     h1, h2 = lab.hosts
     if kernel:
-        kf = []
-        for host in lab.hosts:
-            gateway = str(host.slice_for(fan=KERNEL_FAN).network_address + 1)
-            wait(lambda h=host, g=gateway: g in h.addresses(h.bridge(KERNEL_FAN)), 30,
-                 f"{host.name}: {gateway} on the kernel fan's bridge")
-            c = Container(lab.run, host, 2, KERNEL_FAN)
-            c.start_dhcp()
-            kf.append(c)
-        for c in kf:
-            c.wait_lease(30)
-        lab.containers.extend(kf)
+        lab.wait_fans(fan=KERNEL_FAN)
+        kf = lab.add_containers(1, fan=KERNEL_FAN)
     hosts = [(h1.ns, h1.address()), (h2.ns, h2.address())]
     l2_a, l2_b, l2_addr = tunnels.l2_static(lab.run, hosts)
     rt_a, rt_b, rt_addr = tunnels.routed(lab.run, hosts)
@@ -287,7 +269,7 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("throughput: needs root (network namespaces)")
     fans = fan_stanza(overlay6=OVERLAY6) if args.ipv6 else fan_stanza()
-    if has_kernel_vxlan_fan():
+    if kernelfan.present()["vxlan"]:
         fans.update(fan_stanza(KERNEL_FAN, overlay="251.0.0.0/8", datapath="kernel",
                                vxlan={"port": 4792}))
     lab = Lab(hosts=2, containers=1, tag="tput", ipv6=args.ipv6, fans=fans)

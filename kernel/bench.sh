@@ -11,13 +11,13 @@
 #     --script FILE       the benchmark to run (default bench/ipip.py);
 #                         its options come from BENCH_ARGS
 #
-# By default the guest runs with a deterministic clock (boot.sh --icount 0: one
-# guest instruction is one nanosecond of guest time, idle time skipped).  Under
-# plain TCG the guest's clock follows the host's load and single rounds range
-# over a factor of seven; on the instruction clock every figure is
-# instructions per byte or per packet, the same in every round, and the ratios
-# compare the paths' instruction counts.  What it
-# cannot show is what costs cycles without costing instructions (cache misses,
+# By default the guest runs on an instruction clock (boot.sh --icount 0: while
+# the guest is busy, one instruction is one nanosecond of guest time; while it
+# idles, its clock follows the host's).  Under plain TCG the guest's clock
+# follows the host's load and single rounds range over a factor of seven; on
+# the instruction clock a CPU-bound figure is instructions per byte or per
+# packet, the same in every round, and the ratios compare the paths'
+# instruction counts.  What it cannot show is what costs cycles without costing instructions (cache misses,
 # branch mispredictions, memory allocation's cache effects): that is what the
 # host's own run (make bench-fan) measures, with its noise.
 set -euo pipefail

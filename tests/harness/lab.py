@@ -53,19 +53,24 @@ class Lab:
         for host in self.hosts:
             host.start_fangen_run(self.fan, *extra)
 
-    def wait_fans(self, timeout: float = 30) -> None:
-        """Until every host's fan bridge holds its slice's gateway address."""
+    def wait_fans(self, timeout: float = 30, fan: str | None = None) -> None:
+        """Until every host's bridge of ``fan`` (default: the first) holds its slice's
+        gateway address."""
         for host in self.hosts:
-            gateway = str(host.slice_for().network_address + 1)
-            wait(lambda h=host, g=gateway: g in h.addresses(h.bridge()), timeout,
-                 f"{host.name}: {gateway} on the fan bridge")
+            gateway = str(host.slice_for(fan=fan).network_address + 1)
+            wait(lambda h=host, g=gateway: g in h.addresses(h.bridge(fan)), timeout,
+                 f"{host.name}: {gateway} on the bridge of {fan or self.fan}")
 
-    def add_containers(self, per_host: int | None = None, timeout: float = 30) -> list[Container]:
+    def add_containers(self, per_host: int | None = None, timeout: float = 30,
+                       fan: str | None = None) -> list[Container]:
+        """``per_host`` more containers on each host's bridge of ``fan`` (default: the
+        first fan), numbered after the host's containers so far, each with a lease."""
         per_host = self.containers_per_host if per_host is None else per_host
         new = []
         for host in self.hosts:
-            for j in range(1, per_host + 1):
-                c = Container(self.run, host, j, self.fan)
+            first = len(self.containers_of(host)) + 1
+            for j in range(first, first + per_host):
+                c = Container(self.run, host, j, fan or self.fan)
                 c.start_dhcp()
                 new.append(c)
         for c in new:
