@@ -28,7 +28,8 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--stock|--patched) which=$1; shift ;;
 	--wallclock) icount=(); shift ;;
-	--script) script=$2; shift 2 ;;
+	--script) [ $# -ge 2 ] || { echo "$0: --script needs a file" >&2; exit 2; }
+		script=$2; shift 2 ;;
 	*) echo "usage: $0 [--stock|--patched] [--wallclock] [--script FILE]" >&2; exit 2 ;;
 	esac
 done

@@ -37,7 +37,8 @@ while [ $# -gt 0 ]; do
 	--append) append=$2; shift 2 ;;
 	--allow-oops) allow_oops=1; shift ;;
 	--quiet) quiet=1; shift ;;
-	--icount) icount=$2; shift 2 ;;
+	--icount) [[ ${2:-} =~ ^([0-9]|10)$ ]] || { echo "$0: --icount takes a shift of 0..10" >&2; exit 2; }
+		icount=$2; shift 2 ;;
 	--) shift; break ;;
 	*) echo "usage: $0 [options] -- COMMAND..." >&2; exit 2 ;;
 	esac
