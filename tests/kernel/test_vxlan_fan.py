@@ -459,3 +459,64 @@ def test_unmapped_and_self_destinations_are_dropped(net):
         assert sent == []
     finally:
         cap.close()
+
+
+def _next_hops(cap: VxlanCapture, tries: int = 30):
+    """(outer dst, Ethernet destination) of the VXLAN datagrams leaving."""
+    for _ in range(tries):
+        try:
+            frame, (_dev, _proto, pkttype, *_rest) = cap.sock.recvfrom(65536)
+        except TimeoutError:
+            continue
+        if (pkttype == socket.PACKET_OUTGOING and frame[12:14] == b"\x08\x00"
+                and frame[14 + 9] == 17):
+            yield IPv4Address(frame[14 + 16:14 + 20]), frame[0:6].hex(":")
+
+
+def test_cached_routes_follow_the_routing_table(net):
+    """The fan device caches its routes to remotes in 16 slots shared by hash: with 40
+    remotes, each behind its own gateway, every datagram still leaves for its remote's
+    gateway in any order of sending (a slot held by another remote is never used), and a
+    changed route is followed at the next datagram (no stale cached route)."""
+    name = kutil.sender(net, "f")
+    fmap = FanMap.parse("250.0.0.0/8", "192.0.0.0/16")
+    remotes = [IPv4Address(f"192.0.{10 + i}.7") for i in range(40)]
+    overlay = [IPv4Address(f"250.{10 + i}.7.9") for i in range(40)]
+    gw_mac = [f"02:00:00:00:01:{i:02x}" for i in range(41)]
+    with rtnl.Rtnl(netns=name) as nl:
+        kf.create_vxlan_fan(nl, DEV, 0xFA0000, "192.0.2.1", [fmap], up=True)
+    ip(name, "route", "add", str(fmap.overlay), "dev", DEV)
+    for i, (remote, addr) in enumerate(zip(remotes, overlay)):
+        assert fmap.host_for_address(addr) == remote
+        ip(name, "neigh", "add", f"192.0.2.{100 + i}", "lladdr", gw_mac[i], "dev", "eth0",
+           "nud", "permanent")
+        ip(name, "route", "add", f"{remote}/32", "via", f"192.0.2.{100 + i}", "dev", "eth0")
+        ip(name, "neigh", "add", str(addr), "lladdr", "02:00:00:00:00:01", "dev", DEV,
+           "nud", "permanent")
+    ip(name, "neigh", "add", "192.0.2.140", "lladdr", gw_mac[40], "dev", "eth0",
+       "nud", "permanent")
+    cap = VxlanCapture(name, "eth0")
+    udp = socket_in(name, socket.AF_INET, socket.SOCK_DGRAM)
+
+    def sent_to(i: int) -> tuple:
+        cap.drain()
+        udp.sendto(b"fan", (str(overlay[i]), 9))
+        return next(_next_hops(cap), None)
+
+    try:
+        order = list(range(40)) * 2 + list(reversed(range(40)))
+        random.Random(13).shuffle(order)
+        for i in list(range(40)) + order:
+            assert sent_to(i) == (remotes[i], gw_mac[i]), (i, str(remotes[i]))
+        # a route that changes under a cached one
+        for i in (0, 17, 39):
+            assert sent_to(i) == (remotes[i], gw_mac[i])
+            ip(name, "route", "replace", f"{remotes[i]}/32", "via", "192.0.2.140", "dev", "eth0")
+            assert sent_to(i) == (remotes[i], gw_mac[40]), i
+        # and one that goes away: the default route's gateway takes it
+        ip(name, "route", "del", f"{remotes[5]}/32")
+        assert sent_to(5) == (remotes[5], "02:00:00:00:00:fe")
+        assert sent_to(6) == (remotes[6], gw_mac[6])
+    finally:
+        cap.close()
+        udp.close()
