@@ -19,6 +19,10 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
   ``--steps`` then prints the gap between ``l2`` and the fan split by cause:
   ``l2nc / l2`` the per-packet route lookup, ``l2md / l2nc`` the metadata dst,
   ``fan / l2md`` the fan's programs;
+* ``l2bpf`` (``--encap``): a prototype of encapsulation in BPF (``tunnels.l2_encap``):
+  the ``l2`` tunnel's headers written by a tc program that hands the packet to the
+  underlay device itself, skipping the tunnel device's transmit path, the route lookup
+  and the host's netfilter hooks; what fangen's own datapath could gain that way;
 * ``fan-kernel`` (a kernel with Ubuntu's VXLAN fan, ``/proc/sys/net/fan/vxlan``: the
   patched kernel in ``make bench-vxlan-vm``): a second fan on the same hosts,
   251.0.0.0/8 on port 4792, with ``datapath: kernel`` (a VXLAN device with a fan
@@ -71,7 +75,8 @@ NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "l2md": "L2 VXLAN, external + fixed key",
          "l2nc": "L2 VXLAN, static, no dst cache",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
-         "fan6": "fan over IPv6 (overlay6)", "fan-kernel": "fan (kernel datapath)"}
+         "fan6": "fan over IPv6 (overlay6)", "fan-kernel": "fan (kernel datapath)",
+         "l2bpf": "L2 VXLAN, encapsulated in BPF"}
 OVERLAY6 = "fd5a:fa00::/48"
 KERNEL_FAN = "fan251"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,11 +169,12 @@ STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
          ("l2md", "l2nc", "collect-metadata: metadata dst, fixed-key program"),
          ("fan", "l2md", "the fan's programs (per-packet decision, ingress check)"),
          ("fan", "l2", "all of it"),
-         ("fan-kernel", "l2", "the kernel datapath")]
+         ("fan-kernel", "l2", "the kernel datapath"),
+         ("l2bpf", "l2", "prototype: encapsulation in BPF, no tunnel transmit")]
 
 
 def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
-          steps: bool = False) -> dict[str, tuple[str, str, str]]:
+          steps: bool = False, encap: bool = False) -> dict[str, tuple[str, str, str]]:
     """{path: (server ns, server address, client ns)}; the fan is checked to carry traffic."""
     kernel = KERNEL_FAN in lab.fans
     lab.start_hosts()
@@ -194,6 +200,9 @@ def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
     if external or steps:
         md_a, md_b, md_addr = tunnels.l2_external(lab.run, hosts)
         paths["l2md"] = (md_b, md_addr, md_a)
+    if encap:
+        bp_a, bp_b, bp_addr = tunnels.l2_encap(lab.run, hosts)
+        paths["l2bpf"] = (bp_b, bp_addr, bp_a)
     if kernel:
         paths["fan-kernel"] = (kf[1].ns, kf[1].address, kf[0].ns)
     if bare:
@@ -258,6 +267,8 @@ def main() -> int:
                         help="also L2 VXLAN on a collect-metadata device with a fixed key")
     parser.add_argument("--steps", action="store_true",
                         help="also l2nc and l2md, and split the fan/l2 gap by cause")
+    parser.add_argument("--encap", action="store_true",
+                        help="also l2bpf, a prototype of VXLAN encapsulated in BPF")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--ref", metavar="REV",
                         help="also the fan with git revision REV's tc programs (fan@REV)")
@@ -274,7 +285,7 @@ def main() -> int:
                                vxlan={"port": 4792}))
     lab = Lab(hosts=2, containers=1, tag="tput", ipv6=args.ipv6, fans=fans)
     try:
-        paths = build(lab, args.bare, args.ipv6, args.external, args.steps)
+        paths = build(lab, args.bare, args.ipv6, args.external, args.steps, args.encap)
         modules = {}
         if args.ref:
             ref = f"fan@{args.ref}"
@@ -309,7 +320,7 @@ def main() -> int:
             print(f"  round {r + 1}: " + "; ".join(line), flush=True)
         for metric in metrics:
             report(results, metric)
-        if args.steps:
+        if args.steps or args.encap:
             for metric in metrics:
                 report_steps(results, metric)
         load = os.getloadavg()
