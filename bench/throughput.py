@@ -17,12 +17,14 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
 * ``l2nc`` (``--steps``, with ``l2md``): the ``l2`` tunnel with every packet marked,
   so it may not use its cached route to the remote (``tunnels.l2_nocache``).
   ``--steps`` then prints the gap between ``l2`` and the fan split by cause:
-  ``l2nc / l2`` the per-packet route lookup, ``l2md / l2nc`` the metadata dst,
-  ``fan / l2md`` the fan's programs;
-* ``l2bpf`` (``--encap``): a prototype of encapsulation in BPF (``tunnels.l2_encap``):
-  the ``l2`` tunnel's headers written by a tc program that hands the packet to the
-  underlay device itself, skipping the tunnel device's transmit path, the route lookup
-  and the host's netfilter hooks; what fangen's own datapath could gain that way;
+  ``l2nc / l2`` the per-packet route lookup, ``l2md / l2nc`` the metadata dst (what
+  the tunnel-key path costs, which the fan's IPv4 no longer takes), ``l2bpf / l2``
+  the fan's own encapsulation, ``fan / l2bpf`` the fan's programs;
+* ``l2bpf`` (``--encap``, and with ``--steps``): ``l2md`` with IPv4 encapsulated by the
+  program itself, with fangen's encapsulation code and one fixed remote
+  (``tunnels.l2_encap``): the fan's transmit path without the fan's decisions, so
+  ``l2bpf / l2`` is what that path costs (or saves) against the static tunnel and
+  ``fan / l2bpf`` what the fan's programs add;
 * ``fan-kernel`` (a kernel with Ubuntu's VXLAN fan, ``/proc/sys/net/fan/vxlan``: the
   patched kernel in ``make bench-vxlan-vm``): a second fan on the same hosts,
   251.0.0.0/8 on port 4792, with ``datapath: kernel`` (a VXLAN device with a fan
@@ -76,7 +78,7 @@ NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "l2nc": "L2 VXLAN, static, no dst cache",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
          "fan6": "fan over IPv6 (overlay6)", "fan-kernel": "fan (kernel datapath)",
-         "l2bpf": "L2 VXLAN, encapsulated in BPF"}
+         "l2bpf": "L2 VXLAN, external, encapsulated by the program"}
 OVERLAY6 = "fd5a:fa00::/48"
 KERNEL_FAN = "fan251"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,10 +169,11 @@ def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
 
 STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
          ("l2md", "l2nc", "collect-metadata: metadata dst, fixed-key program"),
-         ("fan", "l2md", "the fan's programs (per-packet decision, ingress check)"),
+         ("l2bpf", "l2", "encapsulation in the program, metadata receive"),
+         ("fan", "l2bpf", "the fan's programs (per-packet decision, ingress check)"),
          ("fan", "l2", "all of it"),
-         ("fan-kernel", "l2", "the kernel datapath"),
-         ("l2bpf", "l2", "prototype: encapsulation in BPF, no tunnel transmit")]
+         ("fan", "l2md", "against the tunnel-key path"),
+         ("fan-kernel", "l2", "the kernel datapath")]
 
 
 def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
@@ -200,7 +203,7 @@ def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
     if external or steps:
         md_a, md_b, md_addr = tunnels.l2_external(lab.run, hosts)
         paths["l2md"] = (md_b, md_addr, md_a)
-    if encap:
+    if encap or steps:
         bp_a, bp_b, bp_addr = tunnels.l2_encap(lab.run, hosts)
         paths["l2bpf"] = (bp_b, bp_addr, bp_a)
     if kernel:
@@ -268,7 +271,7 @@ def main() -> int:
     parser.add_argument("--steps", action="store_true",
                         help="also l2nc and l2md, and split the fan/l2 gap by cause")
     parser.add_argument("--encap", action="store_true",
-                        help="also l2bpf, a prototype of VXLAN encapsulated in BPF")
+                        help="also l2bpf, the fan's encapsulation with a fixed remote")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--ref", metavar="REV",
                         help="also the fan with git revision REV's tc programs (fan@REV)")

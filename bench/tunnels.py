@@ -31,21 +31,21 @@ between ``l2_static`` and the fan can be split by cause (bench/throughput.py
 * ``l2_external``: the same on a collect-metadata device with one fixed key:
   adds the metadata dst (per-CPU on transmit, allocated per packet on receive).
 
-And one that goes the other way, a prototype of what fangen could do itself
-(``--encap``): the tunnel device's transmit path skipped.
+And one that goes the other way (``--encap``), the fan's transmit path for IPv4
+since fangen encapsulates by itself:
 
-* ``l2_encap``: a VXLAN device with no remote (receive only, plain VXLAN receive:
-  no metadata dst) whose tc egress program writes the outer Ethernet, IPv4, UDP and
-  VXLAN headers itself (``bpf_skb_adjust_room`` with the encapsulation flags, so GSO
-  and checksum offload see a UDP tunnel) and hands the packet to the underlay device
-  with ``bpf_redirect_neigh`` and the remote as next hop (on-link: no route lookup).
-  No metadata dst, no route lookup, no tunnel transmit, and no netfilter on the outer
-  packet either (it leaves without passing the host's OUTPUT and POSTROUTING hooks).
-  A prototype: IPv4 only (``bpf_skb_adjust_room`` refuses ARP, so the containers get
-  static neighbours here; a fan would have to carry ARP another way), one fixed remote.
+* ``l2_encap``: ``l2_external`` whose program encapsulates IPv4 itself with fangen's
+  code (:mod:`fangen.datapath.encap`: the outer headers written by the program, the
+  packet handed to the underlay device with ``bpf_redirect_neigh``, the remote as next
+  hop); ARP keeps the fixed key.  No route lookup, no metadata dst and no tunnel
+  transmit path for IPv4, and no netfilter output hooks for the outer packet; receive
+  is still the collect-metadata device's.  So ``fan / l2bpf`` is what the fan's
+  decisions add to its transmit path, as ``fan / l2md`` was before.
 """
 
 from __future__ import annotations
+
+from ipaddress import IPv4Interface
 
 from tests.harness import HarnessError
 from tests.harness.ns import Run, ip, nsexec, sh
@@ -193,88 +193,27 @@ def l2_external(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
                      program=lambda peer: static_key_program(4243, peer))
 
 
-FN_SKB_ADJUST_ROOM = 50
-FN_GET_HASH_RECALC = 34
-FN_REDIRECT_NEIGH = 152
-ADJ_ROOM_MAC = 1
-# BPF_F_ADJ_ROOM_FIXED_GSO | _ENCAP_L3_IPV4 | _ENCAP_L4_UDP | _ENCAP_L2_ETH, inner L2 14 bytes
-ADJ_ROOM_VXLAN = 1 | 2 | 16 | 64 | (14 << 56)
-VXLAN_ENCAP = 14 + 20 + 8 + 8       # what goes in front of the inner Ethernet header
 
-
-def _words(data: bytes) -> int:
-    """Four packet bytes as the immediate of a 32-bit store (the assembler is host order)."""
-    import sys
-    return int.from_bytes(data, sys.byteorder)
-
-
-def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int) -> list:
-    """A tc egress program that encapsulates every IPv4 frame in VXLAN to ``remote`` and
-    redirects it to the underlay device ``ifindex`` (:func:`l2_encap`); drops the rest."""
-    from ipaddress import IPv4Address
+def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int,
+                  connected: str) -> list:
+    """A tc egress program that encapsulates every IPv4 frame to ``remote`` with fangen's
+    own code (:func:`fangen.datapath.encap.program`) and gives every other frame (ARP)
+    the fixed tunnel key of :func:`static_key_program`."""
+    import socket
+    from ipaddress import IPv4Address, IPv4Network
 
     from fangen.datapath import bpf as b
-    src, dst = IPv4Address(local).packed, IPv4Address(remote).packed
-    # the outer IPv4 header's checksum, all but the total length summed in advance
-    fixed = 0x4500 + 0x4011 + sum(int.from_bytes(a[i:i + 2], "big")
-                                   for a in (src, dst) for i in (0, 2))
-    ip, udp, vx = 14, 34, 42
+    from fangen.datapath import encap
+    enc = encap.Encap(IPv4Address(local), ifindex, port, IPv4Network(connected))
     return [
         b.mov64_reg(b.R6, b.R1),
         b.ldx_mem(b.W, b.R0, b.R6, b.SKB_PROTOCOL),
-        b.jmp_imm(b.JNE, b.R0, _words(b"\x08\x00\x00\x00") & 0xFFFF, "drop"),
-        b.ldx_mem(b.W, b.R7, b.R6, b.SKB_LEN),               # the inner frame's length
-        b.mov64_reg(b.R1, b.R6), b.mov64_imm(b.R2, VXLAN_ENCAP), b.mov64_imm(b.R3, ADJ_ROOM_MAC),
-        b.ld_imm64(b.R4, ADJ_ROOM_VXLAN),
-        b.call(FN_SKB_ADJUST_ROOM),
-        b.jmp_imm(b.JNE, b.R0, 0, "drop"),
+        b.jmp_imm(b.JNE, b.R0, socket.htons(0x0800), "key"),        # skb->protocol
+        *b.ld_imm64(b.R8, int(IPv4Address(remote))),
+        *encap.program(enc, vni, 64, "key"),
+        b.Label("key"),
         b.mov64_reg(b.R1, b.R6),
-        b.call(FN_GET_HASH_RECALC),
-        b.mov64_reg(b.R8, b.R0),
-        b.ldx_mem(b.W, b.R2, b.R6, b.SKB_DATA),
-        b.ldx_mem(b.W, b.R3, b.R6, b.SKB_DATA_END),
-        b.mov64_reg(b.R4, b.R2), b.alu64_imm(b.ADD, b.R4, VXLAN_ENCAP + 14),
-        b.jmp_reg(b.JGT, b.R4, b.R3, "drop"),
-        # the inner Ethernet header: a copy of the one in front
-        b.ldx_mem(b.W, b.R5, b.R2, 0), b.stx_mem(b.W, b.R2, b.R5, VXLAN_ENCAP),
-        b.ldx_mem(b.W, b.R5, b.R2, 4), b.stx_mem(b.W, b.R2, b.R5, VXLAN_ENCAP + 4),
-        b.ldx_mem(b.W, b.R5, b.R2, 8), b.stx_mem(b.W, b.R2, b.R5, VXLAN_ENCAP + 8),
-        b.ldx_mem(b.H, b.R5, b.R2, 12), b.stx_mem(b.H, b.R2, b.R5, VXLAN_ENCAP + 12),
-        # outer IPv4: total length = inner frame + 36, checksum over the fixed sum
-        b.mov64_reg(b.R9, b.R7), b.alu64_imm(b.ADD, b.R9, 20 + 8 + 8),
-        b.mov64_reg(b.R5, b.R9), b.be(b.R5, 16),
-        b.st_mem(b.H, b.R2, ip, _words(b"\x45\x00\x00\x00") & 0xFFFF),
-        b.stx_mem(b.H, b.R2, b.R5, ip + 2),
-        b.st_mem(b.W, b.R2, ip + 4, 0),                       # id 0, no DF
-        b.st_mem(b.H, b.R2, ip + 8, _words(b"\x40\x11\x00\x00") & 0xFFFF),
-        b.st_mem(b.W, b.R2, ip + 12, _words(src)),
-        b.st_mem(b.W, b.R2, ip + 16, _words(dst)),
-        b.mov64_reg(b.R5, b.R9), b.alu64_imm(b.ADD, b.R5, fixed),
-        b.mov64_reg(b.R0, b.R5), b.alu64_imm(b.RSH, b.R0, 16),
-        b.alu64_imm(b.AND, b.R5, 0xFFFF), b.alu64_reg(b.ADD, b.R5, b.R0),
-        b.mov64_reg(b.R0, b.R5), b.alu64_imm(b.RSH, b.R0, 16),
-        b.alu64_reg(b.ADD, b.R5, b.R0),
-        b.alu64_imm(b.XOR, b.R5, 0xFFFF), b.alu64_imm(b.AND, b.R5, 0xFFFF),
-        b.be(b.R5, 16),
-        b.stx_mem(b.H, b.R2, b.R5, ip + 10),
-        # UDP: a source port from the flow hash, the length, no checksum
-        b.alu64_imm(b.AND, b.R8, 0x3FFF), b.alu64_imm(b.ADD, b.R8, 49152), b.be(b.R8, 16),
-        b.stx_mem(b.H, b.R2, b.R8, udp),
-        b.st_mem(b.H, b.R2, udp + 2, _words(port.to_bytes(2, "big") + b"\0\0") & 0xFFFF),
-        b.alu64_imm(b.ADD, b.R7, 8 + 8), b.be(b.R7, 16),
-        b.stx_mem(b.H, b.R2, b.R7, udp + 4),
-        b.st_mem(b.H, b.R2, udp + 6, 0),
-        b.st_mem(b.W, b.R2, vx, _words(b"\x08\x00\x00\x00")),
-        b.st_mem(b.W, b.R2, vx + 4, _words(vni.to_bytes(3, "big") + b"\0")),
-        # the outer Ethernet type; redirect_neigh writes the addresses
-        b.st_mem(b.H, b.R2, 12, _words(b"\x08\x00\x00\x00") & 0xFFFF),
-        # struct bpf_redir_neigh {nh_family = AF_INET, ipv4_nh = remote}
-        b.st_mem(b.W, b.FP, -24, 2), b.st_mem(b.W, b.FP, -20, _words(dst)),
-        b.st_mem(b.DW, b.FP, -16, 0), b.st_mem(b.W, b.FP, -8, 0),
-        b.mov64_imm(b.R1, ifindex), b.mov64_reg(b.R2, b.FP), b.alu64_imm(b.ADD, b.R2, -24),
-        b.mov64_imm(b.R3, 20), b.mov64_imm(b.R4, 0),
-        b.call(FN_REDIRECT_NEIGH),
-        b.exit_(),
+        *static_key_program(vni, remote),
         b.Label("drop"),
         b.mov64_imm(b.R0, b.TC_ACT_SHOT),
         b.exit_(),
@@ -282,24 +221,21 @@ def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int) ->
 
 
 def l2_encap(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
-    """The prototype of the module's docstring; same signature as :func:`l2_static`."""
+    """:func:`l2_external` with the encapsulation of fangen's egress program for IPv4
+    (:func:`encap_program`): the fan's transmit path with one fixed remote and no fan
+    decision.  Same signature as :func:`l2_static`."""
     import json
-    vni, port, prefix = 4245, 4793, "10.94"
-    ends = []
-    for n, ((ns, addr), (_, peer)) in enumerate(zip(hosts, reversed(hosts)), 1):
-        ip(ns, "link", "add", "bpvx", "mtu", str(MTU), "type", "vxlan", "id", str(vni),
-           "local", addr, "dev", UPLINK, "dstport", str(port), "nolearning")
-        _bridge(ns, "bpbr")
-        ip(ns, "link", "set", "bpvx", "master", "bpbr", "up")
-        up = json.loads(ip(ns, "-j", "link", "show", "dev", UPLINK).stdout)[0]["ifindex"]
-        egress_program(ns, "bpvx", encap_program(vni, port, addr, peer, up), "bp_egress")
-        c = _container(run, ns, f"bpc{n}", "bpbr", "vbp")
-        ip(c, "addr", "add", f"{prefix}.{n}.2/16", "dev", "eth0")
-        ends.append(c)
-    macs = [json.loads(ip(c, "-j", "link", "show", "dev", "eth0").stdout)[0]["address"]
-            for c in ends]
-    for n, c in enumerate(ends):          # no ARP through the prototype
-        other = 1 - n
-        ip(c, "neigh", "add", f"{prefix}.{other + 1}.2", "lladdr", macs[other], "dev", "eth0",
-           "nud", "permanent")
-    return ends[0], ends[1], f"{prefix}.2.2"
+    up = {ns: json.loads(ip(ns, "-j", "link", "show", "dev", UPLINK).stdout)[0]["ifindex"]
+          for ns, _ in hosts}
+    prefix = {ns: next(f"{a['local']}/{a['prefixlen']}" for a in json.loads(
+        ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]["addr_info"])
+        for ns, _ in hosts}
+    by_addr = {addr: ns for ns, addr in hosts}
+    return l2_static(run, hosts, tag="bp", port=4793, prefix="10.94", external=True,
+                     program=lambda peer: encap_program(
+                         4245, 4793, _other(hosts, peer), peer, up[by_addr[_other(hosts, peer)]],
+                         str(IPv4Interface(prefix[by_addr[_other(hosts, peer)]]).network)))
+
+
+def _other(hosts: list[tuple[str, str]], addr: str) -> str:
+    return next(a for _, a in hosts if a != addr)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from dataclasses import replace
 
 from fangen.datapath import bpf, fanprog
 from fangen.datapath.fanprog import FanParams
@@ -141,13 +142,11 @@ def attach(ipr, ifindex: int, params: FanParams, fan: str | None = None) -> dict
     name = filter_name(label)
     if not _has_clsact(ipr, ifindex):
         _tc(ipr, "add", "clsact", ifindex, tolerate=(errno.EEXIST,))
-    progs = fanprog.programs(params)
     for direction in ("ingress", "egress"):   # the receive side first
         _ensure_drop(ipr, ifindex, direction)
         mine = [m for m in _filters(ipr, ifindex, direction)
                 if _name(m) == name and _prio(m) == PRIO]
-        fd = bpf.prog_load(bpf.assemble(progs[direction]),
-                           name=fanprog.program_name(params, direction))
+        fd, params = _load(params, direction)
         try:
             if mine:
                 _tc(ipr, "replace-filter", "bpf", ifindex, mine[0]["handle"], fd=fd, name=name,
@@ -165,6 +164,20 @@ def attach(ipr, ifindex: int, params: FanParams, fan: str | None = None) -> dict
             if _legacy(msg) or (_name(msg) == name and _prio(msg) != PRIO):
                 _delete(ipr, ifindex, direction, msg)
     return attached(ipr, ifindex, label)
+
+
+def _load(params: FanParams, direction: str) -> tuple[int, FanParams]:
+    """Load one of the fan's programs.  A kernel that refuses the encapsulating egress
+    program (one older than bpf_redirect_neigh with a next hop, 5.11) gets the one
+    that sets the tunnel key; the parameters actually loaded are returned."""
+    prog = fanprog.programs(params)[direction]
+    try:
+        return bpf.prog_load(bpf.assemble(prog),
+                             name=fanprog.program_name(params, direction)), params
+    except bpf.BPFError as exc:
+        if params.encap is None or exc.errno in (errno.EPERM, errno.ENOSYS):
+            raise
+    return _load(replace(params, encap=None), direction)
 
 
 def _ensure_drop(ipr, ifindex: int, direction: str) -> None:

@@ -221,16 +221,27 @@ class AttachPrograms(Action):
     fan: str = ""                  # whose programs (several fans may share the device)
     shared: bool = False
     overlay6: str = ""             # a dual-stack fan's (fangen.datapath.fanprog6)
+    # VXLAN: where the program's own encapsulation sends (fangen.datapath.encap): the
+    # underlay address, its interface (name, index) and connected prefix, the fan's port
+    local: str = ""
+    underlay_dev: str = ""
+    underlay_index: int = 0
+    connected: str = ""
+    port: int = 0
 
     def __str__(self):
         six = f", overlay6 {self.overlay6}" if self.overlay6 else ""
+        out = f", encapsulating to {self.underlay_dev}" if self.underlay_dev else ""
         return (f"attach tc programs to {self.dev} ({self.mode}, overlay {self.overlay}, "
-                f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni}{six})")
+                f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni}{six}{out})")
 
     def params(self) -> dict:
         six = {"overlay6": self.overlay6} if self.overlay6 else {}
+        encap = {"local": self.local, "underlay_dev": self.underlay_dev,
+                 "underlay_index": self.underlay_index, "connected": self.connected,
+                 "port": self.port} if self.underlay_dev else {}
         return {"mode": self.mode, "overlay": self.overlay, "underlay": self.underlay,
-                "slice": self.slice, "vni": self.vni, **six}
+                "slice": self.slice, "vni": self.vni, **six, **encap}
 
     def record(self, st, outcome=None):
         if self.shared:

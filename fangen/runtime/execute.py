@@ -196,16 +196,23 @@ def _no_kernel_link_local(host, dev: str) -> None:
 
 
 def _attach(a: A.AttachPrograms, host, nl: Netlink, st: State) -> None:
-    from ipaddress import IPv4Network, IPv6Network
+    from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
     from fangen.datapath import upstream
+    from fangen.datapath.encap import Encap
     from fangen.datapath.fanprog import FanParams
 
     idx = nl.index(a.dev)
     if idx is None:
         raise FangenError(f"cannot attach the fan programs: {a.dev} does not exist")
+    encap = None
+    out = nl.index(a.underlay_dev) if a.underlay_dev else None
+    if out is not None:          # (gone since the plan: the tunnel key, until replanned)
+        encap = Encap(IPv4Address(a.local), out, a.port,
+                      IPv4Network(a.connected) if a.connected else None)
     params = FanParams(IPv4Network(a.overlay), IPv4Network(a.underlay), IPv4Network(a.slice),
-                       a.vni, a.mode, overlay6=IPv6Network(a.overlay6) if a.overlay6 else None)
+                       a.vni, a.mode, overlay6=IPv6Network(a.overlay6) if a.overlay6 else None,
+                       encap=encap)
     try:
         found = upstream.attach(host.ipr, idx, params, a.fan or None)
     except OSError as exc:

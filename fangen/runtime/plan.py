@@ -136,6 +136,22 @@ def _tunnel_conflict(spec: CreateTunnel, obs: Observed, going: set) -> str | Non
     return None
 
 
+def _encap(fan, underlay, obs) -> dict:
+    """Where a VXLAN fan's egress program sends what it encapsulates: the underlay
+    address and interface, and the prefix that address is connected to there."""
+    link = obs.links.get(underlay.ifname)
+    connected = ""
+    for addr in link.addresses if link is not None else ():
+        if ":" in addr:                     # the IPv6 ones
+            continue
+        iface = IPv4Interface(addr)
+        if iface.ip == underlay.address:
+            connected = str(iface.network)
+    return {"local": str(underlay.address), "underlay_dev": underlay.ifname,
+            "underlay_index": link.index if link is not None else underlay.ifindex,
+            "connected": connected, "port": fan.port}
+
+
 def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     fan = t.fan
     state = state or State(fan.name)
@@ -241,7 +257,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
         attach = AttachPrograms(dev, fan.type, str(fan.overlay),
                                 str(t.underlay.network), str(sl.network),
                                 fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared,
-                                str(fan.overlay6) if fan.overlay6 is not None else "")
+                                str(fan.overlay6) if fan.overlay6 is not None else "",
+                                **(_encap(fan, t.underlay, obs) if fan.type == "vxlan" else {}))
         recorded = state.tc.get(dev, {}).get("params")
         attached = obs.tc.get(dev, {})
         if tunnel is None or recreate or recorded != attach.params() or \

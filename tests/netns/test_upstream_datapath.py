@@ -15,11 +15,12 @@ import ipaddress
 import json
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from fangen.datapath import bpf, upstream
+from fangen.datapath.encap import Encap
 from fangen.datapath.fanprog import FanParams
 from fangen.fanmap import FanMap
 from tests.harness import snapshot
@@ -66,7 +67,10 @@ class Fan:
 
 
 def build_fan(run: Run, underlay: str, host_addrs: list[str],
-              containers_per_host: int = 1) -> Fan:
+              containers_per_host: int = 1, encap: bool = False) -> Fan:
+    """``encap``: the egress programs encapsulate IPv4 themselves (fangen's default
+    since it knows the underlay interface: fangen.datapath.encap); else they set the
+    tunnel key for every frame (what ARP, IPv6 and older kernels get)."""
     fmap = FanMap.parse(OVERLAY, underlay)
     sw = switch_ns(run, "sw")
     hosts = []
@@ -74,6 +78,10 @@ def build_fan(run: Run, underlay: str, host_addrs: list[str],
         h = run.netns(f"h{i}")
         plug(sw, f"p{i}", h, "ul0", f"{addr}/{fmap.underlay.prefixlen}")
         params = FanParams.for_host(fmap, addr, "vxlan")
+        if encap:
+            ul0 = json.loads(ip(h, "-j", "link", "show", "ul0").stdout)[0]["ifindex"]
+            params = replace(params, encap=Encap(ipaddress.IPv4Address(addr), ul0, 8472,
+                                                 fmap.underlay))
         gw = params.own_slice.network_address + 1
         ip(h, "link", "add", "fan0", "type", "bridge")
         ip(h, "addr", "add", f"{gw}/{fmap.overlay.prefixlen}", "dev", "fan0")
@@ -124,11 +132,11 @@ def counters(fan: Fan) -> dict[str, int]:
             for o in out["nftables"] if "counter" in o}
 
 
-@pytest.fixture(scope="module")
-def fan():
+@pytest.fixture(scope="module", params=["key", "encap"])
+def fan(request):
     with Run("a") as run:
         fan = build_fan(run, "172.16.0.0/16", ["172.16.1.2", "172.16.2.3", "172.16.3.4"],
-                        containers_per_host=2)
+                        containers_per_host=2, encap=request.param == "encap")
         add_switch_counters(fan)
         yield fan
 
@@ -168,6 +176,34 @@ def test_vxlan_carries_no_outer_udp_checksum(fan):
     after = counters(fan)
     assert after["vxlan_all"] - before["vxlan_all"] >= 6
     assert after["udp_csum"] == before["udp_csum"], "outer UDP checksums were computed"
+
+
+def _tx_packets(ns: str, dev: str) -> int:
+    return json.loads(ip(ns, "-j", "-s", "link", "show", dev).stdout)[0]["stats64"]["tx"][
+        "packets"]
+
+
+def test_encapsulated_ipv4_leaves_past_the_tunnel_device(fan):
+    """With encapsulation in the program, IPv4 never reaches the device's transmit path
+    (it leaves through the underlay interface directly); with the tunnel key, all of it
+    does.  ARP takes the device either way (the other hosts' containers refresh their
+    neighbours now and then: a few packets of background)."""
+    h1, h2, _ = fan.hosts
+    (cns, _, _), (_, daddr, _) = h1.containers[0], h2.containers[0]
+    assert ping(cns, str(daddr), count=1)               # neighbours resolved
+    tx = socket_in(cns, socket.AF_INET, socket.SOCK_DGRAM)
+    before = (_tx_packets(h1.ns, "vx0"), _tx_packets(h1.ns, "ul0"))
+    try:
+        for _ in range(300):
+            tx.sendto(b"fan", (str(daddr), 9))
+    finally:
+        tx.close()
+    vx0, ul0 = (_tx_packets(h1.ns, dev) - was for dev, was in zip(("vx0", "ul0"), before))
+    assert ul0 >= 300
+    if h1.params.encap is not None:
+        assert vx0 < 30, f"{vx0} packets went through vx0's transmit path"
+    else:
+        assert vx0 >= 300
 
 
 def test_host_reaches_remote_container(fan):

@@ -28,6 +28,22 @@ def test_mark_program_marks_every_packet_and_passes_it():
 
 
 @needs_root
+def test_encap_program_encapsulates_ipv4_and_keys_the_rest():
+    fd = bpf.prog_load(bpf.assemble(tunnels.encap_program(
+        4245, 4793, "172.16.1.2", "172.16.2.3", 1, "172.16.0.0/16")), name="t_encap")
+    try:
+        frame = bytes(12) + b"\x08\x00" + bytes([0x45]) + bytes(49)
+        res = bpf.prog_test_run(fd, frame)
+        assert res.retval == 7 and len(res.data) == len(frame) + 50     # TC_ACT_REDIRECT
+        assert res.data[14 + 12:14 + 20] == bytes([172, 16, 1, 2, 172, 16, 2, 3])
+        assert res.data[14 + 22:14 + 24] == (4793).to_bytes(2, "big")
+        res = bpf.prog_test_run(fd, bytes(12) + b"\x08\x06" + bytes(50))  # ARP: the key
+        assert res.retval == bpf.TC_ACT_OK and len(res.data) == 64
+    finally:
+        os.close(fd)
+
+
+@needs_root
 def test_static_key_program_loads_and_passes():
     fd = bpf.prog_load(bpf.assemble(tunnels.static_key_program(4243, "172.16.2.3")),
                        name="t_static_key")
@@ -36,13 +52,15 @@ def test_static_key_program_loads_and_passes():
 
 def test_steps_split_the_gap_between_static_tunnel_and_fan(capsys):
     results = {"gbps": {"fan": [8.0, 9.0], "l2": [10.0, 10.0], "l2nc": [9.5, 9.5],
-                        "l2md": [9.0, 9.0], "routed": [9.0, 9.0],
+                        "l2md": [9.0, 9.0], "routed": [9.0, 9.0], "l2bpf": [8.5, 8.5],
                         "fan-kernel": [9.8, 9.6]}}
     throughput.report_steps(results, "gbps")
     out = capsys.readouterr().out.strip().splitlines()
     lines = {line.split()[0] + " " + line.split()[2]: line for line in out[1:]}
     assert "0.950x" in lines["l2nc l2"]                 # 9.5 / 10
     assert "0.947x" in lines["l2md l2nc"]               # 9.0 / 9.5
+    assert "0.850x" in lines["l2bpf l2"]                # 8.5 / 10
+    assert "1.000x" in lines["fan l2bpf"]               # median 8.5 / 8.5
     assert "0.944x" in lines["fan l2md"]                # median 8.5 / 9.0
     assert "0.850x" in lines["fan l2"]
     assert "0.970x" in lines["fan-kernel l2"]           # the kernel datapath, median 9.7

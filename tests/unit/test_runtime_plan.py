@@ -80,7 +80,7 @@ def test_vxlan_upstream_on_an_empty_host():
         "set link f-tun master f up",
         "add address 250.3.4.1/8 dev f",
         "attach tc programs to f-tun (vxlan, overlay 250.0.0.0/8, underlay 172.16.0.0/16, "
-        "own slice 250.3.4.0/24, vni 16384000)",
+        "own slice 250.3.4.0/24, vni 16384000, encapsulating to ul0)",
         "replace nft table ip fangen-f:",
         "set sysctl net.ipv4.ip_forward=1",
         "write run/fangen/f/cni/f.conflist",
@@ -118,6 +118,33 @@ def test_second_up_does_nothing(kind):
     t = target(fan(type=kind))
     first = P.plan_up(t, V.Observed(), None)
     assert P.plan_up(t, converge(t), recorded(t, first)) == []
+
+
+def _with_underlay(obs, index=2, addresses=("172.16.3.4/24", "fd00::4/64")):
+    ul = V.LinkView("ul0", index, None, 1500, True, None, frozenset(addresses))
+    return V.Observed(**{**obs.__dict__, "links": {**obs.links, "ul0": ul}})
+
+
+def test_vxlan_programs_encapsulate_to_the_underlay_interface():
+    t = target(fan(type="vxlan"))
+    obs = _with_underlay(V.Observed())
+    attach = next(a for a in P.plan_up(t, obs, None) if isinstance(a, A.AttachPrograms))
+    assert (attach.local, attach.underlay_dev, attach.underlay_index, attach.connected,
+            attach.port) == ("172.16.3.4", "ul0", 2, "172.16.3.0/24", 8472)
+    # the interface comes back under another index (or the prefix changes): again
+    first = P.plan_up(t, obs, None)
+    state = recorded(t, first)
+    done = _with_underlay(converge(t))
+    assert P.plan_up(t, done, state) == []
+    again = P.plan_up(t, _with_underlay(converge(t), index=9), state)
+    assert [type(a) for a in again] == [A.AttachPrograms, A.Record]
+    assert again[0].underlay_index == 9
+    again = P.plan_up(t, _with_underlay(converge(t), addresses=("172.16.3.4/16",)), state)
+    assert [a.connected for a in again if isinstance(a, A.AttachPrograms)] == ["172.16.0.0/16"]
+    # IPIP programs set the tunnel key (the encapsulation is VXLAN's)
+    ipip = target(fan(type="ipip"))
+    attach = next(a for a in P.plan_up(ipip, obs, None) if isinstance(a, A.AttachPrograms))
+    assert attach.underlay_dev == "" and "encapsulating" not in str(attach)
 
 
 def test_networkd_made_bridge_is_used_not_recreated():

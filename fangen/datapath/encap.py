@@ -1,0 +1,255 @@
+"""VXLAN encapsulation in the fan's egress program: the upstream datapath's IPv4 path.
+
+Given a tunnel key by ``bpf_skb_set_tunnel_key``, a collect-metadata VXLAN device
+looks the route to the remote up for every packet (the helper marks the key "no
+cache"), takes a metadata dst, and sends the packet through the tunnel's transmit
+path and the host's netfilter output hooks: together 5-10 % of what a hand-built
+tunnel costs (docs/SPEED.md).  For IPv4 frames the egress program
+(:func:`fangen.datapath.fanprog.egress`) does the encapsulation itself instead,
+with the remote it computed:
+
+* ``bpf_skb_adjust_room(skb, 50, BPF_ADJ_ROOM_MAC, ...)`` makes room for the outer
+  IPv4, UDP and VXLAN headers and the inner Ethernet header behind the frame's
+  Ethernet header, and marks the packet as a UDP tunnel (``ENCAP_L3_IPV4 |
+  ENCAP_L4_UDP | ENCAP_L2_ETH``, so GSO and checksum offload work on the inner
+  packet as they do for the device's own packets); ``FIXED_GSO``: the fan's MTU
+  already leaves room for the headers, the segment size stays;
+* the program writes the headers: outer IPv4 from the fan's underlay address (TOS:
+  the inner ECN bits as the kernel's tunnels copy them, the fan's TTL, no DF, the
+  checksum), UDP (source port from the flow hash in 49152..65535, the fan's port, no
+  checksum, as a VXLAN device built by hand sends), VXLAN (flag I, the fan's VNI),
+  and the inner Ethernet header, a copy of the frame's own;
+* ``bpf_redirect_neigh`` hands it to the underlay interface: straight to the remote
+  when the remote lies in the interface's connected prefix (no route lookup; the
+  neighbour table resolves it), otherwise by a route lookup.
+
+The bytes on the wire are what the device would have sent (a kernel-fan host or an
+older fangen receives them alike).  What stays on the tunnel-key path: ARP (the
+helper takes only IPv4 and IPv6 skbs), a dual-stack fan's IPv6, and any packet the
+helper refuses (one already marked as encapsulated).  The differences from the
+device, which the docs state: the outer packets leave without passing the host's
+netfilter output and postrouting hooks, and a more specific route or policy rule for
+a remote inside the connected prefix is not consulted.
+
+Hand-written like the rest of the programs (:mod:`fangen.datapath.bpf` says why).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from fangen.datapath.bpf import (
+    ADD,
+    AND,
+    DW,
+    FP,
+    JGT,
+    JNE,
+    OR,
+    R0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R5,
+    R6,
+    R7,
+    R8,
+    R9,
+    RSH,
+    SKB_DATA,
+    SKB_DATA_END,
+    SKB_LEN,
+    XOR,
+    B,
+    H,
+    Item,
+    Label,
+    W,
+    alu32_imm,
+    alu64_imm,
+    alu64_reg,
+    be,
+    call,
+    exit_,
+    jmp_imm,
+    jmp_reg,
+    ld_imm64,
+    ldx_mem,
+    mov32_reg,
+    mov64_imm,
+    mov64_reg,
+    st_mem,
+    stx_mem,
+)
+
+FN_GET_HASH_RECALC = 34
+FN_SKB_ADJUST_ROOM = 50
+FN_REDIRECT_NEIGH = 152
+
+ADJ_ROOM_MAC = 1
+ADJ_ROOM_FIXED_GSO = 1 << 0
+ADJ_ROOM_ENCAP_L3_IPV4 = 1 << 1
+ADJ_ROOM_ENCAP_L4_UDP = 1 << 4
+ADJ_ROOM_ENCAP_L2_ETH = 1 << 6
+ADJ_ROOM_ENCAP_L2_SHIFT = 56
+
+ETH_HLEN = 14
+OUTER_IP = ETH_HLEN                 # offsets in the encapsulated packet
+OUTER_UDP = OUTER_IP + 20
+VXLAN_HDR = OUTER_UDP + 8
+INNER = VXLAN_HDR + 8               # the inner Ethernet header
+ROOM = INNER                         # what adjust_room inserts: 50 bytes
+ADJ_FLAGS = (ADJ_ROOM_FIXED_GSO | ADJ_ROOM_ENCAP_L3_IPV4 | ADJ_ROOM_ENCAP_L4_UDP
+             | ADJ_ROOM_ENCAP_L2_ETH | ETH_HLEN << ADJ_ROOM_ENCAP_L2_SHIFT)
+SPORT_MIN = 49152                   # source ports 49152..65535 (RFC 7348 suggests them)
+AF_INET = 2
+_NH = -24                           # struct bpf_redir_neigh on the stack: -24 .. -4
+
+
+@dataclass(frozen=True)
+class Encap:
+    """Where the encapsulated packets leave: the fan's underlay address, the index of
+    the interface holding it, the fan's UDP port, and that address's connected prefix
+    (remotes inside it are sent to directly; None: always by a route lookup)."""
+
+    local: IPv4Address
+    ifindex: int
+    port: int
+    connected: IPv4Network | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ifindex < 1 << 31:
+            raise ValueError(f"interface index {self.ifindex} is out of range")
+        if not 0 < self.port < 1 << 16:
+            raise ValueError(f"UDP port {self.port} is not in 1..65535")
+
+
+def _imm(data: bytes) -> int:
+    """Packet bytes as the immediate of a store (the assembler stores in host order)."""
+    return int.from_bytes(data, sys.byteorder)
+
+
+def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
+    """Encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order).
+
+    Jumps to ``fallback`` (the tunnel-key path) when adjust_room refuses the packet;
+    after that the packet is changed, so a failure is a drop (label ``drop``)."""
+    src = enc.local.packed
+    # the outer IPv4 header's checksum: all but ECN, total length and remote, in advance
+    fixed = (0x4500 + (ttl << 8 | 17) + int.from_bytes(src[:2], "big")
+             + int.from_bytes(src[2:], "big"))
+    code: list[Item] = [
+        mov64_reg(R1, R6),                           # the flow's hash, of the inner headers
+        call(FN_GET_HASH_RECALC),
+        mov64_reg(R9, R0),
+        ldx_mem(W, R7, R6, SKB_LEN),                 # the frame's length
+        mov64_reg(R1, R6),
+        mov64_imm(R2, ROOM),
+        mov64_imm(R3, ADJ_ROOM_MAC),
+        *ld_imm64(R4, ADJ_FLAGS),
+        call(FN_SKB_ADJUST_ROOM),
+        jmp_imm(JNE, R0, 0, fallback),
+        ldx_mem(W, R2, R6, SKB_DATA),
+        ldx_mem(W, R3, R6, SKB_DATA_END),
+        mov64_reg(R4, R2),
+        alu64_imm(ADD, R4, INNER + ETH_HLEN + 2),    # up to the inner IPv4 TOS
+        jmp_reg(JGT, R4, R3, "drop"),
+        # the inner Ethernet header: a copy of the one in front
+        ldx_mem(W, R1, R2, 0), stx_mem(W, R2, R1, INNER),
+        ldx_mem(W, R1, R2, 4), stx_mem(W, R2, R1, INNER + 4),
+        ldx_mem(W, R1, R2, 8), stx_mem(W, R2, R1, INNER + 8),
+        ldx_mem(H, R1, R2, 12), stx_mem(H, R2, R1, INNER + 12),
+        # outer IPv4; r5 = ECN (CE is sent as ECT(0)), r0 = total length
+        ldx_mem(B, R5, R2, INNER + ETH_HLEN + 1),
+        alu32_imm(AND, R5, 3),
+        jmp_imm(JNE, R5, 3, "encap_ecn"),
+        mov64_imm(R5, 2),
+        Label("encap_ecn"),
+        st_mem(B, R2, OUTER_IP, 0x45),
+        stx_mem(B, R2, R5, OUTER_IP + 1),
+        mov64_reg(R0, R7),
+        alu64_imm(ADD, R0, ROOM - ETH_HLEN),
+        mov64_reg(R1, R0),
+        be(R1, 16),
+        stx_mem(H, R2, R1, OUTER_IP + 2),
+        st_mem(W, R2, OUTER_IP + 4, 0),               # id 0, no DF, no fragment
+        st_mem(B, R2, OUTER_IP + 8, ttl),
+        st_mem(B, R2, OUTER_IP + 9, 17),
+        st_mem(W, R2, OUTER_IP + 12, _imm(src)),
+        mov32_reg(R1, R8),
+        be(R1, 32),
+        stx_mem(W, R2, R1, OUTER_IP + 16),
+        alu64_reg(ADD, R5, R0),
+        alu64_imm(ADD, R5, fixed),
+        mov64_reg(R1, R8),
+        alu64_imm(RSH, R1, 16),
+        alu64_reg(ADD, R5, R1),
+        mov64_reg(R1, R8),
+        alu64_imm(AND, R1, 0xFFFF),
+        alu64_reg(ADD, R5, R1),
+        mov64_reg(R1, R5),                            # fold the carries, twice
+        alu64_imm(RSH, R1, 16),
+        alu64_imm(AND, R5, 0xFFFF),
+        alu64_reg(ADD, R5, R1),
+        mov64_reg(R1, R5),
+        alu64_imm(RSH, R1, 16),
+        alu64_reg(ADD, R5, R1),
+        alu64_imm(XOR, R5, 0xFFFF),
+        alu64_imm(AND, R5, 0xFFFF),
+        be(R5, 16),
+        stx_mem(H, R2, R5, OUTER_IP + 10),
+        # UDP
+        alu64_imm(AND, R9, 0xFFFF - SPORT_MIN),
+        alu64_imm(OR, R9, SPORT_MIN),
+        be(R9, 16),
+        stx_mem(H, R2, R9, OUTER_UDP),
+        st_mem(H, R2, OUTER_UDP + 2, _imm(enc.port.to_bytes(2, "big"))),
+        alu64_imm(ADD, R0, -20),
+        be(R0, 16),
+        stx_mem(H, R2, R0, OUTER_UDP + 4),
+        st_mem(H, R2, OUTER_UDP + 6, 0),
+        # VXLAN: flag I, VNI
+        st_mem(W, R2, VXLAN_HDR, _imm(b"\x08\x00\x00\x00")),
+        st_mem(W, R2, VXLAN_HDR + 4, _imm(vni.to_bytes(3, "big") + b"\x00")),
+        # the outer Ethernet type (bpf_redirect_neigh writes the addresses)
+        st_mem(H, R2, 12, _imm(b"\x08\x00")),
+    ]
+    if enc.connected is not None:
+        code += [
+            mov32_reg(R1, R8),
+            alu32_imm(AND, R1, int(enc.connected.netmask)),
+            *ld_imm64(R2, int(enc.connected.network_address)),
+            jmp_reg(JNE, R1, R2, "encap_routed"),
+            st_mem(W, FP, _NH, AF_INET),
+            mov32_reg(R1, R8),
+            be(R1, 32),
+            stx_mem(W, FP, R1, _NH + 4),
+            st_mem(DW, FP, _NH + 8, 0),
+            st_mem(W, FP, _NH + 16, 0),
+            mov64_imm(R1, enc.ifindex),
+            mov64_reg(R2, FP),
+            alu64_imm(ADD, R2, _NH),
+            mov64_imm(R3, 20),
+            mov64_imm(R4, 0),
+            call(FN_REDIRECT_NEIGH),
+            exit_(),
+        ]
+    code += [
+        Label("encap_routed"),
+        mov64_imm(R1, enc.ifindex),
+        mov64_imm(R2, 0),
+        mov64_imm(R3, 0),
+        mov64_imm(R4, 0),
+        call(FN_REDIRECT_NEIGH),
+        exit_(),
+    ]
+    return code
+
+
+def ipv4_only(fallback: str) -> list[Item]:
+    """Go on only for an IPv4 frame (r9 = its ethertype, host order), else to ``fallback``."""
+    return [jmp_imm(JNE, R9, 0x0800, fallback)]
+
