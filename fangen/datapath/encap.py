@@ -19,17 +19,20 @@ with the remote it computed:
   checksum), UDP (source port from the flow hash in 49152..65535, the fan's port, no
   checksum, as a VXLAN device built by hand sends), VXLAN (flag I, the fan's VNI),
   and the inner Ethernet header, a copy of the frame's own;
-* ``bpf_redirect_neigh`` hands it to the underlay interface: straight to the remote
-  when the remote lies in the interface's connected prefix (no route lookup; the
-  neighbour table resolves it), otherwise by a route lookup.
+* ``bpf_redirect_neigh`` hands it to the underlay interface, addressed straight to
+  the remote (no route lookup; the neighbour table resolves it).  Only remotes in the
+  prefix the underlay address is connected to are sent this way; a remote behind a
+  router keeps the tunnel key, so the kernel routes it as before (with the outer UDP
+  port in the flow, which a multi-homed fan's policy rule matches on).
 
 The bytes on the wire are what the device would have sent (a kernel-fan host or an
 older fangen receives them alike).  What stays on the tunnel-key path: ARP (the
-helper takes only IPv4 and IPv6 skbs), a dual-stack fan's IPv6, and any packet the
-helper refuses (one already marked as encapsulated).  The differences from the
-device, which the docs state: the outer packets leave without passing the host's
-netfilter output and postrouting hooks, and a more specific route or policy rule for
-a remote inside the connected prefix is not consulted.
+helper takes only IPv4 and IPv6 skbs), a dual-stack fan's IPv6, remotes outside the
+connected prefix, and any packet the helper refuses (one already marked as
+encapsulated).  The differences from the device, which the docs state: the outer
+packets leave without passing the host's netfilter output and postrouting hooks, and
+a more specific route or policy rule for a remote inside the connected prefix is not
+consulted.
 
 Hand-written like the rest of the programs (:mod:`fangen.datapath.bpf` says why).
 """
@@ -112,13 +115,15 @@ _NH = -24                           # struct bpf_redir_neigh on the stack: -24 .
 @dataclass(frozen=True)
 class Encap:
     """Where the encapsulated packets leave: the fan's underlay address, the index of
-    the interface holding it, the fan's UDP port, and that address's connected prefix
-    (remotes inside it are sent to directly; None: always by a route lookup)."""
+    the interface holding it, the fan's UDP port, and the prefix that address is
+    connected to there: remotes inside it are encapsulated and sent to directly, the
+    others keep the tunnel key (their route may depend on the outer UDP port, as a
+    multi-homed fan's policy rule does, which a lookup from the program cannot see)."""
 
     local: IPv4Address
     ifindex: int
     port: int
-    connected: IPv4Network | None = None
+    connected: IPv4Network
 
     def __post_init__(self) -> None:
         if not 0 < self.ifindex < 1 << 31:
@@ -135,13 +140,18 @@ def _imm(data: bytes) -> int:
 def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
     """Encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order).
 
-    Jumps to ``fallback`` (the tunnel-key path) when adjust_room refuses the packet;
-    after that the packet is changed, so a failure is a drop (label ``drop``)."""
+    Jumps to ``fallback`` (the tunnel-key path) for a remote outside the connected
+    prefix and when adjust_room refuses the packet; after that the packet is changed,
+    so a failure is a drop (label ``drop``)."""
     src = enc.local.packed
     # the outer IPv4 header's checksum: all but ECN, total length and remote, in advance
     fixed = (0x4500 + (ttl << 8 | 17) + int.from_bytes(src[:2], "big")
              + int.from_bytes(src[2:], "big"))
     code: list[Item] = [
+        mov32_reg(R1, R8),                           # a remote on the underlay's segment?
+        alu32_imm(AND, R1, int(enc.connected.netmask)),
+        *ld_imm64(R2, int(enc.connected.network_address)),
+        jmp_reg(JNE, R1, R2, fallback),
         mov64_reg(R1, R6),                           # the flow's hash, of the inner headers
         call(FN_GET_HASH_RECALC),
         mov64_reg(R9, R0),
@@ -217,31 +227,17 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         # the outer Ethernet type (bpf_redirect_neigh writes the addresses)
         st_mem(H, R2, 12, _imm(b"\x08\x00")),
     ]
-    if enc.connected is not None:
-        code += [
-            mov32_reg(R1, R8),
-            alu32_imm(AND, R1, int(enc.connected.netmask)),
-            *ld_imm64(R2, int(enc.connected.network_address)),
-            jmp_reg(JNE, R1, R2, "encap_routed"),
-            st_mem(W, FP, _NH, AF_INET),
-            mov32_reg(R1, R8),
-            be(R1, 32),
-            stx_mem(W, FP, R1, _NH + 4),
-            st_mem(DW, FP, _NH + 8, 0),
-            st_mem(W, FP, _NH + 16, 0),
-            mov64_imm(R1, enc.ifindex),
-            mov64_reg(R2, FP),
-            alu64_imm(ADD, R2, _NH),
-            mov64_imm(R3, 20),
-            mov64_imm(R4, 0),
-            call(FN_REDIRECT_NEIGH),
-            exit_(),
-        ]
     code += [
-        Label("encap_routed"),
+        st_mem(W, FP, _NH, AF_INET),                  # struct bpf_redir_neigh: the remote
+        mov32_reg(R1, R8),
+        be(R1, 32),
+        stx_mem(W, FP, R1, _NH + 4),
+        st_mem(DW, FP, _NH + 8, 0),
+        st_mem(W, FP, _NH + 16, 0),
         mov64_imm(R1, enc.ifindex),
-        mov64_imm(R2, 0),
-        mov64_imm(R3, 0),
+        mov64_reg(R2, FP),
+        alu64_imm(ADD, R2, _NH),
+        mov64_imm(R3, 20),
         mov64_imm(R4, 0),
         call(FN_REDIRECT_NEIGH),
         exit_(),

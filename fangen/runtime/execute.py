@@ -206,10 +206,9 @@ def _attach(a: A.AttachPrograms, host, nl: Netlink, st: State) -> None:
     if idx is None:
         raise FangenError(f"cannot attach the fan programs: {a.dev} does not exist")
     encap = None
-    out = nl.index(a.underlay_dev) if a.underlay_dev else None
+    out = nl.index(a.underlay_dev) if a.underlay_dev and a.connected else None
     if out is not None:          # (gone since the plan: the tunnel key, until replanned)
-        encap = Encap(IPv4Address(a.local), out, a.port,
-                      IPv4Network(a.connected) if a.connected else None)
+        encap = Encap(IPv4Address(a.local), out, a.port, IPv4Network(a.connected))
     params = FanParams(IPv4Network(a.overlay), IPv4Network(a.underlay), IPv4Network(a.slice),
                        a.vni, a.mode, overlay6=IPv6Network(a.overlay6) if a.overlay6 else None,
                        encap=encap)

@@ -18,7 +18,7 @@ import json
 import random
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 import kutil
@@ -27,6 +27,7 @@ from kutil import maps_of
 from test_ipip_fan import BAD_MAPS, _remote_pairs
 
 from fangen.datapath import kernelfan as kf
+from fangen.datapath.encap import Encap
 from fangen.datapath import rtnl
 from fangen.fanmap import FanMap
 from tests.harness.ns import ip, iproute_in, nsexec, ping, plug, sh, socket_in, switch_ns
@@ -293,6 +294,10 @@ def build_vxlan_fan(net, overlay: str, underlay: str, host_addrs: list[str],
                "dstport", str(VXLAN_PORT), "nolearning")
             params = fanprog.FanParams.for_host(fmap, addr, "vxlan")
             assert params.vni == vni
+            # as fangen attaches them: IPv4 encapsulated by the program itself
+            eth0 = json.loads(ip(h, "-j", "link", "show", "eth0").stdout)[0]["ifindex"]
+            params = replace(params, encap=Encap(IPv4Address(addr), eth0, VXLAN_PORT,
+                                                 fmap.underlay))
             ipr = iproute_in(h)
             try:
                 upstream.attach(ipr, ipr.link_lookup(ifname=DEV)[0], params)
@@ -356,7 +361,8 @@ def test_two_hosts_ping(net):
 
 def test_kernel_fan_hosts_and_upstream_host_talk(net):
     """Differential / wire compatibility: hosts 0 and 2 use the kernel VXLAN fan,
-    host 1 fangen's upstream datapath (vxlan external + tc BPF), same VNI and port."""
+    host 1 fangen's upstream datapath (vxlan external + tc BPF, IPv4 encapsulated by the
+    program), same VNI and port."""
     _, _, hosts = build_vxlan_fan(net, *FAN_A, ["172.16.1.2", "172.16.2.3", "172.16.3.4"],
                                   upstream_hosts=(1,))
     _ping_all(hosts)
