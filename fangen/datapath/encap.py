@@ -1,12 +1,12 @@
-"""VXLAN encapsulation in the fan's egress program: the upstream datapath's IPv4 path.
+"""Encapsulation in the fan's egress program: the upstream datapath's IPv4 path.
 
-Given a tunnel key by ``bpf_skb_set_tunnel_key``, a collect-metadata VXLAN device
+Given a tunnel key by ``bpf_skb_set_tunnel_key``, a collect-metadata tunnel device
 looks the route to the remote up for every packet (the helper marks the key "no
 cache"), takes a metadata dst, and sends the packet through the tunnel's transmit
 path and the host's netfilter output hooks: together 5-10 % of what a hand-built
-tunnel costs (docs/SPEED.md).  For IPv4 frames the egress program
+tunnel costs (docs/SPEED.md).  For IPv4 the egress program
 (:func:`fangen.datapath.fanprog.egress`) does the encapsulation itself instead,
-with the remote it computed:
+with the remote it computed.  VXLAN (:func:`program`):
 
 * ``bpf_skb_adjust_room(skb, 50, BPF_ADJ_ROOM_MAC, ...)`` makes room for the outer
   IPv4, UDP and VXLAN headers and the inner Ethernet header behind the frame's
@@ -24,6 +24,10 @@ with the remote it computed:
   prefix the underlay address is connected to are sent this way; a remote behind a
   router keeps the tunnel key, so the kernel routes it as before (with the outer UDP
   port in the flow, which a multi-homed fan's policy rule matches on).
+
+IPIP (:func:`program_ipip`) is the same with an outer IPv4 header only (protocol
+4, marked ``ENCAP_L3_IPV4`` for GSO) and an Ethernet header put in front of it
+(``bpf_skb_change_head``: the tunnel is an L3 device, bpf_redirect_neigh wants one).
 
 The bytes on the wire are what the device would have sent (a kernel-fan host or an
 older fangen receives them alike).  What stays on the tunnel-key path: ARP (the
@@ -89,6 +93,7 @@ from fangen.datapath.bpf import (
 )
 
 FN_GET_HASH_RECALC = 34
+FN_SKB_CHANGE_HEAD = 43
 FN_SKB_ADJUST_ROOM = 50
 FN_REDIRECT_NEIGH = 152
 
@@ -122,14 +127,14 @@ class Encap:
 
     local: IPv4Address
     ifindex: int
-    port: int
+    port: int                      # VXLAN's; 0 for IPIP
     connected: IPv4Network
 
     def __post_init__(self) -> None:
         if not 0 < self.ifindex < 1 << 31:
             raise ValueError(f"interface index {self.ifindex} is out of range")
-        if not 0 < self.port < 1 << 16:
-            raise ValueError(f"UDP port {self.port} is not in 1..65535")
+        if not 0 <= self.port < 1 << 16:
+            raise ValueError(f"UDP port {self.port} is not in 1..65535 (0: IPIP)")
 
 
 def _imm(data: bytes) -> int:
@@ -137,57 +142,65 @@ def _imm(data: bytes) -> int:
     return int.from_bytes(data, sys.byteorder)
 
 
-def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
-    """Encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order).
-
-    Jumps to ``fallback`` (the tunnel-key path) for a remote outside the connected
-    prefix and when adjust_room refuses the packet; after that the packet is changed,
-    so a failure is a drop (label ``drop``)."""
-    src = enc.local.packed
-    # the outer IPv4 header's checksum: all but ECN, total length and remote, in advance
-    fixed = (0x4500 + (ttl << 8 | 17) + int.from_bytes(src[:2], "big")
-             + int.from_bytes(src[2:], "big"))
-    code: list[Item] = [
-        mov32_reg(R1, R8),                           # a remote on the underlay's segment?
+def _on_segment(enc: Encap, fallback: str) -> list[Item]:
+    """To ``fallback`` unless the remote (r8, host order) is in the connected prefix."""
+    return [
+        mov32_reg(R1, R8),
         alu32_imm(AND, R1, int(enc.connected.netmask)),
         *ld_imm64(R2, int(enc.connected.network_address)),
         jmp_reg(JNE, R1, R2, fallback),
-        mov64_reg(R1, R6),                           # the flow's hash, of the inner headers
-        call(FN_GET_HASH_RECALC),
-        mov64_reg(R9, R0),
-        ldx_mem(W, R7, R6, SKB_LEN),                 # the frame's length
+    ]
+
+
+def _adjust_room(room: int, flags: int, fallback: str) -> list[Item]:
+    """bpf_skb_adjust_room(skb = r6, room, BPF_ADJ_ROOM_MAC, flags); to ``fallback``
+    when refused (the packet is unchanged then)."""
+    return [
         mov64_reg(R1, R6),
-        mov64_imm(R2, ROOM),
+        mov64_imm(R2, room),
         mov64_imm(R3, ADJ_ROOM_MAC),
-        *ld_imm64(R4, ADJ_FLAGS),
+        *ld_imm64(R4, flags),
         call(FN_SKB_ADJUST_ROOM),
         jmp_imm(JNE, R0, 0, fallback),
+    ]
+
+
+def _headers(end: int) -> list[Item]:
+    """r2 = data, r3 = data_end; drop unless ``end`` bytes are in the linear part."""
+    return [
         ldx_mem(W, R2, R6, SKB_DATA),
         ldx_mem(W, R3, R6, SKB_DATA_END),
         mov64_reg(R4, R2),
-        alu64_imm(ADD, R4, INNER + ETH_HLEN + 2),    # up to the inner IPv4 TOS
+        alu64_imm(ADD, R4, end),
         jmp_reg(JGT, R4, R3, "drop"),
-        # the inner Ethernet header: a copy of the one in front
-        ldx_mem(W, R1, R2, 0), stx_mem(W, R2, R1, INNER),
-        ldx_mem(W, R1, R2, 4), stx_mem(W, R2, R1, INNER + 4),
-        ldx_mem(W, R1, R2, 8), stx_mem(W, R2, R1, INNER + 8),
-        ldx_mem(H, R1, R2, 12), stx_mem(H, R2, R1, INNER + 12),
-        # outer IPv4; r5 = ECN (CE is sent as ECT(0)), r0 = total length
-        ldx_mem(B, R5, R2, INNER + ETH_HLEN + 1),
+    ]
+
+
+def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int, extra: int) -> list[Item]:
+    """The outer IPv4 header at OUTER_IP (r2 = data), for the frame length in r7 plus
+    ``extra`` bytes; the inner IPv4 header at ``inner_ip`` gives the ECN bits (CE is
+    sent as ECT(0)).  Leaves r0 = the outer total length."""
+    src = enc.local.packed
+    # its checksum: all but ECN, total length and remote summed in advance
+    fixed = (0x4500 + (ttl << 8 | proto) + int.from_bytes(src[:2], "big")
+             + int.from_bytes(src[2:], "big"))
+    label = f"ecn_{proto}"
+    return [
+        ldx_mem(B, R5, R2, inner_ip + 1),
         alu32_imm(AND, R5, 3),
-        jmp_imm(JNE, R5, 3, "encap_ecn"),
+        jmp_imm(JNE, R5, 3, label),
         mov64_imm(R5, 2),
-        Label("encap_ecn"),
+        Label(label),
         st_mem(B, R2, OUTER_IP, 0x45),
         stx_mem(B, R2, R5, OUTER_IP + 1),
         mov64_reg(R0, R7),
-        alu64_imm(ADD, R0, ROOM - ETH_HLEN),
+        alu64_imm(ADD, R0, extra),
         mov64_reg(R1, R0),
         be(R1, 16),
         stx_mem(H, R2, R1, OUTER_IP + 2),
         st_mem(W, R2, OUTER_IP + 4, 0),               # id 0, no DF, no fragment
         st_mem(B, R2, OUTER_IP + 8, ttl),
-        st_mem(B, R2, OUTER_IP + 9, 17),
+        st_mem(B, R2, OUTER_IP + 9, proto),
         st_mem(W, R2, OUTER_IP + 12, _imm(src)),
         mov32_reg(R1, R8),
         be(R1, 32),
@@ -211,24 +224,15 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         alu64_imm(AND, R5, 0xFFFF),
         be(R5, 16),
         stx_mem(H, R2, R5, OUTER_IP + 10),
-        # UDP
-        alu64_imm(AND, R9, 0xFFFF - SPORT_MIN),
-        alu64_imm(OR, R9, SPORT_MIN),
-        be(R9, 16),
-        stx_mem(H, R2, R9, OUTER_UDP),
-        st_mem(H, R2, OUTER_UDP + 2, _imm(enc.port.to_bytes(2, "big"))),
-        alu64_imm(ADD, R0, -20),
-        be(R0, 16),
-        stx_mem(H, R2, R0, OUTER_UDP + 4),
-        st_mem(H, R2, OUTER_UDP + 6, 0),
-        # VXLAN: flag I, VNI
-        st_mem(W, R2, VXLAN_HDR, _imm(b"\x08\x00\x00\x00")),
-        st_mem(W, R2, VXLAN_HDR + 4, _imm(vni.to_bytes(3, "big") + b"\x00")),
         # the outer Ethernet type (bpf_redirect_neigh writes the addresses)
         st_mem(H, R2, 12, _imm(b"\x08\x00")),
     ]
-    code += [
-        st_mem(W, FP, _NH, AF_INET),                  # struct bpf_redir_neigh: the remote
+
+
+def _redirect(enc: Encap) -> list[Item]:
+    """bpf_redirect_neigh(underlay interface, next hop = the remote in r8); exit."""
+    return [
+        st_mem(W, FP, _NH, AF_INET),                  # struct bpf_redir_neigh
         mov32_reg(R1, R8),
         be(R1, 32),
         stx_mem(W, FP, R1, _NH + 4),
@@ -242,7 +246,66 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         call(FN_REDIRECT_NEIGH),
         exit_(),
     ]
-    return code
+
+
+def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
+    """VXLAN: encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order).
+
+    Jumps to ``fallback`` (the tunnel-key path) for a remote outside the connected
+    prefix and when adjust_room refuses the packet; after that the packet is changed,
+    so a failure is a drop (label ``drop``)."""
+    if not enc.port:
+        raise ValueError("a VXLAN fan's encapsulation needs its UDP port")
+    return [
+        *_on_segment(enc, fallback),
+        mov64_reg(R1, R6),                           # the flow's hash, of the inner headers
+        call(FN_GET_HASH_RECALC),
+        mov64_reg(R9, R0),
+        ldx_mem(W, R7, R6, SKB_LEN),                 # the frame's length
+        *_adjust_room(ROOM, ADJ_FLAGS, fallback),
+        *_headers(INNER + ETH_HLEN + 2),             # up to the inner IPv4 TOS
+        # the inner Ethernet header: a copy of the one in front
+        ldx_mem(W, R1, R2, 0), stx_mem(W, R2, R1, INNER),
+        ldx_mem(W, R1, R2, 4), stx_mem(W, R2, R1, INNER + 4),
+        ldx_mem(W, R1, R2, 8), stx_mem(W, R2, R1, INNER + 8),
+        ldx_mem(H, R1, R2, 12), stx_mem(H, R2, R1, INNER + 12),
+        *_outer_ipv4(enc, ttl, 17, INNER + ETH_HLEN, ROOM - ETH_HLEN),
+        # UDP: a source port from the flow hash, the fan's port, the length, no checksum
+        alu64_imm(AND, R9, 0xFFFF - SPORT_MIN),
+        alu64_imm(OR, R9, SPORT_MIN),
+        be(R9, 16),
+        stx_mem(H, R2, R9, OUTER_UDP),
+        st_mem(H, R2, OUTER_UDP + 2, _imm(enc.port.to_bytes(2, "big"))),
+        alu64_imm(ADD, R0, -20),
+        be(R0, 16),
+        stx_mem(H, R2, R0, OUTER_UDP + 4),
+        st_mem(H, R2, OUTER_UDP + 6, 0),
+        # VXLAN: flag I, VNI
+        st_mem(W, R2, VXLAN_HDR, _imm(b"\x08\x00\x00\x00")),
+        st_mem(W, R2, VXLAN_HDR + 4, _imm(vni.to_bytes(3, "big") + b"\x00")),
+        *_redirect(enc),
+    ]
+
+
+def program_ipip(enc: Encap, ttl: int, fallback: str) -> list[Item]:
+    """IPIP: encapsulate and redirect; r6 = skb (an IPv4 packet, no link-layer header:
+    the tunnel is an L3 device), r8 = remote (host order).  Room for the outer IPv4
+    header first (marked IPIP for GSO), then for an Ethernet header in front
+    (``bpf_skb_change_head``), which bpf_redirect_neigh fills.  ``fallback`` and
+    ``drop`` as in :func:`program`."""
+    return [
+        *_on_segment(enc, fallback),
+        ldx_mem(W, R7, R6, SKB_LEN),                 # the packet's length
+        *_adjust_room(20, ADJ_ROOM_FIXED_GSO | ADJ_ROOM_ENCAP_L3_IPV4, fallback),
+        mov64_reg(R1, R6),
+        mov64_imm(R2, ETH_HLEN),
+        mov64_imm(R3, 0),
+        call(FN_SKB_CHANGE_HEAD),
+        jmp_imm(JNE, R0, 0, "drop"),
+        *_headers(OUTER_IP + 20 + 2),                # up to the inner IPv4 TOS
+        *_outer_ipv4(enc, ttl, 4, OUTER_IP + 20, 20),
+        *_redirect(enc),
+    ]
 
 
 def ipv4_only(fallback: str) -> list[Item]:
