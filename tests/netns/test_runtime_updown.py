@@ -144,6 +144,7 @@ def test_up_twice_dhcp_and_down_restores(world, tmp_path):
     assert nsexec(w.h, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
     egress = sh("tc", "-n", w.h, "filter", "show", "dev", "fan250-tun", "egress").stdout
     assert "fangen:" in egress
+    assert " name fan_vx_encap " in egress        # IPv4 encapsulated by the program itself
 
     # a container on the bridge gets a slice address, router and MTU from dnsmasq
     ip(w.h, "link", "set", "c0", "master", "fan250")
