@@ -152,6 +152,18 @@ def _on_segment(enc: Encap, fallback: str) -> list[Item]:
     ]
 
 
+def _linear(end: int, fallback: str) -> list[Item]:
+    """To ``fallback`` unless the first ``end`` bytes are in the skb's linear part (the
+    inner headers the program reads after making room then are too)."""
+    return [
+        ldx_mem(W, R2, R6, SKB_DATA),
+        ldx_mem(W, R3, R6, SKB_DATA_END),
+        mov64_reg(R4, R2),
+        alu64_imm(ADD, R4, end),
+        jmp_reg(JGT, R4, R3, fallback),
+    ]
+
+
 def _adjust_room(room: int, flags: int, fallback: str) -> list[Item]:
     """bpf_skb_adjust_room(skb = r6, room, BPF_ADJ_ROOM_MAC, flags); to ``fallback``
     when refused (the packet is unchanged then)."""
@@ -258,6 +270,7 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         raise ValueError("a VXLAN fan's encapsulation needs its UDP port")
     return [
         *_on_segment(enc, fallback),
+        *_linear(ETH_HLEN + 20, fallback),
         mov64_reg(R1, R6),                           # the flow's hash, of the inner headers
         call(FN_GET_HASH_RECALC),
         mov64_reg(R9, R0),
@@ -295,6 +308,7 @@ def program_ipip(enc: Encap, ttl: int, fallback: str) -> list[Item]:
     ``drop`` as in :func:`program`."""
     return [
         *_on_segment(enc, fallback),
+        *_linear(20, fallback),
         ldx_mem(W, R7, R6, SKB_LEN),                 # the packet's length
         *_adjust_room(20, ADJ_ROOM_FIXED_GSO | ADJ_ROOM_ENCAP_L3_IPV4, fallback),
         mov64_reg(R1, R6),
