@@ -1,12 +1,12 @@
-"""Encapsulation in the fan's egress program: the upstream datapath's IPv4 path.
+"""VXLAN encapsulation in the fan's egress program: the upstream datapath's IPv4 path.
 
-Given a tunnel key by ``bpf_skb_set_tunnel_key``, a collect-metadata tunnel device
+Given a tunnel key by ``bpf_skb_set_tunnel_key``, a collect-metadata VXLAN device
 looks the route to the remote up for every packet (the helper marks the key "no
 cache"), takes a metadata dst, and sends the packet through the tunnel's transmit
 path and the host's netfilter output hooks: together 5-10 % of what a hand-built
 tunnel costs (docs/SPEED.md).  For IPv4 the egress program
 (:func:`fangen.datapath.fanprog.egress`) does the encapsulation itself instead,
-with the remote it computed.  VXLAN (:func:`program`):
+with the remote it computed (:func:`program`):
 
 * ``bpf_skb_adjust_room(skb, 50, BPF_ADJ_ROOM_MAC, ...)`` makes room for the outer
   IPv4, UDP and VXLAN headers and the inner Ethernet header behind the frame's
@@ -24,10 +24,6 @@ with the remote it computed.  VXLAN (:func:`program`):
   prefix the underlay address is connected to are sent this way; a remote behind a
   router keeps the tunnel key, so the kernel routes it as before (with the outer UDP
   port in the flow, which a multi-homed fan's policy rule matches on).
-
-IPIP (:func:`program_ipip`) is the same with an outer IPv4 header only (protocol
-4, marked ``ENCAP_L3_IPV4`` for GSO) and an Ethernet header put in front of it
-(``bpf_skb_change_head``: the tunnel is an L3 device, bpf_redirect_neigh wants one).
 
 The bytes on the wire are what the device would have sent (a kernel-fan host or an
 older fangen receives them alike).  What stays on the tunnel-key path: ARP (the
@@ -93,7 +89,6 @@ from fangen.datapath.bpf import (
 )
 
 FN_GET_HASH_RECALC = 34
-FN_SKB_CHANGE_HEAD = 43
 FN_SKB_ADJUST_ROOM = 50
 FN_REDIRECT_NEIGH = 152
 
@@ -127,14 +122,14 @@ class Encap:
 
     local: IPv4Address
     ifindex: int
-    port: int                      # VXLAN's; 0 for IPIP
+    port: int
     connected: IPv4Network
 
     def __post_init__(self) -> None:
         if not 0 < self.ifindex < 1 << 31:
             raise ValueError(f"interface index {self.ifindex} is out of range")
-        if not 0 <= self.port < 1 << 16:
-            raise ValueError(f"UDP port {self.port} is not in 1..65535 (0: IPIP)")
+        if not 0 < self.port < 1 << 16:
+            raise ValueError(f"UDP port {self.port} is not in 1..65535")
 
 
 def _imm(data: bytes) -> int:
@@ -261,13 +256,11 @@ def _redirect(enc: Encap) -> list[Item]:
 
 
 def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
-    """VXLAN: encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order).
+    """Encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order).
 
     Jumps to ``fallback`` (the tunnel-key path) for a remote outside the connected
     prefix and when adjust_room refuses the packet; after that the packet is changed,
     so a failure is a drop (label ``drop``)."""
-    if not enc.port:
-        raise ValueError("a VXLAN fan's encapsulation needs its UDP port")
     return [
         *_on_segment(enc, fallback),
         *_linear(ETH_HLEN + 20, fallback),
@@ -296,28 +289,6 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         # VXLAN: flag I, VNI
         st_mem(W, R2, VXLAN_HDR, _imm(b"\x08\x00\x00\x00")),
         st_mem(W, R2, VXLAN_HDR + 4, _imm(vni.to_bytes(3, "big") + b"\x00")),
-        *_redirect(enc),
-    ]
-
-
-def program_ipip(enc: Encap, ttl: int, fallback: str) -> list[Item]:
-    """IPIP: encapsulate and redirect; r6 = skb (an IPv4 packet, no link-layer header:
-    the tunnel is an L3 device), r8 = remote (host order).  Room for the outer IPv4
-    header first (marked IPIP for GSO), then for an Ethernet header in front
-    (``bpf_skb_change_head``), which bpf_redirect_neigh fills.  ``fallback`` and
-    ``drop`` as in :func:`program`."""
-    return [
-        *_on_segment(enc, fallback),
-        *_linear(20, fallback),
-        ldx_mem(W, R7, R6, SKB_LEN),                 # the packet's length
-        *_adjust_room(20, ADJ_ROOM_FIXED_GSO | ADJ_ROOM_ENCAP_L3_IPV4, fallback),
-        mov64_reg(R1, R6),
-        mov64_imm(R2, ETH_HLEN),
-        mov64_imm(R3, 0),
-        call(FN_SKB_CHANGE_HEAD),
-        jmp_imm(JNE, R0, 0, "drop"),
-        *_headers(OUTER_IP + 20 + 2),                # up to the inner IPv4 TOS
-        *_outer_ipv4(enc, ttl, 4, OUTER_IP + 20, 20),
         *_redirect(enc),
     ]
 

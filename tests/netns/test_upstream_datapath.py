@@ -484,11 +484,8 @@ def test_host_state_does_not_depend_on_the_underlay_prefix():
 
 @pytest.mark.skipif(os.geteuid() == 0 and not ipip_available(),
                     reason="this kernel has no ipip (runs in the VM with NET_IPIP)")
-@pytest.mark.parametrize("encap", [False, True], ids=["key", "encap"])
-def test_ipip_mode_routes_the_overlay_through_an_external_tunnel(encap):
-    """fanctl's layout: slice on the bridge, the whole overlay via the tunnel, src the .1.
-    ``encap``: the programs encapsulate IPv4 themselves, the tunnel's transmit path
-    sees none of it; a 4 MiB TCP transfer checks GSO of the IPIP-marked packets."""
+def test_ipip_mode_routes_the_overlay_through_an_external_tunnel():
+    """fanctl's layout: slice on the bridge, the whole overlay via the tunnel, src the .1."""
     with Run("j") as run:
         fmap = FanMap.parse(OVERLAY, "172.16.0.0/16")
         sw = switch_ns(run, "sw")
@@ -498,10 +495,6 @@ def test_ipip_mode_routes_the_overlay_through_an_external_tunnel(encap):
             plug(sw, f"p{i}", h, "ul0", f"{addr}/16")
             sysctl(h, "net.ipv4.ip_forward", 1)
             params = FanParams.for_host(fmap, addr, "ipip")
-            if encap:
-                ul0 = json.loads(ip(h, "-j", "link", "show", "ul0").stdout)[0]["ifindex"]
-                params = replace(params, encap=Encap(ipaddress.IPv4Address(addr), ul0, 0,
-                                                     fmap.underlay))
             gw = params.own_slice.network_address + 1
             ip(h, "link", "add", "fan0", "type", "bridge")
             ip(h, "addr", "add", f"{gw}/{params.own_slice.prefixlen}", "dev", "fan0")
@@ -521,11 +514,6 @@ def test_ipip_mode_routes_the_overlay_through_an_external_tunnel(encap):
             ip(c, "route", "add", "default", "via", str(gw))
             hosts.append((h, c, caddr))
         (h1, c1, a1), (h2, c2, a2), (h3, c3, a3) = hosts
-        before = _tx_packets(h1, "tun0")
         assert ping(c1, str(a2), count=2)
         assert ping(c3, str(a1), count=2)
         assert ping(h1, str(a3))
-        got, sent_sha, got_sha = tcp_transfer(c2, str(a2), c1, size=4 << 20, port=5002)
-        assert (got, got_sha) == (4 << 20, sent_sha)
-        through_tun0 = _tx_packets(h1, "tun0") - before
-        assert through_tun0 == 0 if encap else through_tun0 > 100, through_tun0
