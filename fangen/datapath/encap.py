@@ -28,8 +28,8 @@ with the remote it computed (:func:`program`):
 The bytes on the wire are what the device would have sent (a kernel-fan host or an
 older fangen receives them alike).  What stays on the tunnel-key path: ARP (the
 helper takes only IPv4 and IPv6 skbs), a dual-stack fan's IPv6, remotes outside the
-connected prefix, and any packet the helper refuses (one already marked as
-encapsulated).  The differences from the device, which the docs state: the outer
+connected prefix, frames whose IPv4 header is not in the skb's linear part, and any
+packet the helper refuses (one already marked as encapsulated).  The differences from the device, which the docs state: the outer
 packets leave without passing the host's netfilter output and postrouting hooks, and
 a more specific route or policy rule for a remote inside the connected prefix is not
 consulted.
