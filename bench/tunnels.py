@@ -225,17 +225,11 @@ def l2_encap(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
     (:func:`encap_program`): the fan's transmit path with one fixed remote and no fan
     decision.  Same signature as :func:`l2_static`."""
     import json
-    up = {ns: json.loads(ip(ns, "-j", "link", "show", "dev", UPLINK).stdout)[0]["ifindex"]
-          for ns, _ in hosts}
-    prefix = {ns: next(f"{a['local']}/{a['prefixlen']}" for a in json.loads(
-        ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]["addr_info"])
-        for ns, _ in hosts}
-    by_addr = {addr: ns for ns, addr in hosts}
+    progs = {}                       # by peer: the program of the host sending to it
+    for (ns, addr), (_, peer) in zip(hosts, reversed(hosts)):
+        up = json.loads(ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]
+        own = next(a for a in up["addr_info"] if a["local"] == addr)
+        net = IPv4Interface(f"{addr}/{own['prefixlen']}").network
+        progs[peer] = encap_program(4245, 4793, addr, peer, up["ifindex"], str(net))
     return l2_static(run, hosts, tag="bp", port=4793, prefix="10.94", external=True,
-                     program=lambda peer: encap_program(
-                         4245, 4793, _other(hosts, peer), peer, up[by_addr[_other(hosts, peer)]],
-                         str(IPv4Interface(prefix[by_addr[_other(hosts, peer)]]).network)))
-
-
-def _other(hosts: list[tuple[str, str]], addr: str) -> str:
-    return next(a for _, a in hosts if a != addr)
+                     program=progs.__getitem__)

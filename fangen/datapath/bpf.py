@@ -68,6 +68,9 @@ FP = R10
 FN_SKB_GET_TUNNEL_KEY = 20
 FN_SKB_SET_TUNNEL_KEY = 21
 FN_SKB_LOAD_BYTES = 26
+FN_GET_HASH_RECALC = 34
+FN_SKB_ADJUST_ROOM = 50
+FN_REDIRECT_NEIGH = 152
 
 # flags of bpf_skb_set_tunnel_key
 BPF_F_ZERO_CSUM_TX = 1 << 1     # no outer UDP checksum (the kernel otherwise asks for one)
@@ -80,6 +83,7 @@ PROG_TYPE_SCHED_CLS = 3
 TC_ACT_UNSPEC = -1
 TC_ACT_OK = 0
 TC_ACT_SHOT = 2
+TC_ACT_REDIRECT = 7       # what bpf_redirect_neigh returns when the packet is handed on
 
 # struct __sk_buff field offsets
 SKB_LEN = 0

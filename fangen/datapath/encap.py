@@ -45,6 +45,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 from fangen.datapath.bpf import (
     ADD,
+    FN_GET_HASH_RECALC,
+    FN_REDIRECT_NEIGH,
+    FN_SKB_ADJUST_ROOM,
     AND,
     DW,
     FP,
@@ -87,10 +90,6 @@ from fangen.datapath.bpf import (
     st_mem,
     stx_mem,
 )
-
-FN_GET_HASH_RECALC = 34
-FN_SKB_ADJUST_ROOM = 50
-FN_REDIRECT_NEIGH = 152
 
 ADJ_ROOM_MAC = 1
 ADJ_ROOM_FIXED_GSO = 1 << 0
@@ -137,25 +136,15 @@ def _imm(data: bytes) -> int:
     return int.from_bytes(data, sys.byteorder)
 
 
-def _on_segment(enc: Encap, fallback: str) -> list[Item]:
-    """To ``fallback`` unless the remote (r8, host order) is in the connected prefix."""
-    return [
-        mov32_reg(R1, R8),
-        alu32_imm(AND, R1, int(enc.connected.netmask)),
-        *ld_imm64(R2, int(enc.connected.network_address)),
-        jmp_reg(JNE, R1, R2, fallback),
-    ]
-
-
-def _linear(end: int, fallback: str) -> list[Item]:
-    """To ``fallback`` unless the first ``end`` bytes are in the skb's linear part (the
-    inner headers the program reads after making room then are too)."""
+def _linear(end: int, otherwise: str) -> list[Item]:
+    """r2 = data, r3 = data_end; to ``otherwise`` unless the first ``end`` bytes are in
+    the skb's linear part."""
     return [
         ldx_mem(W, R2, R6, SKB_DATA),
         ldx_mem(W, R3, R6, SKB_DATA_END),
         mov64_reg(R4, R2),
         alu64_imm(ADD, R4, end),
-        jmp_reg(JGT, R4, R3, fallback),
+        jmp_reg(JGT, R4, R3, otherwise),
     ]
 
 
@@ -172,32 +161,20 @@ def _adjust_room(room: int, flags: int, fallback: str) -> list[Item]:
     ]
 
 
-def _headers(end: int) -> list[Item]:
-    """r2 = data, r3 = data_end; drop unless ``end`` bytes are in the linear part."""
-    return [
-        ldx_mem(W, R2, R6, SKB_DATA),
-        ldx_mem(W, R3, R6, SKB_DATA_END),
-        mov64_reg(R4, R2),
-        alu64_imm(ADD, R4, end),
-        jmp_reg(JGT, R4, R3, "drop"),
-    ]
-
-
-def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int, extra: int) -> list[Item]:
+def _outer_ipv4(enc: Encap, ttl: int, inner_ip: int, extra: int) -> list[Item]:
     """The outer IPv4 header at OUTER_IP (r2 = data), for the frame length in r7 plus
     ``extra`` bytes; the inner IPv4 header at ``inner_ip`` gives the ECN bits (CE is
     sent as ECT(0)).  Leaves r0 = the outer total length."""
     src = enc.local.packed
     # its checksum: all but ECN, total length and remote summed in advance
-    fixed = (0x4500 + (ttl << 8 | proto) + int.from_bytes(src[:2], "big")
+    fixed = (0x4500 + (ttl << 8 | 17) + int.from_bytes(src[:2], "big")
              + int.from_bytes(src[2:], "big"))
-    label = f"ecn_{proto}"
     return [
         ldx_mem(B, R5, R2, inner_ip + 1),
         alu32_imm(AND, R5, 3),
-        jmp_imm(JNE, R5, 3, label),
+        jmp_imm(JNE, R5, 3, "encap_ecn"),
         mov64_imm(R5, 2),
-        Label(label),
+        Label("encap_ecn"),
         st_mem(B, R2, OUTER_IP, 0x45),
         stx_mem(B, R2, R5, OUTER_IP + 1),
         mov64_reg(R0, R7),
@@ -207,7 +184,7 @@ def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int, extra: int) -> 
         stx_mem(H, R2, R1, OUTER_IP + 2),
         st_mem(W, R2, OUTER_IP + 4, 0),               # id 0, no DF, no fragment
         st_mem(B, R2, OUTER_IP + 8, ttl),
-        st_mem(B, R2, OUTER_IP + 9, proto),
+        st_mem(B, R2, OUTER_IP + 9, 17),                # UDP
         st_mem(W, R2, OUTER_IP + 12, _imm(src)),
         mov32_reg(R1, R8),
         be(R1, 32),
@@ -256,26 +233,26 @@ def _redirect(enc: Encap) -> list[Item]:
 
 
 def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
-    """Encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order).
+    """Encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order), a
+    remote the caller found in ``enc.connected``.
 
-    Jumps to ``fallback`` (the tunnel-key path) for a remote outside the connected
-    prefix and when adjust_room refuses the packet; after that the packet is changed,
-    so a failure is a drop (label ``drop``)."""
+    Jumps to ``fallback`` (the tunnel-key path) when the headers are not linear or
+    adjust_room refuses the packet; after that the packet is changed, so a failure is
+    a drop (label ``drop``)."""
     return [
-        *_on_segment(enc, fallback),
-        *_linear(ETH_HLEN + 20, fallback),
+        *_linear(ETH_HLEN + 20, fallback),          # (then the inner headers are too)
         mov64_reg(R1, R6),                           # the flow's hash, of the inner headers
         call(FN_GET_HASH_RECALC),
         mov64_reg(R9, R0),
         ldx_mem(W, R7, R6, SKB_LEN),                 # the frame's length
         *_adjust_room(ROOM, ADJ_FLAGS, fallback),
-        *_headers(INNER + ETH_HLEN + 2),             # up to the inner IPv4 TOS
+        *_linear(INNER + ETH_HLEN + 2, "drop"),      # up to the inner IPv4 TOS
         # the inner Ethernet header: a copy of the one in front
         ldx_mem(W, R1, R2, 0), stx_mem(W, R2, R1, INNER),
         ldx_mem(W, R1, R2, 4), stx_mem(W, R2, R1, INNER + 4),
         ldx_mem(W, R1, R2, 8), stx_mem(W, R2, R1, INNER + 8),
         ldx_mem(H, R1, R2, 12), stx_mem(H, R2, R1, INNER + 12),
-        *_outer_ipv4(enc, ttl, 17, INNER + ETH_HLEN, ROOM - ETH_HLEN),
+        *_outer_ipv4(enc, ttl, INNER + ETH_HLEN, ROOM - ETH_HLEN),
         # UDP: a source port from the flow hash, the fan's port, the length, no checksum
         alu64_imm(AND, R9, 0xFFFF - SPORT_MIN),
         alu64_imm(OR, R9, SPORT_MIN),
@@ -291,9 +268,3 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         st_mem(W, R2, VXLAN_HDR + 4, _imm(vni.to_bytes(3, "big") + b"\x00")),
         *_redirect(enc),
     ]
-
-
-def ipv4_only(fallback: str) -> list[Item]:
-    """Go on only for an IPv4 frame (r9 = its ethertype, host order), else to ``fallback``."""
-    return [jmp_imm(JNE, R9, 0x0800, fallback)]
-

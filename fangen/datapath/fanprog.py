@@ -394,8 +394,9 @@ def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) 
     code += _map_remote(params)
     if trace_mark:
         code.append(stx_mem(W, R6, R8, SKB_MARK))
-    if params.encap is not None:        # IPv4: encapsulated here (fangen.datapath.encap)
-        code += [*encap_code.ipv4_only("key"),
+    if params.encap is not None:        # fangen.datapath.encap: IPv4 to the segment
+        code += [jmp_imm(JNE, R9, ETH_P_IP, "key"),
+                 *_in_net(R8, params.encap.connected, "key"),
                  *encap_code.program(params.encap, params.vni, params.ttl, "key"),
                  Label("key")]
     # VXLAN: no outer UDP checksum, like a VXLAN device built by hand (and the kernel

@@ -34,7 +34,7 @@ def test_encap_program_encapsulates_ipv4_and_keys_the_rest():
     try:
         frame = bytes(12) + b"\x08\x00" + bytes([0x45]) + bytes(49)
         res = bpf.prog_test_run(fd, frame)
-        assert res.retval == 7 and len(res.data) == len(frame) + 50     # TC_ACT_REDIRECT
+        assert res.retval == bpf.TC_ACT_REDIRECT and len(res.data) == len(frame) + 50
         assert res.data[14 + 12:14 + 20] == bytes([172, 16, 1, 2, 172, 16, 2, 3])
         assert res.data[14 + 22:14 + 24] == (4793).to_bytes(2, "big")
         res = bpf.prog_test_run(fd, bytes(12) + b"\x08\x06" + bytes(50))  # ARP: the key

@@ -27,7 +27,7 @@ from tests.harness import packets
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root: programs are loaded with bpf(2)")
 
-TC_ACT_REDIRECT = 7
+TC_ACT_REDIRECT = bpf.TC_ACT_REDIRECT
 NEXT = bpf.TC_ACT_UNSPEC & 0xFFFFFFFF
 FMAP = FanMap.parse("250.0.0.0/8", "172.16.0.0/16")
 HOST = IPv4Address("172.16.1.2")
