@@ -148,7 +148,7 @@ def _encap(fan, underlay, obs) -> dict:
         if iface.ip == underlay.address:
             connected = str(iface.network)
     return {"local": str(underlay.address), "underlay_dev": underlay.ifname,
-            "underlay_index": link.index if link is not None else underlay.ifindex,
+            "underlay_index": underlay.ifindex,
             "connected": connected, "port": fan.port}
 
 

@@ -136,7 +136,8 @@ def test_vxlan_programs_encapsulate_to_the_underlay_interface():
     state = recorded(t, first)
     done = _with_underlay(converge(t))
     assert P.plan_up(t, done, state) == []
-    again = P.plan_up(t, _with_underlay(converge(t), index=9), state)
+    back = target(t.fan, Resolved("ul0", 9, UL.address, UL.network, UL.mtu))
+    again = P.plan_up(back, _with_underlay(converge(back), index=9), state)
     assert [type(a) for a in again] == [A.AttachPrograms, A.Record]
     assert again[0].underlay_index == 9
     again = P.plan_up(t, _with_underlay(converge(t), addresses=("172.16.3.4/16",)), state)
