@@ -170,7 +170,7 @@ def _load(params: FanParams, direction: str) -> tuple[int, FanParams]:
     """Load one of the fan's programs.  A kernel that refuses the encapsulating egress
     program (one older than bpf_redirect_neigh with a next hop, 5.11) gets the one
     that sets the tunnel key; the parameters actually loaded are returned."""
-    prog = fanprog.programs(params)[direction]
+    prog = (fanprog.ingress if direction == "ingress" else fanprog.egress)(params)
     try:
         return bpf.prog_load(bpf.assemble(prog),
                              name=fanprog.program_name(params, direction)), params
