@@ -1,12 +1,12 @@
-"""VXLAN encapsulation in the fan's egress program: the upstream datapath's IPv4 path.
+"""Encapsulation in the fan's egress program: the upstream datapath's IPv4 path.
 
-Given a tunnel key by ``bpf_skb_set_tunnel_key``, a collect-metadata VXLAN device
+Given a tunnel key by ``bpf_skb_set_tunnel_key``, a collect-metadata tunnel device
 looks the route to the remote up for every packet (the helper marks the key "no
 cache"), takes a metadata dst, and sends the packet through the tunnel's transmit
 path and the host's netfilter output hooks: together 5-10 % of what a hand-built
 tunnel costs (docs/SPEED.md).  For IPv4 the egress program
 (:func:`fangen.datapath.fanprog.egress`) does the encapsulation itself instead,
-with the remote it computed (:func:`program`):
+with the remote it computed.  VXLAN (:func:`program`):
 
 * ``bpf_skb_adjust_room(skb, 50, BPF_ADJ_ROOM_MAC, ...)`` makes room for the outer
   IPv4, UDP and VXLAN headers and the inner Ethernet header behind the frame's
@@ -24,6 +24,20 @@ with the remote it computed (:func:`program`):
   prefix the underlay address is connected to are sent this way; a remote behind a
   router keeps the tunnel key, so the kernel routes it as before (with the outer UDP
   port in the flow, which a multi-homed fan's policy rule matches on).
+
+IPIP (:func:`program_ipip`) is the same with an outer IPv4 header only (protocol 4,
+marked ``ENCAP_L3_IPV4`` for GSO) and an Ethernet header put in front of it
+(``bpf_skb_change_head``: the tunnel is an L3 device, bpf_redirect_neigh wants one).
+
+The egress program sets the tunnel key first, also for the packets it then
+encapsulates: the key's metadata dst replaces the overlay route's dst that a routed
+packet (every IPIP packet, a host's own on VXLAN) carries.  When the underlay
+neighbour is unresolved, the kernel queues the packet and, once resolved, re-sends
+it by the neighbour its dst names (``neigh_update`` and ``dst_neigh_lookup_skb``):
+with the overlay route's dst that is a neighbour on the overlay's device, and the
+packet is lost; a metadata dst names none, so the queued packet leaves by the
+underlay neighbour it waited for (tests/netns/test_upstream_datapath.py flushes
+the neighbours and sends the first packet).
 
 The bytes on the wire are what the device would have sent (a kernel-fan host or an
 older fangen receives them alike).  What stays on the tunnel-key path: ARP (the
@@ -48,6 +62,7 @@ from fangen.datapath.bpf import (
     FN_GET_HASH_RECALC,
     FN_REDIRECT_NEIGH,
     FN_SKB_ADJUST_ROOM,
+    FN_SKB_CHANGE_HEAD,
     AND,
     DW,
     FP,
@@ -106,6 +121,8 @@ INNER = VXLAN_HDR + 8               # the inner Ethernet header
 ROOM = INNER                         # what adjust_room inserts: 50 bytes
 ADJ_FLAGS = (ADJ_ROOM_FIXED_GSO | ADJ_ROOM_ENCAP_L3_IPV4 | ADJ_ROOM_ENCAP_L4_UDP
              | ADJ_ROOM_ENCAP_L2_ETH | ETH_HLEN << ADJ_ROOM_ENCAP_L2_SHIFT)
+IPPROTO_IPIP = 4
+IPPROTO_UDP = 17
 SPORT_MIN = 49152                   # source ports 49152..65535 (RFC 7348 suggests them)
 AF_INET = 2
 _NH = -24                           # struct bpf_redir_neigh on the stack: -24 .. -4
@@ -114,21 +131,21 @@ _NH = -24                           # struct bpf_redir_neigh on the stack: -24 .
 @dataclass(frozen=True)
 class Encap:
     """Where the encapsulated packets leave: the fan's underlay address, the index of
-    the interface holding it, the fan's UDP port, and the prefix that address is
+    the interface holding it, a VXLAN fan's UDP port (0 for IPIP), and the prefix that address is
     connected to there: remotes inside it are encapsulated and sent to directly, the
     others keep the tunnel key (their route may depend on the outer UDP port, as a
     multi-homed fan's policy rule does, which a lookup from the program cannot see)."""
 
     local: IPv4Address
     ifindex: int
-    port: int
+    port: int                      # VXLAN's; 0 for IPIP
     connected: IPv4Network
 
     def __post_init__(self) -> None:
         if not 0 < self.ifindex < 1 << 31:
             raise ValueError(f"interface index {self.ifindex} is out of range")
-        if not 0 < self.port < 1 << 16:
-            raise ValueError(f"UDP port {self.port} is not in 1..65535")
+        if not 0 <= self.port < 1 << 16:
+            raise ValueError(f"UDP port {self.port} is not in 1..65535 (0: IPIP)")
 
 
 def _imm(data: bytes) -> int:
@@ -161,13 +178,13 @@ def _adjust_room(room: int, flags: int, fallback: str) -> list[Item]:
     ]
 
 
-def _outer_ipv4(enc: Encap, ttl: int, inner_ip: int, extra: int) -> list[Item]:
+def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int, extra: int) -> list[Item]:
     """The outer IPv4 header at OUTER_IP (r2 = data), for the frame length in r7 plus
     ``extra`` bytes; the inner IPv4 header at ``inner_ip`` gives the ECN bits (CE is
     sent as ECT(0)).  Leaves r0 = the outer total length."""
     src = enc.local.packed
     # its checksum: all but ECN, total length and remote summed in advance
-    fixed = (0x4500 + (ttl << 8 | 17) + int.from_bytes(src[:2], "big")
+    fixed = (0x4500 + (ttl << 8 | proto) + int.from_bytes(src[:2], "big")
              + int.from_bytes(src[2:], "big"))
     return [
         ldx_mem(B, R5, R2, inner_ip + 1),
@@ -184,7 +201,7 @@ def _outer_ipv4(enc: Encap, ttl: int, inner_ip: int, extra: int) -> list[Item]:
         stx_mem(H, R2, R1, OUTER_IP + 2),
         st_mem(W, R2, OUTER_IP + 4, 0),               # id 0, no DF, no fragment
         st_mem(B, R2, OUTER_IP + 8, ttl),
-        st_mem(B, R2, OUTER_IP + 9, 17),                # UDP
+        st_mem(B, R2, OUTER_IP + 9, proto),
         st_mem(W, R2, OUTER_IP + 12, _imm(src)),
         mov32_reg(R1, R8),
         be(R1, 32),
@@ -233,8 +250,8 @@ def _redirect(enc: Encap) -> list[Item]:
 
 
 def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
-    """Encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host order), a
-    remote the caller found in ``enc.connected``.
+    """VXLAN: encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host
+    order), a remote the caller found in ``enc.connected``.
 
     Jumps to ``fallback`` (the tunnel-key path) when the headers are not linear or
     adjust_room refuses the packet; after that the packet is changed, so a failure is
@@ -252,7 +269,7 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         ldx_mem(W, R1, R2, 4), stx_mem(W, R2, R1, INNER + 4),
         ldx_mem(W, R1, R2, 8), stx_mem(W, R2, R1, INNER + 8),
         ldx_mem(H, R1, R2, 12), stx_mem(H, R2, R1, INNER + 12),
-        *_outer_ipv4(enc, ttl, INNER + ETH_HLEN, ROOM - ETH_HLEN),
+        *_outer_ipv4(enc, ttl, IPPROTO_UDP, INNER + ETH_HLEN, ROOM - ETH_HLEN),
         # UDP: a source port from the flow hash, the fan's port, the length, no checksum
         alu64_imm(AND, R9, 0xFFFF - SPORT_MIN),
         alu64_imm(OR, R9, SPORT_MIN),
@@ -266,5 +283,26 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         # VXLAN: flag I, VNI
         st_mem(W, R2, VXLAN_HDR, _imm(b"\x08\x00\x00\x00")),
         st_mem(W, R2, VXLAN_HDR + 4, _imm(vni.to_bytes(3, "big") + b"\x00")),
+        *_redirect(enc),
+    ]
+
+
+def program_ipip(enc: Encap, ttl: int, fallback: str) -> list[Item]:
+    """IPIP: encapsulate and redirect; r6 = skb (an IPv4 packet, no link-layer header:
+    the tunnel is an L3 device), r8 = remote as in :func:`program`.  Room for the
+    outer IPv4 header first (marked IPIP for GSO), then for an Ethernet header in
+    front (``bpf_skb_change_head``), which bpf_redirect_neigh fills.  ``fallback``
+    and ``drop`` as in :func:`program`."""
+    return [
+        *_linear(20, fallback),
+        ldx_mem(W, R7, R6, SKB_LEN),                 # the packet's length
+        *_adjust_room(20, ADJ_ROOM_FIXED_GSO | ADJ_ROOM_ENCAP_L3_IPV4, fallback),
+        mov64_reg(R1, R6),
+        mov64_imm(R2, ETH_HLEN),
+        mov64_imm(R3, 0),
+        call(FN_SKB_CHANGE_HEAD),
+        jmp_imm(JNE, R0, 0, "drop"),
+        *_linear(OUTER_IP + 20 + 2, "drop"),         # up to the inner IPv4 TOS
+        *_outer_ipv4(enc, ttl, IPPROTO_IPIP, OUTER_IP + 20, 20),
         *_redirect(enc),
     ]

@@ -15,10 +15,10 @@ to the next filter on the hook (``TC_ACT_UNSPEC``); the last filter,
   compute the remote underlay host with the fan formula
   (:meth:`fangen.fanmap.FanMap.host_for_address`), set the tunnel key (VNI,
   remote, TTL; VXLAN without an outer UDP checksum, like a hand-built VXLAN
-  device) and pass.  With :class:`~fangen.datapath.encap.Encap` parameters, a VXLAN
-  fan's IPv4 frames are instead encapsulated by the program itself and redirected
-  to the underlay interface (:mod:`fangen.datapath.encap`; ARP and IPv6 keep the
-  tunnel key).  The headers are read in place (direct packet access); only
+  device) and pass.  With :class:`~fangen.datapath.encap.Encap` parameters, IPv4
+  is then encapsulated by the program itself and redirected to the underlay
+  interface (:mod:`fangen.datapath.encap`; a VXLAN fan's ARP and IPv6 go on with
+  the tunnel key).  The headers are read in place (direct packet access); only
   headers outside the skb's linear part are copied with ``bpf_skb_load_bytes``.
   Frames that are neither IPv4 nor ARP leave through one labelled place,
   :data:`NOT_IPV4`.
@@ -125,7 +125,7 @@ class FanParams:
     mode: str = "vxlan"
     ttl: int = DEFAULT_TTL
     overlay6: IPv6Network | None = None      # a dual-stack fan's (fanprog6)
-    encap: Encap | None = None               # VXLAN: IPv4 encapsulated by the program
+    encap: Encap | None = None               # IPv4 encapsulated by the program itself
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -139,8 +139,9 @@ class FanParams:
             raise ValueError(f"VNI {self.vni} does not fit in 24 bits")
         if not 1 <= self.ttl <= 255:
             raise ValueError(f"TTL {self.ttl} is not in 1..255")
-        if self.encap is not None and self.mode != "vxlan":
-            raise ValueError("only a VXLAN fan's program encapsulates")
+        if self.encap is not None and (self.mode == "vxlan") != bool(self.encap.port):
+            raise ValueError("a VXLAN fan's encapsulation needs its UDP port, an IPIP "
+                             "fan's has none")
 
     @classmethod
     def for_host(cls, fmap: FanMap, host: IPv4Address | str, mode: str = "vxlan",
@@ -394,11 +395,6 @@ def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) 
     code += _map_remote(params)
     if trace_mark:
         code.append(stx_mem(W, R6, R8, SKB_MARK))
-    if params.encap is not None:        # fangen.datapath.encap: IPv4 to the segment
-        code += [jmp_imm(JNE, R9, ETH_P_IP, "key"),
-                 *_in_net(R8, params.encap.connected, "key"),
-                 *encap_code.program(params.encap, params.vni, params.ttl, "key"),
-                 Label("key")]
     # VXLAN: no outer UDP checksum, like a VXLAN device built by hand (and the kernel
     # datapath's): without the flag the kernel would compute one for every packet
     flags = BPF_F_ZERO_CSUM_TX if params.mode == "vxlan" else 0
@@ -408,8 +404,19 @@ def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) 
         stx_mem(W, FP, R8, _KEY + TK_REMOTE_IPV4),
         st_mem(B, FP, _KEY + TK_TTL, params.ttl),
         *_key_call(FN_SKB_SET_TUNNEL_KEY, "drop", flags),
-        ja("pass"),
     ]
+    if params.encap is not None:        # fangen.datapath.encap: IPv4 to the segment
+        # after the key, also for what is encapsulated: its metadata dst replaces the
+        # overlay route's, which a packet queued for an unresolved underlay neighbour
+        # would otherwise be re-sent by (encap.py says how that loses it)
+        if params.mode == "vxlan":
+            code.append(jmp_imm(JNE, R9, ETH_P_IP, "pass"))
+        code += _in_net(R8, params.encap.connected, "pass")
+        code += (encap_code.program(params.encap, params.vni, params.ttl, "pass")
+                 if params.mode == "vxlan" else
+                 encap_code.program_ipip(params.encap, params.ttl, "pass"))
+    else:
+        code.append(ja("pass"))
     if params.mode == "vxlan":
         code += _not_ipv4(params, trace_mark)
     code += _verdicts()

@@ -221,8 +221,8 @@ class AttachPrograms(Action):
     fan: str = ""                  # whose programs (several fans may share the device)
     shared: bool = False
     overlay6: str = ""             # a dual-stack fan's (fangen.datapath.fanprog6)
-    # VXLAN: where the program's own encapsulation sends (fangen.datapath.encap): the
-    # underlay address, its interface (name, index) and connected prefix, the fan's port
+    # where the program's own encapsulation sends (fangen.datapath.encap): the underlay
+    # address, its interface (name, index) and connected prefix, VXLAN's port
     local: str = ""
     underlay_dev: str = ""
     underlay_index: int = 0

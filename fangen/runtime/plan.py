@@ -137,8 +137,8 @@ def _tunnel_conflict(spec: CreateTunnel, obs: Observed, going: set) -> str | Non
 
 
 def _encap(fan, underlay, obs) -> dict:
-    """Where a VXLAN fan's egress program sends what it encapsulates: the underlay
-    address and interface, and the prefix that address is connected to there."""
+    """Where a fan's egress program sends what it encapsulates: the underlay address
+    and interface, the prefix that address is connected to there, VXLAN's port."""
     link = obs.links.get(underlay.ifname)
     connected = ""
     for addr in link.addresses if link is not None else ():
@@ -149,7 +149,7 @@ def _encap(fan, underlay, obs) -> dict:
             connected = str(iface.network)
     return {"local": str(underlay.address), "underlay_dev": underlay.ifname,
             "underlay_index": underlay.ifindex,
-            "connected": connected, "port": fan.port}
+            "connected": connected, "port": fan.port if fan.type == "vxlan" else 0}
 
 
 def plan_up(t: Target, obs: Observed, state: State | None) -> list:
@@ -258,7 +258,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
                                 str(t.underlay.network), str(sl.network),
                                 fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared,
                                 str(fan.overlay6) if fan.overlay6 is not None else "",
-                                **(_encap(fan, t.underlay, obs) if fan.type == "vxlan" else {}))
+                                **_encap(fan, t.underlay, obs))
         recorded = state.tc.get(dev, {}).get("params")
         attached = obs.tc.get(dev, {})
         if tunnel is None or recreate or recorded != attach.params() or \

@@ -139,14 +139,27 @@ def test_arp_and_ipv6_keep_the_tunnel_key_and_the_rest_its_verdict(load):
 
 
 def test_encap_parameters_are_checked():
-    for bad in ({"ifindex": 0}, {"ifindex": 1 << 31}, {"port": 0}, {"port": 65536}):
+    for bad in ({"ifindex": 0}, {"ifindex": 1 << 31}, {"port": -1}, {"port": 65536}):
         with pytest.raises(ValueError):
             Encap(**{"local": HOST, "ifindex": 1, "port": 8472, "connected": FMAP.underlay,
                      **bad})
-    with pytest.raises(ValueError, match="VXLAN"):
-        replace(FanParams.for_host(FMAP, HOST, "ipip"), encap=Encap(HOST, 1, 8472, FMAP.underlay))
+    with pytest.raises(ValueError, match="UDP port"):          # VXLAN needs one, IPIP not
+        replace(FanParams.for_host(FMAP, HOST, "vxlan"), encap=Encap(HOST, 1, 0, FMAP.underlay))
+    replace(FanParams.for_host(FMAP, HOST, "ipip"), encap=Encap(HOST, 1, 0, FMAP.underlay))
     assert fanprog.program_name(params(), "egress") == "fan_vx_encap"
     assert fanprog.program_name(params(), "ingress") == "fan_vx_in"
+
+
+def test_ipip_encapsulation_loads_and_leaves_other_remotes_the_key(load):
+    # what it writes needs a real IPIP device (a test run hands the program an
+    # Ethernet frame, an L3 tunnel does not): tests/netns/test_upstream_datapath.py
+    p = replace(FanParams.for_host(FMAP, HOST, "ipip"),
+                encap=Encap(HOST, 1, 0, IPv4Network("172.16.1.0/24")))
+    assert fanprog.program_name(p, "egress") == "fan_ip_encap"
+    run = load(p)
+    inner = packets.ipv4("250.1.2.10", "250.9.9.9", packets.udp(1, 2, b"x"))
+    assert (run(inner).retval, run(inner).data) == (bpf.TC_ACT_OK, inner)   # 172.16.9.9
+    assert run(packets.ipv4("250.1.2.10", "250.1.2.99")).retval == bpf.TC_ACT_SHOT
 
 
 def test_a_kernel_that_refuses_it_gets_the_tunnel_key(monkeypatch):

@@ -142,10 +142,10 @@ def test_vxlan_programs_encapsulate_to_the_underlay_interface():
     assert again[0].underlay_index == 9
     again = P.plan_up(t, _with_underlay(converge(t), addresses=("172.16.3.4/16",)), state)
     assert [a.connected for a in again if isinstance(a, A.AttachPrograms)] == ["172.16.0.0/16"]
-    # IPIP programs set the tunnel key (the encapsulation is VXLAN's)
+    # IPIP programs encapsulate too, with no port
     ipip = target(fan(type="ipip"))
     attach = next(a for a in P.plan_up(ipip, obs, None) if isinstance(a, A.AttachPrograms))
-    assert attach.underlay_dev == "" and "encapsulating" not in str(attach)
+    assert (attach.underlay_dev, attach.connected, attach.port) == ("ul0", "172.16.3.0/24", 0)
 
 
 def test_networkd_made_bridge_is_used_not_recreated():
@@ -235,7 +235,7 @@ def test_a_second_ipip_fan_shares_the_device():
         "add address 251.3.4.1/24 dev g",
         "add route 251.0.0.0/8 dev fangen-ipip src 251.3.4.1",
         "attach tc programs to fangen-ipip (ipip, overlay 251.0.0.0/8, underlay "
-        "172.16.0.0/16, own slice 251.3.4.0/24, vni 0)",
+        "172.16.0.0/16, own slice 251.3.4.0/24, vni 0, encapsulating to ul0)",
     ]
     [attach] = [a for a in second if isinstance(a, A.AttachPrograms)]
     assert (attach.fan, attach.shared) == ("g", True)
@@ -330,7 +330,7 @@ def test_underlay_move_replaces_the_slice_everywhere():
         "delete route 250.0.0.0/8 dev fangen-ipip src 250.3.4.1",
         "add route 250.0.0.0/8 dev fangen-ipip src 250.5.6.1",
         "attach tc programs to fangen-ipip (ipip, overlay 250.0.0.0/8, underlay "
-        "172.16.0.0/16, own slice 250.5.6.0/24, vni 0)",
+        "172.16.0.0/16, own slice 250.5.6.0/24, vni 0, encapsulating to ul0)",
         "replace nft table ip fangen-f:",
         "write run/fangen/f/dnsmasq.conf",
         "write run/systemd/network/10-fangen-f.network.d/50-slice.conf",
