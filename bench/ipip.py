@@ -10,6 +10,8 @@ share nothing but the kernel:
 * ``fan``: the upstream datapath as fangen builds it, a collect-metadata IPIP
   device (``ipip external``) with fangen's tc programs
   (:func:`fangen.datapath.upstream.attach`), the overlay 250.0.0.0/8 routed via it;
+  the egress program encapsulates IPv4 itself and sends it to the underlay
+  interface (:mod:`fangen.datapath.encap`), as ``fangen up`` has it do;
 * ``fan-kernel`` (fan-patched kernel only): the kernel datapath, an IPIP device
   with a fan map (:func:`fangen.datapath.kernelfan.create_ipip_fan`);
 * ``ipip``: a hand-built point-to-point tunnel (``ip link add tun0 type ipip
@@ -19,11 +21,15 @@ share nothing but the kernel:
   on a collect-metadata device: ``bpf_skb_set_tunnel_key`` sets ``TUNNEL_NOCACHE``);
 * ``ipipmd``: a collect-metadata IPIP device driven by a program that sets one
   fixed key (bench/tunnels.py ``static_key_program``): the kernel's
-  collect-metadata path without any fan logic.
+  collect-metadata path without any fan logic;
+* ``ipipbpf``: ``ipipmd`` whose program then encapsulates IPv4 itself to the one
+  remote with fangen's code (bench/tunnels.py ``encap_program``): the fan's transmit
+  path without the fan's decisions.
 
 The report then splits the gap between ``ipip`` and the fan by cause:
 ``ipipnc / ipip`` the per-packet route lookup, ``ipipmd / ipipnc`` the metadata
-dst, ``fan / ipipmd`` the fan's programs.
+dst, ``ipipbpf / ipip`` the encapsulation in the program, ``fan / ipipbpf`` the fan's
+programs.
 
 Rounds, metrics and the printout are bench/throughput.py's (TCP Gbit/s and CPU per
 KiB, UDP 64-byte kpps and CPU per packet; medians, spread, ratios).  The guest is
@@ -38,12 +44,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
+from ipaddress import ip_address
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import cycles, throughput, tunnels  # noqa: E402
 from bench.stats import rotated  # noqa: E402
 from fangen.datapath import kernelfan, rtnl, upstream  # noqa: E402
+from fangen.datapath.encap import Encap  # noqa: E402
 from fangen.datapath.fanprog import FanParams  # noqa: E402
 from fangen.fanmap import FanMap  # noqa: E402
 from tests.harness import HarnessError  # noqa: E402
@@ -53,11 +62,14 @@ MTU = 1480
 FMAP = FanMap.parse("250.0.0.0/8", "172.16.0.0/16")
 NAMES = {"fan": "fan, upstream datapath", "fan-kernel": "fan, kernel datapath",
          "ipip": "IPIP by hand, static remote", "ipipnc": "IPIP by hand, no dst cache",
-         "ipipmd": "IPIP external + fixed key"}
+         "ipipmd": "IPIP external + fixed key",
+         "ipipbpf": "IPIP external, encap in program"}
 STEPS = [("ipipnc", "ipip", "route lookup per packet (no dst cache)"),
          ("ipipmd", "ipipnc", "collect-metadata: metadata dst, fixed-key program"),
-         ("fan", "ipipmd", "the fan's programs (per-packet decision, ingress check)"),
+         ("ipipbpf", "ipip", "encapsulation in the program, metadata receive"),
+         ("fan", "ipipbpf", "the fan's programs (per-packet decision, ingress check)"),
          ("fan", "ipip", "all of it"),
+         ("fan", "ipipmd", "against the tunnel-key path"),
          ("fan-kernel", "ipip", "the kernel datapath")]
 
 
@@ -102,6 +114,9 @@ def fan(run: Run, kernel: bool) -> tuple[str, str, str]:
             ip(h, "link", "add", "tun0", "mtu", str(MTU), "type", "ipip", "external")
             ip(h, "link", "set", "tun0", "up")
             ipr = run.ipr(h)
+            params = replace(params, encap=Encap(ip_address(addr),
+                                                 ipr.link_lookup(ifname="ul0")[0], 0,
+                                                 FMAP.underlay))
             if not upstream.attach(ipr, ipr.link_lookup(ifname="tun0")[0], params):
                 raise HarnessError(f"{h}: the fan's programs are not attached")
         c = _container(run, h, tag, n, str(params.own_slice), str(gw), str(gw + 1))
@@ -111,9 +126,10 @@ def fan(run: Run, kernel: bool) -> tuple[str, str, str]:
 
 
 def by_hand(run: Run, tag: str = "p", net: int = 96, mark: bool = False,
-            external: bool = False) -> tuple[str, str, str]:
+            external: bool = False, encap: bool = False) -> tuple[str, str, str]:
     """A two-host IPIP tunnel with a static remote; ``mark``: every packet marked
-    (``ipipnc``); ``external``: on a collect-metadata device with a fixed key (``ipipmd``)."""
+    (``ipipnc``); ``external``: on a collect-metadata device with a fixed key (``ipipmd``),
+    ``encap`` too: IPv4 encapsulated by its program (``ipipbpf``)."""
     sw = switch_ns(run, f"{tag}sw")
     addrs = (f"172.16.{net - 91}.6", f"172.16.{net - 90}.7")
     ends = []
@@ -125,7 +141,11 @@ def by_hand(run: Run, tag: str = "p", net: int = 96, mark: bool = False,
             ip(h, "link", "add", "tun0", "mtu", str(MTU), "type", "ipip", "remote", peer,
                "local", addr)
         ip(h, "link", "set", "tun0", "up")
-        if external:
+        if encap:
+            ul0 = run.ipr(h).link_lookup(ifname="ul0")[0]
+            tunnels.egress_program(h, "tun0", tunnels.encap_program(
+                0, 0, addr, peer, ul0, str(FMAP.underlay), ipip=True), "encap")
+        elif external:
             tunnels.egress_program(h, "tun0", tunnels.static_key_program(0, peer),
                                     "static_key")
         elif mark:
@@ -137,7 +157,8 @@ def by_hand(run: Run, tag: str = "p", net: int = 96, mark: bool = False,
     return ends[0][0], ends[1][1], ends[1][0]
 
 
-TAGS = {"fan": "f", "fan-kernel": "k", "ipip": "p", "ipipnc": "n", "ipipmd": "m"}
+TAGS = {"fan": "f", "fan-kernel": "k", "ipip": "p", "ipipnc": "n", "ipipmd": "m",
+        "ipipbpf": "b"}
 
 
 def program_costs(run: Run, paths: dict, seconds: float) -> None:
@@ -187,7 +208,8 @@ def main() -> int:
         try:
             built = {"fan": fan(run, False), "ipip": by_hand(run),
                      "ipipnc": by_hand(run, "n", 95, mark=True),
-                     "ipipmd": by_hand(run, "m", 94, external=True)}
+                     "ipipmd": by_hand(run, "m", 94, external=True),
+                     "ipipbpf": by_hand(run, "b", 93, external=True, encap=True)}
             if kernelfan.present()["ipip"]:
                 built["fan-kernel"] = fan(run, True)
             paths = {}

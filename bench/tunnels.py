@@ -167,6 +167,12 @@ def routed(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
 def static_key_program(vni: int, remote: str) -> list:
     """A tc egress program that sets one fixed tunnel key (VNI, remote, TTL 64, no UDP
     checksum) on every packet: the least a collect-metadata device can be driven with."""
+    from fangen.datapath import bpf as b
+    return [*_static_key(vni, remote), b.mov64_imm(b.R0, b.TC_ACT_OK), b.exit_()]
+
+
+def _static_key(vni: int, remote: str) -> list:
+    """r6 = skb (r1 on entry); bpf_skb_set_tunnel_key with the fixed key."""
     from ipaddress import IPv4Address
 
     from fangen.datapath import bpf as b
@@ -180,8 +186,6 @@ def static_key_program(vni: int, remote: str) -> list:
         b.mov64_reg(b.R1, b.R6), b.mov64_reg(b.R2, b.FP), b.alu64_imm(b.ADD, b.R2, -32),
         b.mov64_imm(b.R3, b.TK_SIZE_V4), b.mov64_imm(b.R4, b.BPF_F_ZERO_CSUM_TX),
         b.call(b.FN_SKB_SET_TUNNEL_KEY),
-        b.mov64_imm(b.R0, b.TC_ACT_OK),
-        b.exit_(),
     ]
 
 
@@ -195,10 +199,12 @@ def l2_external(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
 
 
 def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int,
-                  connected: str) -> list:
-    """A tc egress program that encapsulates every IPv4 frame to ``remote`` with fangen's
-    own code (:func:`fangen.datapath.encap.program`) and gives every other frame (ARP)
-    the fixed tunnel key of :func:`static_key_program`."""
+                  connected: str, ipip: bool = False) -> list:
+    """A tc egress program that sets the fixed tunnel key of :func:`static_key_program`
+    on every frame and then, as the fan's egress program does, encapsulates every IPv4
+    frame to ``remote`` with fangen's own code (:func:`fangen.datapath.encap.program`);
+    the others (ARP) go on with the key.  ``ipip``: for an IPIP device
+    (:func:`fangen.datapath.encap.program_ipip`; ``vni`` and ``port`` 0)."""
     import socket
     from ipaddress import IPv4Address, IPv4Network
 
@@ -206,14 +212,14 @@ def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int,
     from fangen.datapath import encap
     enc = encap.Encap(IPv4Address(local), ifindex, port, IPv4Network(connected))
     return [
-        b.mov64_reg(b.R6, b.R1),
+        *_static_key(vni, remote),
         b.ldx_mem(b.W, b.R0, b.R6, b.SKB_PROTOCOL),
         b.jmp_imm(b.JNE, b.R0, socket.htons(0x0800), "key"),        # skb->protocol
         *b.ld_imm64(b.R8, int(IPv4Address(remote))),
-        *encap.program(enc, vni, 64, "key"),
+        *(encap.program_ipip(enc, 64, "key") if ipip else encap.program(enc, vni, 64, "key")),
         b.Label("key"),
-        b.mov64_reg(b.R1, b.R6),
-        *static_key_program(vni, remote),
+        b.mov64_imm(b.R0, b.TC_ACT_OK),
+        b.exit_(),
         b.Label("drop"),
         b.mov64_imm(b.R0, b.TC_ACT_SHOT),
         b.exit_(),

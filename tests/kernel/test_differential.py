@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import socket
+from dataclasses import replace
 
 import kutil
 import pytest
@@ -17,6 +18,7 @@ from test_ipip_fan import _remote_pairs
 
 from fangen.datapath import fanprog, rtnl, upstream
 from fangen.datapath import kernelfan as kf
+from fangen.datapath.encap import Encap
 from fangen.fanmap import FanMap
 from tests.harness.ns import ip, iproute_in, socket_in
 
@@ -78,7 +80,8 @@ def test_same_underlay_host_for_random_pairs(net):
 
 
 def test_kernel_fan_host_and_upstream_host_talk(net):
-    """Host 0 and 2 use the kernel fan, host 1 the upstream datapath; containers ping."""
+    """Host 0 and 2 use the kernel fan, host 1 the upstream datapath with its programs
+    encapsulating IPv4 themselves (as fangen attaches them); containers ping."""
     pair = ("250.0.0.0/8", "172.16.0.0/16")
     fmap = FanMap.parse(*pair)
     fan = kutil.build_kernel_fan(net, *pair, ["172.16.1.2", "172.16.2.3", "172.16.3.4"])
@@ -90,6 +93,8 @@ def test_kernel_fan_host_and_upstream_host_talk(net):
     params = fanprog.FanParams.for_host(fmap, h1.addr, "ipip")
     ipr = iproute_in(h1.ns)
     try:
+        params = replace(params, encap=Encap(h1.addr, ipr.link_lookup(ifname="eth0")[0], 0,
+                                             fmap.underlay))
         upstream.attach(ipr, ipr.link_lookup(ifname="fanu")[0], params)
     finally:
         ipr.close()
