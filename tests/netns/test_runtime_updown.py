@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -257,6 +258,22 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
         wait_until(lambda: w.state()["dnsmasq"].get("pid") not in (None, new["dnsmasq"]["pid"]),
                    10, "dnsmasq to come back")
 
+        # the underlay interface is deleted and made again, with a new index: the
+        # programs are attached again, encapsulating to the new interface
+        tc = w.state()["tc"]["fan250-tun"]["params"]
+        ip(w.h, "link", "del", "ul0")
+        veth(w.h, "ul0", w.sw, "p1")
+        ip(w.sw, "addr", "add", "172.16.0.1/16", "dev", "p1")
+        ip(w.h, "addr", "add", "172.16.5.6/16", "dev", "ul0")
+        ip(w.h, "route", "replace", "default", "via", "172.16.0.1")
+        index = json.loads(ip(w.h, "-j", "link", "show", "ul0").stdout)[0]["ifindex"]
+        assert index != tc["underlay_index"]
+        wait_until(lambda: w.state()["tc"].get("fan250-tun", {}).get("params", {})
+                   .get("underlay_index") == index, 10, "the programs for the new ul0")
+        assert w.bridge_addrs() == ["250.5.6.1/8"]
+        egress = sh("tc", "-n", w.h, "filter", "show", "dev", "fan250-tun", "egress").stdout
+        assert " name fan_vx_encap " in egress, egress
+
         # SIGTERM: run exits and leaves the fan up
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
@@ -276,8 +293,13 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
             proc.wait()
     fangen(w.h, w.root, "down", "fan250", "--purge")      # c0 is still a port
     after = snapshot(w.h)
-    # the underlay address changed on purpose; everything else is as before
+    # the underlay address changed on purpose, and ul0 was made again (its place in
+    # the list, peer index and MAC); everything else is as before
     def strip(snap):
-        return {k: (v.replace("172.16.5.6", "172.16.3.4") if isinstance(v, str) else v)
-                for k, v in snap.items()}
+        out = {k: (v.replace("172.16.5.6", "172.16.3.4") if isinstance(v, str) else v)
+               for k, v in snap.items()}
+        for k in ("links", "addresses"):
+            out[k] = sorted(re.sub(r"@if\d+|([0-9a-f]{2}:){5}[0-9a-f]{2}", "", line)
+                            for line in out[k].splitlines())
+        return out
     assert strip(after) == strip(before)
