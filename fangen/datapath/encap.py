@@ -40,10 +40,11 @@ underlay neighbour it waited for (tests/netns/test_upstream_datapath.py flushes
 the neighbours and sends the first packet).
 
 The bytes on the wire are what the device would have sent (a kernel-fan host or an
-older fangen receives them alike).  What stays on the tunnel-key path: ARP (the
-helper takes only IPv4 and IPv6 skbs), a dual-stack fan's IPv6, remotes outside the
-connected prefix, frames whose IPv4 header is not in the skb's linear part, and any
-packet the helper refuses (one already marked as encapsulated).  The differences from the device, which the docs state: the outer
+older fangen receives them alike).  What stays on the tunnel-key path: a VXLAN
+fan's ARP (the helper takes only IPv4 and IPv6 skbs) and IPv6 (a dual-stack fan's),
+remotes outside the connected prefix, packets whose IPv4 header is not in the skb's
+linear part, and any packet the helper refuses (one already marked as
+encapsulated).  The differences from the device, which the docs state: the outer
 packets leave without passing the host's netfilter output and postrouting hooks, and
 a more specific route or policy rule for a remote inside the connected prefix is not
 consulted.
@@ -131,10 +132,11 @@ _NH = -24                           # struct bpf_redir_neigh on the stack: -24 .
 @dataclass(frozen=True)
 class Encap:
     """Where the encapsulated packets leave: the fan's underlay address, the index of
-    the interface holding it, a VXLAN fan's UDP port (0 for IPIP), and the prefix that address is
-    connected to there: remotes inside it are encapsulated and sent to directly, the
-    others keep the tunnel key (their route may depend on the outer UDP port, as a
-    multi-homed fan's policy rule does, which a lookup from the program cannot see)."""
+    the interface holding it, a VXLAN fan's UDP port (0 for IPIP), and the prefix
+    that address is connected to there: remotes inside it are encapsulated and sent
+    to directly, the others keep the tunnel key (their route may depend on the outer
+    UDP port, as a multi-homed fan's policy rule does, which a lookup from the
+    program cannot see)."""
 
     local: IPv4Address
     ifindex: int
