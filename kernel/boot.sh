@@ -27,14 +27,21 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 kernel= initrd= out= mem=1024 timeout=900 append= allow_oops=0 quiet=0 icount=
+# an option's value: one line and exit 2 when it is missing (or, with a pattern,
+# does not match it), not an unbound-variable error
+value() {  # option, pattern, what it takes, the rest of the arguments
+	local opt=$1 pat=$2 what=$3
+	shift 3
+	[ $# -ge 2 ] && [[ $2 =~ $pat ]] || { echo "$0: $opt takes $what" >&2; exit 2; }
+}
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--kernel) kernel=$2; shift 2 ;;
-	--initrd) initrd=$2; shift 2 ;;
-	--out) out=$2; shift 2 ;;
-	--mem) mem=$2; shift 2 ;;
-	--timeout) timeout=$2; shift 2 ;;
-	--append) append=$2; shift 2 ;;
+	--kernel) value "$1" . "a file" "$@"; kernel=$2; shift 2 ;;
+	--initrd) value "$1" . "a file" "$@"; initrd=$2; shift 2 ;;
+	--out) value "$1" . "a directory" "$@"; out=$2; shift 2 ;;
+	--mem) value "$1" '^[1-9][0-9]*$' "a size in MiB" "$@"; mem=$2; shift 2 ;;
+	--timeout) value "$1" '^[1-9][0-9]*$' "a number of seconds" "$@"; timeout=$2; shift 2 ;;
+	--append) value "$1" '' "kernel arguments" "$@"; append=$2; shift 2 ;;
 	--allow-oops) allow_oops=1; shift ;;
 	--quiet) quiet=1; shift ;;
 	--icount) [[ ${2:-} =~ ^([0-9]|10)$ ]] || { echo "$0: --icount takes a shift of 0..10" >&2; exit 2; }
