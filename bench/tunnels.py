@@ -216,7 +216,7 @@ def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int,
         b.ldx_mem(b.W, b.R0, b.R6, b.SKB_PROTOCOL),
         b.jmp_imm(b.JNE, b.R0, socket.htons(0x0800), "key"),        # skb->protocol
         *b.ld_imm64(b.R8, int(IPv4Address(remote))),
-        *(encap.program_ipip(enc, 64, "key") if ipip else encap.program(enc, vni, 64, "key")),
+        *encap.program_for("ipip" if ipip else "vxlan", enc, vni, 64, "key"),
         b.Label("key"),
         b.mov64_imm(b.R0, b.TC_ACT_OK),
         b.exit_(),

@@ -308,3 +308,11 @@ def program_ipip(enc: Encap, ttl: int, fallback: str) -> list[Item]:
         *_outer_ipv4(enc, ttl, IPPROTO_IPIP, OUTER_IP + 20, 20),
         *_redirect(enc),
     ]
+
+
+def program_for(mode: str, enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
+    """The encapsulation of a fan of ``mode`` ("vxlan": :func:`program`, "ipip":
+    :func:`program_ipip`, which takes no VNI)."""
+    if mode == "vxlan":
+        return program(enc, vni, ttl, fallback)
+    return program_ipip(enc, ttl, fallback)

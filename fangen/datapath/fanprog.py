@@ -412,9 +412,8 @@ def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) 
         if params.mode == "vxlan":
             code.append(jmp_imm(JNE, R9, ETH_P_IP, "pass"))
         code += _in_net(R8, params.encap.connected, "pass")
-        code += (encap_code.program(params.encap, params.vni, params.ttl, "pass")
-                 if params.mode == "vxlan" else
-                 encap_code.program_ipip(params.encap, params.ttl, "pass"))
+        code += encap_code.program_for(params.mode, params.encap, params.vni, params.ttl,
+                                       "pass")
     else:
         code.append(ja("pass"))
     if params.mode == "vxlan":
