@@ -39,8 +39,12 @@ class HarnessError(RuntimeError):
 
 def sh(*args: str, check: bool = True, timeout: float = 30, env=None,
        input: str | None = None) -> subprocess.CompletedProcess:
-    res = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
-                         env=env, input=input)
+    try:
+        res = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                             env=env, input=input)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"{' '.join(args)}: still running after {timeout:g} s, "
+                           "stopped") from None
     if check and res.returncode != 0:
         raise HarnessError(f"{' '.join(args)} -> {res.returncode}: "
                            f"{(res.stderr or res.stdout).strip()}")
