@@ -50,7 +50,7 @@ from ipaddress import ip_address
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import cycles, throughput, tunnels  # noqa: E402
-from bench.stats import rotated  # noqa: E402
+from bench.stats import rotated, whole  # noqa: E402
 from fangen.datapath import kernelfan, rtnl, upstream  # noqa: E402
 from fangen.datapath.encap import Encap  # noqa: E402
 from fangen.datapath.fanprog import FanParams  # noqa: E402
@@ -196,8 +196,10 @@ def program_costs(run: Run, paths: dict, seconds: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="IPIP fan vs a hand-built IPIP tunnel")
-    parser.add_argument("--seconds", type=float, default=3, help="per measurement (default 3)")
-    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    parser.add_argument("--seconds", type=whole(1, 3600), default=3,
+                        help="per measurement, whole seconds (default 3)")
+    parser.add_argument("--rounds", type=whole(1, 1000), default=7,
+                        help="alternating rounds (default 7)")
     parser.add_argument("--no-program-costs", action="store_true",
                         help="skip the TCP run per path with BPF run-time statistics on")
     args = parser.parse_args()

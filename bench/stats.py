@@ -8,6 +8,8 @@ of the paths in round ``r`` so that no path always runs first or last.
 
 from __future__ import annotations
 
+import argparse
+import random
 import statistics
 from dataclasses import dataclass
 
@@ -56,6 +58,55 @@ def ratios(num: list[float], den: list[float]) -> list[float]:
     if len(num) != len(den):
         raise ValueError(f"{len(num)} vs {len(den)} rounds")
     return [a / b for a, b in zip(num, den) if b]
+
+
+def median_ci(values: list[float], level: float = 0.95, resamples: int = 4000,
+              seed: int = 1) -> tuple[float, float]:
+    """A percentile-bootstrap confidence interval for the median of ``values``.
+
+    Resamples with replacement ``resamples`` times (a fixed seed: the same values give the
+    same interval) and returns the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles
+    of the resampled medians.  With per-round ratios this says how far the median ratio
+    can be trusted: a claim "at least 0.97x" needs the low end of the interval at 0.97.
+    """
+    if not values:
+        raise ValueError("no values to summarise")
+    if not 0 < level < 1:
+        raise ValueError(f"level {level}: give a fraction between 0 and 1")
+    rng = random.Random(seed)
+    n = len(values)
+    meds = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(resamples))
+    lo = meds[int((1 - level) / 2 * (resamples - 1))]
+    hi = meds[int((1 + level) / 2 * (resamples - 1))]
+    return lo, hi
+
+
+def busy_ticks(proc_stat: str) -> int:
+    """The whole machine's busy time in clock ticks from /proc/stat's text: user, nice,
+    system, irq and softirq of the ``cpu`` line (guest time is inside user).  Idle, iowait
+    and steal -- time the hypervisor gave to someone else -- are left out."""
+    for line in proc_stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[1:8])
+            return user + nice + system + irq + softirq
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def whole(low: int, high: int):
+    """An argparse ``type`` for a whole number in low..high, with a message that says so.
+    ``--seconds`` needs it: iperf3 reads ``-t`` as an integer, so "0.5" would become 0,
+    which iperf3 takes as "run until stopped"; ``--rounds 0`` would leave nothing to
+    summarise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+    return parse
 
 
 def parse_sizes(text: str) -> list[int]:

@@ -45,14 +45,24 @@ client and server used (their getrusage, as iperf3 reports it; this kernel has n
 separate IRQ time accounting, so the softirq work done in their context -- veth,
 bridge, VXLAN, BPF -- is in it) per KiB or per packet received: on a shared machine
 that figure depends much less on the share of the CPUs a run happens to get than
-Gbit/s or packets per second do.  Prints per path the median, min..max and the
+Gbit/s or packets per second do.  Beside it, the whole machine's busy CPU time during
+the measurement (/proc/stat: user, system, irq and softirq, without idle and steal) per
+KiB or packet: this one also holds softirq work deferred to ksoftirqd, which getrusage
+misses, and whatever else the machine did meanwhile (the same for every path, on
+average; iperf3's own start and stop are in it too).  Prints per path the median, min..max and the
 interquartile range, and the ratios fan/baseline (of the medians, and the median of
 the per-round ratios).  ``--profile`` then runs each path once more
 under ``perf record`` (cpu-clock sampling, whole machine, iperf3 and softirq
 threads kept) and with BPF run-time statistics on, and prints where the cycles go.
+Each ratio's per-round values also get a 95% bootstrap confidence interval of their
+median (:func:`bench.stats.median_ci`): what a claim like "at least 0.97x" needs is the
+low end of that interval, not one median.  ``--only fan,l2`` measures just those paths
+(shorter rounds, so the two measurements of a pair are closer in time, and more rounds
+fit), ``--pin`` puts iperf3's client on CPU 0 and its server on CPU 1 every time.
 Asserts nothing about time.
 
 Run as root: /usr/bin/python3 bench/throughput.py [--rounds 7] [--seconds 5] [--profile]
+             [--only fan,l2] [--pin]
 """
 
 from __future__ import annotations
@@ -68,7 +78,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import cycles, tunnels  # noqa: E402
 from fangen.datapath import kernelfan  # noqa: E402
-from bench.stats import ratios, rotated, summary  # noqa: E402
+from bench.stats import busy_ticks, median_ci, ratios, rotated, summary, whole  # noqa: E402
 from tests.harness import HarnessError, Lab, fan_stanza  # noqa: E402
 from tests.harness.ns import Run, nsexec  # noqa: E402
 from tests.harness.perf import iperf3_end  # noqa: E402
@@ -82,6 +92,11 @@ NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
 OVERLAY6 = "fd5a:fa00::/48"
 KERNEL_FAN = "fan251"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --pin: iperf3's client on CPU 0 and its server on CPU 1 (``-A n,m`` on the client sets
+# both).  A packet's softirq work runs on the CPU that sent it (veth hands it to the
+# backlog of the sending CPU), so the data path runs on CPU 0 and the ACKs on CPU 1, the
+# same way every round, instead of wherever the scheduler put the two processes.
+PIN = ("-A", "0,1")
 
 
 def ref_fanprog(ref: str, workdir: str):
@@ -129,10 +144,19 @@ class Programs:
         self.current = name
 
 
+def machine_busy_ns() -> int:
+    """The whole machine's busy CPU time so far (/proc/stat, without idle and steal)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        return busy_ticks(f.read()) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
 def run_iperf3(run: Run, server_ns: str, server_addr: str, client_ns: str, seconds: float,
                extra: tuple = (), port: int = 5202) -> dict:
-    """One iperf3 measurement; returns the client's JSON ``end`` section."""
-    return iperf3_end(run, server_ns, server_addr, client_ns, seconds, port, extra)
+    """One iperf3 measurement; returns the client's JSON ``end`` section, with the whole
+    machine's busy CPU time during it (nanoseconds) added as ``machine_busy_ns``."""
+    before = machine_busy_ns()
+    end = iperf3_end(run, server_ns, server_addr, client_ns, seconds, port, extra)
+    return {**end, "machine_busy_ns": machine_busy_ns() - before}
 
 
 def _cpu_seconds(end: dict, seconds: float) -> float:
@@ -142,29 +166,34 @@ def _cpu_seconds(end: dict, seconds: float) -> float:
     return (cpu.get("host_total", 0) + cpu.get("remote_total", 0)) / 100 * seconds
 
 
-def tcp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float) -> dict:
-    """One TCP stream: {"gbps": received, "cpu_ns_per_kb": CPU ns per KiB received}."""
-    end = run_iperf3(run, srv_ns, srv_addr, cli_ns, seconds)
+def tcp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
+        pin: tuple = ()) -> dict:
+    """One TCP stream: {"gbps": received, "cpu_ns_per_kb": CPU ns per KiB received}.
+    ``pin``: extra iperf3 client flags, ``("-A", "0,1")`` for :data:`PIN`."""
+    end = run_iperf3(run, srv_ns, srv_addr, cli_ns, seconds, pin)
     got = end.get("sum_received") or {}
     if not got.get("seconds"):
         raise HarnessError("iperf3: no receiver summary in its output")
     kib = got["bytes"] / 1024
     return {"gbps": got["bits_per_second"] / 1e9,
-            "cpu_ns_per_kb": _cpu_seconds(end, got["seconds"]) * 1e9 / kib if kib else 0.0}
+            "cpu_ns_per_kb": _cpu_seconds(end, got["seconds"]) * 1e9 / kib if kib else 0.0,
+            "machine_ns_per_kb": end["machine_busy_ns"] / kib if kib else 0.0}
 
 
 def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
-        length: int = 64) -> dict:
+        length: int = 64, pin: tuple = ()) -> dict:
     """UDP, LENGTH-byte payloads, unlimited rate (``-u -l LEN -b 0``): {"pps": packets per
     second the receiver got, "packets": that count, "cpu_ns_per_pkt": iperf3 CPU per packet}."""
-    end = run_iperf3(run, srv_ns, srv_addr, cli_ns, seconds, ("-u", "-l", str(length), "-b", "0"))
+    end = run_iperf3(run, srv_ns, srv_addr, cli_ns, seconds,
+                     ("-u", "-l", str(length), "-b", "0", *pin))
     got = end.get("sum_received") or end.get("sum") or {}
     if not got.get("seconds"):
         raise HarnessError("iperf3 -u: no receiver summary in its output")
     packets = got["packets"] - got["lost_packets"]
     return {"pps": packets / got["seconds"], "packets": packets,
             "cpu_ns_per_pkt": _cpu_seconds(end, got["seconds"]) * 1e9 / packets
-            if packets else 0.0}
+            if packets else 0.0,
+            "machine_ns_per_pkt": end["machine_busy_ns"] / packets if packets else 0.0}
 
 
 STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
@@ -225,6 +254,10 @@ METRICS = {   # key: (title, unit, format)
     "kpps": ("UDP small packets", "kpps received, 64-byte payload", "6.1f"),
     "cpu_ns_per_pkt": ("UDP CPU cost", "iperf3 CPU ns per packet received, lower is better",
                        "6.0f"),
+    "machine_ns_per_kb": ("TCP machine CPU cost", "busy CPU ns of the whole machine per KiB "
+                          "received, ksoftirqd included, lower is better", "6.1f"),
+    "machine_ns_per_pkt": ("UDP machine CPU cost", "busy CPU ns of the whole machine per "
+                           "packet received, lower is better", "6.0f"),
 }
 
 
@@ -239,9 +272,11 @@ def report(results: dict[str, dict[str, list[float]]], metric: str) -> None:
     for num in fans:
         for base in [n for n in series if n not in fans or (num == "fan" and n != "fan")]:
             of_medians = summary(series[num]).median / summary(series[base]).median
-            per_round = summary(ratios(series[num], series[base]))
+            paired = ratios(series[num], series[base])
+            per_round = summary(paired)
+            lo, hi = median_ci(paired)
             print(f"  {num} / {base:<10} {of_medians:.3f}x of medians; per-round ratios "
-                  f"{per_round.text('.3f')}")
+                  f"{per_round.text('.3f')}; 95% CI of their median {lo:.3f} .. {hi:.3f}")
 
 
 def report_steps(results: dict[str, dict[str, list[float]]], metric: str,
@@ -261,8 +296,10 @@ def report_steps(results: dict[str, dict[str, list[float]]], metric: str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="fan vs hand-built VXLAN tunnels")
-    parser.add_argument("--seconds", type=float, default=5, help="per measurement (default 5)")
-    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    parser.add_argument("--seconds", type=whole(1, 3600), default=5,
+                        help="per measurement, whole seconds (default 5)")
+    parser.add_argument("--rounds", type=whole(1, 1000), default=7,
+                        help="alternating rounds (default 7)")
     parser.add_argument("--bare", action="store_true", help="also the bare underlay")
     parser.add_argument("--ipv6", action="store_true",
                         help="a dual-stack fan, measured over IPv6 too (fan6)")
@@ -273,6 +310,11 @@ def main() -> int:
     parser.add_argument("--encap", action="store_true",
                         help="also l2bpf, the fan's encapsulation with a fixed remote")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
+    parser.add_argument("--only", metavar="PATHS",
+                        help="measure only these paths, comma-separated (e.g. fan,l2): "
+                             "shorter rounds, so each pair of measurements is closer in time")
+    parser.add_argument("--pin", action="store_true",
+                        help="iperf3 client on CPU 0, server on CPU 1 (needs 2 CPUs)")
     parser.add_argument("--ref", metavar="REV",
                         help="also the fan with git revision REV's tc programs (fan@REV)")
     parser.add_argument("--profile", action="store_true",
@@ -282,6 +324,14 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("throughput: needs root (network namespaces)")
+    wanted = []
+    if args.only:
+        wanted = [p.strip() for p in args.only.split(",") if p.strip()]
+        if "fan" not in wanted or len(wanted) < 2 or any(p not in NAMES for p in wanted):
+            sys.exit(f"throughput: --only {args.only!r}: give fan and at least one of "
+                     f"{', '.join(n for n in NAMES if n != 'fan')}, comma-separated")
+    if args.pin and (os.cpu_count() or 1) < 2:
+        sys.exit("throughput: --pin needs two CPUs")
     fans = fan_stanza(overlay6=OVERLAY6) if args.ipv6 else fan_stanza()
     if kernelfan.present()["vxlan"]:
         fans.update(fan_stanza(KERNEL_FAN, overlay="251.0.0.0/8", datapath="kernel",
@@ -300,24 +350,35 @@ def main() -> int:
         if args.ref:
             cycles.test_run_costs(progs.modules)
         order = list(paths)
-        metrics = ["gbps", "cpu_ns_per_kb"] + ([] if args.no_udp else ["kpps", "cpu_ns_per_pkt"])
+        if wanted:
+            missing = [p for p in wanted if p not in paths]
+            if missing:
+                raise HarnessError(f"--only: {missing[0]} is not built in this run (its "
+                                   f"option is missing, or this kernel has no kernel fan)")
+            order = [p for p in order if p in wanted]
+        pin = PIN if args.pin else ()
+        metrics = ["gbps", "cpu_ns_per_kb", "machine_ns_per_kb"] + (
+            [] if args.no_udp else ["kpps", "cpu_ns_per_pkt", "machine_ns_per_pkt"])
         results = {m: {name: [] for name in order} for m in metrics}
         load = os.getloadavg()
         print(f"iperf3, {args.seconds:g} s per measurement, {args.rounds} rounds, order rotated "
               f"each round; {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
-              f"{load[2]:.2f} at the start")
+              f"{load[2]:.2f} at the start" + ("; iperf3 pinned (client CPU 0, server CPU 1)"
+                                                if pin else ""))
         for r in range(args.rounds):
             line = []
             for name in rotated(order, r):
                 progs.use(name if name.startswith("fan") else progs.current)
-                t = tcp(lab.run, *paths[name], args.seconds)
+                t = tcp(lab.run, *paths[name], args.seconds, pin)
                 results["gbps"][name].append(t["gbps"])
-                results["cpu_ns_per_kb"][name].append(t["cpu_ns_per_kb"])
+                for key in ("cpu_ns_per_kb", "machine_ns_per_kb"):
+                    results[key][name].append(t[key])
                 text = f"{name} {t['gbps']:5.2f} Gbit/s"
                 if not args.no_udp:
-                    u = udp(lab.run, *paths[name], args.seconds)
+                    u = udp(lab.run, *paths[name], args.seconds, pin=pin)
                     results["kpps"][name].append(u["pps"] / 1e3)
-                    results["cpu_ns_per_pkt"][name].append(u["cpu_ns_per_pkt"])
+                    for key in ("cpu_ns_per_pkt", "machine_ns_per_pkt"):
+                        results[key][name].append(u[key])
                     text += f" {u['pps'] / 1e3:5.1f} kpps {u['cpu_ns_per_pkt']:5.0f} ns/pkt"
                 line.append(text)
             print(f"  round {r + 1}: " + "; ".join(line), flush=True)

@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from bench import scaleplot
-from bench.stats import parse_sizes, ratios, rotated, summary
+from bench.stats import busy_ticks, median_ci, parse_sizes, ratios, rotated, summary, whole
 from fangen.fanmap import FanMap
 
 
@@ -32,6 +32,40 @@ def test_ratios_are_paired_by_round():
     assert ratios([2.0, 3.0], [1.0, 6.0]) == [2.0, 0.5]
     with pytest.raises(ValueError):
         ratios([1.0], [1.0, 2.0])
+
+
+def test_median_interval_holds_the_median_and_narrows_with_more_rounds():
+    rng = random.Random(7)
+    few = [1.0 + rng.gauss(0, 0.1) for _ in range(9)]
+    many = [1.0 + rng.gauss(0, 0.1) for _ in range(81)]
+    lo_few, hi_few = median_ci(few)
+    lo_many, hi_many = median_ci(many)
+    assert lo_few <= sorted(few)[4] <= hi_few
+    assert lo_many < 1.0 < hi_many
+    assert hi_many - lo_many < (hi_few - lo_few) / 1.5
+    assert median_ci(few) == (lo_few, hi_few)          # seeded: the same every time
+    assert median_ci([2.0] * 5) == (2.0, 2.0)
+    with pytest.raises(ValueError):
+        median_ci([])
+    with pytest.raises(ValueError):
+        median_ci([1.0], level=1.5)
+
+
+def test_busy_ticks_leave_out_idle_iowait_and_steal():
+    text = ("cpu  100 2 30 5000 7 4 9 800 0 0\n"
+            "cpu0 50 1 15 2500 3 2 4 400 0 0\n")
+    assert busy_ticks(text) == 100 + 2 + 30 + 4 + 9
+    with pytest.raises(ValueError):
+        busy_ticks("intr 1 2 3\n")
+
+
+def test_seconds_and_rounds_are_whole_and_bounded():
+    import argparse
+    seconds = whole(1, 3600)
+    assert seconds("2") == 2
+    for bad in ("0.5", "0", "-1", "x", "", "3601", "1e3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seconds(bad)
 
 
 def test_sizes_parse_sorted_and_bounded():
