@@ -25,6 +25,9 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
   (``tunnels.l2_encap``): the fan's transmit path without the fan's decisions, so
   ``l2bpf / l2`` is what that path costs (or saves) against the static tunnel and
   ``fan / l2bpf`` what the fan's programs add;
+* ``l2bpfs`` (with ``--encap``): the same program on the static tunnel's device
+  (``tunnels.l2_encap_static``), so ``l2bpf / l2bpfs`` is what receiving on a
+  collect-metadata device (a metadata dst allocated per packet) costs;
 * ``fan-kernel`` (a kernel with Ubuntu's VXLAN fan, ``/proc/sys/net/fan/vxlan``: the
   patched kernel in ``make bench-vxlan-vm``): a second fan on the same hosts,
   251.0.0.0/8 on port 4792, with ``datapath: kernel`` (a VXLAN device with a fan
@@ -88,7 +91,8 @@ NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "l2nc": "L2 VXLAN, static, no dst cache",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
          "fan6": "fan over IPv6 (overlay6)", "fan-kernel": "fan (kernel datapath)",
-         "l2bpf": "L2 VXLAN, external, encapsulated by the program"}
+         "l2bpf": "L2 VXLAN, external, encapsulated by the program",
+         "l2bpfs": "L2 VXLAN, static, encapsulated by the program"}
 OVERLAY6 = "fd5a:fa00::/48"
 KERNEL_FAN = "fan251"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,6 +202,8 @@ def udp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
 
 STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
          ("l2md", "l2nc", "collect-metadata: metadata dst, fixed-key program"),
+         ("l2bpfs", "l2", "encapsulation in the program, plain receive"),
+         ("l2bpf", "l2bpfs", "collect-metadata receive (a metadata dst per packet)"),
          ("l2bpf", "l2", "encapsulation in the program, metadata receive"),
          ("fan", "l2bpf", "the fan's programs (per-packet decision, ingress check)"),
          ("fan", "l2", "all of it"),
@@ -235,6 +241,8 @@ def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
     if encap or steps:
         bp_a, bp_b, bp_addr = tunnels.l2_encap(lab.run, hosts)
         paths["l2bpf"] = (bp_b, bp_addr, bp_a)
+        bs_a, bs_b, bs_addr = tunnels.l2_encap_static(lab.run, hosts)
+        paths["l2bpfs"] = (bs_b, bs_addr, bs_a)
     if kernel:
         paths["fan-kernel"] = (kf[1].ns, kf[1].address, kf[0].ns)
     if bare:
@@ -286,12 +294,15 @@ def report_steps(results: dict[str, dict[str, list[float]]], metric: str,
     series = results[metric]
     steps = [s for s in steps if s[0] in series and s[1] in series]
     print(f"\n{title}, step by step from the static tunnel to the fan "
-          "(ratio of medians; per-round ratios median [min .. max]):")
+          "(ratio of medians; per-round ratios median [min .. max] (95% CI of that median)):")
     for num, base, what in steps:
         of_medians = summary(series[num]).median / summary(series[base]).median
-        per_round = summary(ratios(series[num], series[base]))
-        print(f"  {num + ' / ' + base:<12} {of_medians:.3f}x  "
-              f"{per_round.median:.3f} [{per_round.low:.3f} .. {per_round.high:.3f}]  {what}")
+        paired = ratios(series[num], series[base])
+        per_round = summary(paired)
+        lo, hi = median_ci(paired)
+        print(f"  {num + ' / ' + base:<14} {of_medians:.3f}x  "
+              f"{per_round.median:.3f} [{per_round.low:.3f} .. {per_round.high:.3f}] "
+              f"({lo:.3f} .. {hi:.3f})  {what}")
 
 
 def main() -> int:
@@ -308,7 +319,8 @@ def main() -> int:
     parser.add_argument("--steps", action="store_true",
                         help="also l2nc and l2md, and split the fan/l2 gap by cause")
     parser.add_argument("--encap", action="store_true",
-                        help="also l2bpf, the fan's encapsulation with a fixed remote")
+                        help="also l2bpf and l2bpfs, the fan's encapsulation with a fixed "
+                             "remote, received by a collect-metadata or a plain device")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--only", metavar="PATHS",
                         help="measure only these paths, comma-separated (e.g. fan,l2): "

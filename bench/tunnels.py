@@ -41,6 +41,9 @@ since fangen encapsulates by itself:
   transmit path for IPv4, and no netfilter output hooks for the outer packet; receive
   is still the collect-metadata device's.  So ``fan / l2bpf`` is what the fan's
   decisions add to its transmit path, as ``fan / l2md`` was before.
+* ``l2_encap_static``: the same program on the static tunnel's device, so receive is
+  the plain device's (no metadata dst per packet): ``l2bpf / l2bpfs`` splits off what
+  the collect-metadata receive costs.
 """
 
 from __future__ import annotations
@@ -226,16 +229,32 @@ def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int,
     ]
 
 
-def l2_encap(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
-    """:func:`l2_external` with the encapsulation of fangen's egress program for IPv4
-    (:func:`encap_program`): the fan's transmit path with one fixed remote and no fan
-    decision.  Same signature as :func:`l2_static`."""
+def _encap_programs(hosts: list[tuple[str, str]], vni: int, port: int) -> dict[str, list]:
+    """{peer: the :func:`encap_program` of the host sending to it}."""
     import json
-    progs = {}                       # by peer: the program of the host sending to it
+    progs = {}
     for (ns, addr), (_, peer) in zip(hosts, reversed(hosts)):
         up = json.loads(ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]
         own = next(a for a in up["addr_info"] if a["local"] == addr)
         net = IPv4Interface(f"{addr}/{own['prefixlen']}").network
-        progs[peer] = encap_program(4245, 4793, addr, peer, up["ifindex"], str(net))
+        progs[peer] = encap_program(vni, port, addr, peer, up["ifindex"], str(net))
+    return progs
+
+
+def l2_encap(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
+    """:func:`l2_external` with the encapsulation of fangen's egress program for IPv4
+    (:func:`encap_program`): the fan's transmit path with one fixed remote and no fan
+    decision.  Same signature as :func:`l2_static`."""
+    progs = _encap_programs(hosts, 4245, 4793)
     return l2_static(run, hosts, tag="bp", port=4793, prefix="10.94", external=True,
+                     program=progs.__getitem__)
+
+
+def l2_encap_static(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
+    """:func:`l2_encap`'s program on :func:`l2_static`'s device (a static remote, not
+    collect-metadata): the same transmit path, but packets are received by a plain VXLAN
+    device, which allocates no metadata dst per packet.  ``l2bpf / l2bpfs`` is what the
+    collect-metadata receive costs.  Same signature."""
+    progs = _encap_programs(hosts, 4246, 4794)
+    return l2_static(run, hosts, tag="bs", vni=4246, port=4794, prefix="10.93",
                      program=progs.__getitem__)
