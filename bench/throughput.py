@@ -339,7 +339,8 @@ def main() -> int:
     wanted = []
     if args.only:
         wanted = [p.strip() for p in args.only.split(",") if p.strip()]
-        if "fan" not in wanted or len(wanted) < 2 or any(p not in NAMES for p in wanted):
+        known = set(NAMES) | ({f"fan@{args.ref}"} if args.ref else set())
+        if "fan" not in wanted or len(wanted) < 2 or any(p not in known for p in wanted):
             sys.exit(f"throughput: --only {args.only!r}: give fan and at least one of "
                      f"{', '.join(n for n in NAMES if n != 'fan')}, comma-separated")
     if args.pin and (os.cpu_count() or 1) < 2:
