@@ -229,6 +229,58 @@ def compare(fan: dict[str, float], base: dict[str, float], base_name: str) -> No
           + ", ".join(f"{s} {d:+.0f}" for s, d in more if d > 0))
 
 
+KERNEL_THREADS = ("ksoftirqd", "rcu", "kworker")   # work a path may leave to the kernel
+
+
+def parse_threads(report: str) -> dict[tuple[str, str], int]:
+    """``perf report --sort comm,sym -n`` text -> {(thread, symbol): samples}, numbered
+    kernel threads folded together (``ksoftirqd/0`` and ``/1`` are ``ksoftirqd/N``)."""
+    out: dict[tuple[str, str], int] = {}
+    for line in report.splitlines():
+        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(\S+)\s+\[[^\]]+\]\s+(\S+)", line)
+        if m:
+            key = (re.sub(r"/\d+$", "/N", m.group(2)), m.group(3))
+            out[key] = out.get(key, 0) + int(m.group(1))
+    return out
+
+
+def by_thread(lab, pair: tuple[str, str], names: dict, measure, seconds: float,
+              rounds: int) -> None:
+    """Where the CPU of a TCP stream goes, by thread: ``rounds`` alternating runs of each
+    path of ``pair`` (``measure(name, s) -> dict`` with "bytes") under ``perf record -a``;
+    CPU milliseconds per GiB received by thread (idle is ``swapper``), and the symbols of
+    the kernel's softirq, RCU and worker threads (:data:`KERNEL_THREADS`).  iperf3's getrusage sees only its own threads;
+    this shows what the softirq and RCU threads do for each path."""
+    if not perf_works():
+        print("\nthreads: perf does not work here")
+        return
+    samples = {name: {} for name in pair}
+    gib = dict.fromkeys(pair, 0.0)
+    for r in range(rounds):
+        for name in (pair if r % 2 == 0 else pair[::-1]):
+            data = os.path.join(lab.run.workdir, f"perf-threads-{name}-{r}.data")
+            got: dict = {}
+            record(data, lambda n=name: got.update(measure(n, seconds)))
+            gib[name] += got["bytes"] / 2 ** 30
+            res = sh("perf", "report", "-i", data, "--stdio", "-q", "-n", "--no-children",
+                     "--sort", "comm,sym", check=False, timeout=180)
+            for key, n in parse_threads(res.stdout).items():
+                samples[name][key] = samples[name].get(key, 0) + n
+    ms = 1000 / FREQ
+    print(f"\nthreads: {rounds} alternating TCP runs of {seconds:g} s per path under perf "
+          "(whole machine); CPU ms per GiB received")
+    for name in pair:
+        threads: dict[str, int] = {}
+        for (comm, _), n in samples[name].items():
+            threads[comm] = threads.get(comm, 0) + n
+        top = sorted(threads.items(), key=lambda kv: -kv[1])[:6]
+        print(f"  {names[name]}: " + ", ".join(f"{c} {n * ms / gib[name]:.0f}" for c, n in top))
+        rest = sorted(((k, n) for k, n in samples[name].items()
+                       if k[0].startswith(KERNEL_THREADS)), key=lambda kv: -kv[1])[:8]
+        print("    in the kernel's threads: " + ", ".join(
+            f"{c} {s} {n * ms / gib[name]:.1f}" for (c, s), n in rest))
+
+
 def test_run_costs(modules: dict, rounds: int = 7, repeat: int = 200_000) -> None:
     """The programs alone: ns per run under ``BPF_PROG_TEST_RUN`` (``repeat`` runs in the
     kernel, no stack around them) for each module's egress on an IPv4 frame and an ARP

@@ -62,6 +62,8 @@ median (:func:`bench.stats.median_ci`): what a claim like "at least 0.97x" needs
 low end of that interval, not one median.  ``--only fan,l2`` measures just those paths
 (shorter rounds, so the two measurements of a pair are closer in time, and more rounds
 fit), ``--pin`` puts iperf3's client on CPU 0 and its server on CPU 1 every time.
+``--threads N`` then runs fan and l2 N times each under ``perf record`` and prints the
+CPU per GiB by thread: what ksoftirqd, the RCU threads and idle take beside iperf3.
 Asserts nothing about time.
 
 Run as root: /usr/bin/python3 bench/throughput.py [--rounds 7] [--seconds 5] [--profile]
@@ -179,7 +181,7 @@ def tcp(run: Run, srv_ns: str, srv_addr: str, cli_ns: str, seconds: float,
     if not got.get("seconds"):
         raise HarnessError("iperf3: no receiver summary in its output")
     kib = got["bytes"] / 1024
-    return {"gbps": got["bits_per_second"] / 1e9,
+    return {"gbps": got["bits_per_second"] / 1e9, "bytes": got["bytes"],
             "cpu_ns_per_kb": _cpu_seconds(end, got["seconds"]) * 1e9 / kib if kib else 0.0,
             "machine_ns_per_kb": end["machine_busy_ns"] / kib if kib else 0.0}
 
@@ -329,6 +331,9 @@ def main() -> int:
                         help="iperf3 client on CPU 0, server on CPU 1 (needs 2 CPUs)")
     parser.add_argument("--ref", metavar="REV",
                         help="also the fan with git revision REV's tc programs (fan@REV)")
+    parser.add_argument("--threads", type=whole(0, 100), default=0, metavar="N",
+                        help="then N alternating TCP runs of fan and l2 under perf: CPU per "
+                             "GiB by thread (ksoftirqd, RCU, idle), default 0 (off)")
     parser.add_argument("--profile", action="store_true",
                         help="then profile each path once (perf, BPF run-time statistics)")
     parser.add_argument("--profile-seconds", type=float, default=8, metavar="S",
@@ -402,6 +407,10 @@ def main() -> int:
                 report_steps(results, metric)
         load = os.getloadavg()
         print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        if args.threads:
+            cycles.by_thread(lab, ("fan", "l2"), NAMES,
+                             lambda name, s: tcp(lab.run, *paths[name], s, pin),
+                             args.seconds, args.threads)
         if args.profile:
             cycles.run_all(lab, paths, NAMES,
                            lambda name, s: udp(lab.run, *paths[name], s), args.profile_seconds,

@@ -90,3 +90,15 @@ def test_steps_leave_out_paths_not_measured(capsys):
     throughput.report_steps(results, "kpps")
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2 and out[1].split()[:3] == ["fan", "/", "l2"]
+
+
+def test_thread_report_folds_numbered_kernel_threads():
+    from bench import cycles
+    text = ("    40.00%   400  iperf3          [k] tcp_sendmsg\n"
+            "     3.00%    30  ksoftirqd/0     [k] dst_destroy\n"
+            "     1.00%    10  ksoftirqd/1     [k] dst_destroy\n"
+            "     2.00%    20  swapper         [k] pv_native_safe_halt\n"
+            "# a comment line\n")
+    assert cycles.parse_threads(text) == {("iperf3", "tcp_sendmsg"): 400,
+                                          ("ksoftirqd/N", "dst_destroy"): 40,
+                                          ("swapper", "pv_native_safe_halt"): 20}
