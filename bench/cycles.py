@@ -27,6 +27,7 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
 
 from tests.harness.ns import sh
 
@@ -249,12 +250,12 @@ def by_thread(lab, pair: tuple[str, str], names: dict, measure, seconds: float,
     """Where the CPU of a TCP stream goes, by thread: ``rounds`` alternating runs of each
     path of ``pair`` (``measure(name, s) -> dict`` with "bytes") under ``perf record -a``;
     CPU milliseconds per GiB received by thread (idle is ``swapper``), and the symbols of
-    the kernel's softirq, RCU and worker threads (:data:`KERNEL_THREADS`).  iperf3's getrusage sees only its own threads;
-    this shows what the softirq and RCU threads do for each path."""
+    the kernel's softirq, RCU and worker threads (:data:`KERNEL_THREADS`), which iperf3's
+    getrusage does not see."""
     if not perf_works():
         print("\nthreads: perf does not work here")
         return
-    samples = {name: {} for name in pair}
+    samples = {name: Counter() for name in pair}
     gib = dict.fromkeys(pair, 0.0)
     for r in range(rounds):
         for name in (pair if r % 2 == 0 else pair[::-1]):
@@ -264,21 +265,23 @@ def by_thread(lab, pair: tuple[str, str], names: dict, measure, seconds: float,
             gib[name] += got["bytes"] / 2 ** 30
             res = sh("perf", "report", "-i", data, "--stdio", "-q", "-n", "--no-children",
                      "--sort", "comm,sym", check=False, timeout=180)
-            for key, n in parse_threads(res.stdout).items():
-                samples[name][key] = samples[name].get(key, 0) + n
-    ms = 1000 / FREQ
+            samples[name].update(parse_threads(res.stdout))
     print(f"\nthreads: {rounds} alternating TCP runs of {seconds:g} s per path under perf "
           "(whole machine); CPU ms per GiB received")
     for name in pair:
-        threads: dict[str, int] = {}
+        if not gib[name]:
+            print(f"  {names[name]}: nothing received")
+            continue
+        per_gib = 1000 / FREQ / gib[name]          # one sample is 1/FREQ s of one CPU
+        threads = Counter()
         for (comm, _), n in samples[name].items():
-            threads[comm] = threads.get(comm, 0) + n
-        top = sorted(threads.items(), key=lambda kv: -kv[1])[:6]
-        print(f"  {names[name]}: " + ", ".join(f"{c} {n * ms / gib[name]:.0f}" for c, n in top))
-        rest = sorted(((k, n) for k, n in samples[name].items()
-                       if k[0].startswith(KERNEL_THREADS)), key=lambda kv: -kv[1])[:8]
+            threads[comm] += n
+        print(f"  {names[name]}: " + ", ".join(
+            f"{c} {n * per_gib:.0f}" for c, n in threads.most_common(6)))
+        kernel = Counter({k: n for k, n in samples[name].items()
+                          if k[0].startswith(KERNEL_THREADS)})
         print("    in the kernel's threads: " + ", ".join(
-            f"{c} {s} {n * ms / gib[name]:.1f}" for (c, s), n in rest))
+            f"{c} {s} {n * per_gib:.1f}" for (c, s), n in kernel.most_common(8)))
 
 
 def test_run_costs(modules: dict, rounds: int = 7, repeat: int = 200_000) -> None:

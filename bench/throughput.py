@@ -83,7 +83,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import cycles, tunnels  # noqa: E402
 from fangen.datapath import kernelfan  # noqa: E402
-from bench.stats import busy_ticks, median_ci, ratios, rotated, summary, whole  # noqa: E402
+from bench.stats import (Summary, busy_ticks, median_ci, ratios, rotated,  # noqa: E402
+                         summary, whole)
 from tests.harness import HarnessError, Lab, fan_stanza  # noqa: E402
 from tests.harness.ns import Run, nsexec  # noqa: E402
 from tests.harness.perf import iperf3_end  # noqa: E402
@@ -271,6 +272,15 @@ METRICS = {   # key: (title, unit, format)
 }
 
 
+def paired(series: dict[str, list[float]], num: str, base: str) -> tuple[float, Summary,
+                                                                        tuple[float, float]]:
+    """``num / base``: the ratio of the medians, the per-round ratios' summary and the 95%
+    interval of their median."""
+    of_medians = summary(series[num]).median / summary(series[base]).median
+    per_round = ratios(series[num], series[base])
+    return of_medians, summary(per_round), median_ci(per_round)
+
+
 def report(results: dict[str, dict[str, list[float]]], metric: str) -> None:
     title, unit, fmt = METRICS[metric]
     series = results[metric]
@@ -281,10 +291,7 @@ def report(results: dict[str, dict[str, list[float]]], metric: str) -> None:
     fans = [n for n in series if n.startswith("fan")]
     for num in fans:
         for base in [n for n in series if n not in fans or (num == "fan" and n != "fan")]:
-            of_medians = summary(series[num]).median / summary(series[base]).median
-            paired = ratios(series[num], series[base])
-            per_round = summary(paired)
-            lo, hi = median_ci(paired)
+            of_medians, per_round, (lo, hi) = paired(series, num, base)
             print(f"  {num} / {base:<10} {of_medians:.3f}x of medians; per-round ratios "
                   f"{per_round.text('.3f')}; 95% CI of their median {lo:.3f} .. {hi:.3f}")
 
@@ -298,10 +305,7 @@ def report_steps(results: dict[str, dict[str, list[float]]], metric: str,
     print(f"\n{title}, step by step from the static tunnel to the fan "
           "(ratio of medians; per-round ratios median [min .. max] (95% CI of that median)):")
     for num, base, what in steps:
-        of_medians = summary(series[num]).median / summary(series[base]).median
-        paired = ratios(series[num], series[base])
-        per_round = summary(paired)
-        lo, hi = median_ci(paired)
+        of_medians, per_round, (lo, hi) = paired(series, num, base)
         print(f"  {num + ' / ' + base:<14} {of_medians:.3f}x  "
               f"{per_round.median:.3f} [{per_round.low:.3f} .. {per_round.high:.3f}] "
               f"({lo:.3f} .. {hi:.3f})  {what}")
