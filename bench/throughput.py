@@ -28,6 +28,11 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
 * ``l2bpfs`` (with ``--encap``): the same program on the static tunnel's device
   (``tunnels.l2_encap_static``), so ``l2bpf / l2bpfs`` is what receiving on a
   collect-metadata device (a metadata dst allocated per packet) costs;
+* ``fanplain`` (with ``--encap``): the fan's own programs on a *plain* VXLAN device
+  (the fan's VNI, no remote, no learning; ``tunnels.fan_plain``): they encapsulate
+  every frame, ARP included, and the device only receives, without a metadata dst.
+  Overlay 252.0.0.0/8 on port 4795.  ``fan / fanplain`` is what the collect-metadata
+  receive costs the fan, ``fanplain / l2`` the fan as it would be on such a device;
 * ``fan-kernel`` (a kernel with Ubuntu's VXLAN fan, ``/proc/sys/net/fan/vxlan``: the
   patched kernel in ``make bench-vxlan-vm``): a second fan on the same hosts,
   251.0.0.0/8 on port 4792, with ``datapath: kernel`` (a VXLAN device with a fan
@@ -95,7 +100,8 @@ NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "routed": "routed VXLAN, per-peer state", "bare": "bare underlay",
          "fan6": "fan over IPv6 (overlay6)", "fan-kernel": "fan (kernel datapath)",
          "l2bpf": "L2 VXLAN, external, encapsulated by the program",
-         "l2bpfs": "L2 VXLAN, static, encapsulated by the program"}
+         "l2bpfs": "L2 VXLAN, static, encapsulated by the program",
+         "fanplain": "fan's programs on a plain VXLAN device"}
 OVERLAY6 = "fd5a:fa00::/48"
 KERNEL_FAN = "fan251"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -209,6 +215,9 @@ STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
          ("l2bpf", "l2bpfs", "collect-metadata receive (a metadata dst per packet)"),
          ("l2bpf", "l2", "encapsulation in the program, metadata receive"),
          ("fan", "l2bpf", "the fan's programs (per-packet decision, ingress check)"),
+         ("fanplain", "l2bpfs", "the fan's programs on a plain device"),
+         ("fan", "fanplain", "collect-metadata receive, the fan's"),
+         ("fanplain", "l2", "the fan on a plain device, all of it"),
          ("fan", "l2", "all of it"),
          ("fan", "l2md", "against the tunnel-key path"),
          ("fan-kernel", "l2", "the kernel datapath")]
@@ -246,6 +255,8 @@ def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
         paths["l2bpf"] = (bp_b, bp_addr, bp_a)
         bs_a, bs_b, bs_addr = tunnels.l2_encap_static(lab.run, hosts)
         paths["l2bpfs"] = (bs_b, bs_addr, bs_a)
+        fp_a, fp_b, fp_addr = tunnels.fan_plain(lab.run, hosts)
+        paths["fanplain"] = (fp_b, fp_addr, fp_a)
     if kernel:
         paths["fan-kernel"] = (kf[1].ns, kf[1].address, kf[0].ns)
     if bare:
@@ -326,7 +337,8 @@ def main() -> int:
                         help="also l2nc and l2md, and split the fan/l2 gap by cause")
     parser.add_argument("--encap", action="store_true",
                         help="also l2bpf and l2bpfs, the fan's encapsulation with a fixed "
-                             "remote, received by a collect-metadata or a plain device")
+                             "remote, received by a collect-metadata or a plain device, and "
+                             "fanplain, the fan's programs on a plain device")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--only", metavar="PATHS",
                         help="measure only these paths, comma-separated (e.g. fan,l2): "

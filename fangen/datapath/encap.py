@@ -64,9 +64,12 @@ from fangen.datapath.bpf import (
     FN_REDIRECT_NEIGH,
     FN_SKB_ADJUST_ROOM,
     FN_SKB_CHANGE_HEAD,
+    FN_SKB_VLAN_POP,
+    FN_SKB_VLAN_PUSH,
     AND,
     DW,
     FP,
+    JEQ,
     JGT,
     JNE,
     OR,
@@ -84,6 +87,7 @@ from fangen.datapath.bpf import (
     SKB_DATA,
     SKB_DATA_END,
     SKB_LEN,
+    SKB_PROTOCOL,
     XOR,
     B,
     H,
@@ -126,6 +130,8 @@ IPPROTO_IPIP = 4
 IPPROTO_UDP = 17
 SPORT_MIN = 49152                   # source ports 49152..65535 (RFC 7348 suggests them)
 AF_INET = 2
+ETH_P_8021Q_NET = int.from_bytes(b"\x81\x00", sys.byteorder)   # htons(0x8100)
+ETH_P_IP_NET = int.from_bytes(b"\x08\x00", sys.byteorder)      # htons(0x0800)
 _NH = -24                           # struct bpf_redir_neigh on the stack: -24 .. -4
 
 
@@ -180,20 +186,28 @@ def _adjust_room(room: int, flags: int, fallback: str) -> list[Item]:
     ]
 
 
-def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int, extra: int) -> list[Item]:
+def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int | None,
+                extra: int) -> list[Item]:
     """The outer IPv4 header at OUTER_IP (r2 = data), for the frame length in r7 plus
     ``extra`` bytes; the inner IPv4 header at ``inner_ip`` gives the ECN bits (CE is
-    sent as ECT(0)).  Leaves r0 = the outer total length."""
+    sent as ECT(0)); ``inner_ip=None`` (no inner IPv4 header: ARP): no ECN bits.
+    Leaves r0 = the outer total length."""
     src = enc.local.packed
     # its checksum: all but ECN, total length and remote summed in advance
     fixed = (0x4500 + (ttl << 8 | proto) + int.from_bytes(src[:2], "big")
              + int.from_bytes(src[2:], "big"))
+    if inner_ip is None:
+        ecn: list[Item] = [mov64_imm(R5, 0)]
+    else:
+        ecn = [
+            ldx_mem(B, R5, R2, inner_ip + 1),
+            alu32_imm(AND, R5, 3),
+            jmp_imm(JNE, R5, 3, "encap_ecn"),
+            mov64_imm(R5, 2),
+            Label("encap_ecn"),
+        ]
     return [
-        ldx_mem(B, R5, R2, inner_ip + 1),
-        alu32_imm(AND, R5, 3),
-        jmp_imm(JNE, R5, 3, "encap_ecn"),
-        mov64_imm(R5, 2),
-        Label("encap_ecn"),
+        *ecn,
         st_mem(B, R2, OUTER_IP, 0x45),
         stx_mem(B, R2, R5, OUTER_IP + 1),
         mov64_reg(R0, R7),
@@ -232,9 +246,28 @@ def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int, extra: int) -> 
     ]
 
 
-def _redirect(enc: Encap) -> list[Item]:
-    """bpf_redirect_neigh(underlay interface, next hop = the remote in r8); exit."""
-    return [
+def _redirect(enc: Encap, fib: str = "") -> list[Item]:
+    """bpf_redirect_neigh(underlay interface, next hop = the remote in r8); exit.
+
+    ``fib`` (a label prefix, unique in the program): a remote outside
+    ``enc.connected`` is handed over without a next hop instead, so the kernel looks
+    the route to it up (the outer destination, from the underlay interface)."""
+    code: list[Item] = []
+    if fib:
+        code += [
+            mov32_reg(R1, R8),
+            alu32_imm(AND, R1, int(enc.connected.netmask)),
+            *ld_imm64(R2, int(enc.connected.network_address)),
+            jmp_reg(JEQ, R1, R2, f"{fib}_onlink"),
+            mov64_imm(R1, enc.ifindex),
+            mov64_imm(R2, 0),
+            mov64_imm(R3, 0),
+            mov64_imm(R4, 0),
+            call(FN_REDIRECT_NEIGH),
+            exit_(),
+            Label(f"{fib}_onlink"),
+        ]
+    return code + [
         st_mem(W, FP, _NH, AF_INET),                  # struct bpf_redir_neigh
         mov32_reg(R1, R8),
         be(R1, 32),
@@ -251,9 +284,10 @@ def _redirect(enc: Encap) -> list[Item]:
     ]
 
 
-def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
+def program(enc: Encap, vni: int, ttl: int, fallback: str, fib: bool = False) -> list[Item]:
     """VXLAN: encapsulate and redirect; r6 = skb (an IPv4 frame), r8 = remote (host
-    order), a remote the caller found in ``enc.connected``.
+    order), a remote the caller found in ``enc.connected`` (``fib=True``: any remote,
+    see :func:`_redirect`).
 
     Jumps to ``fallback`` (the tunnel-key path) when the headers are not linear or
     adjust_room refuses the packet; after that the packet is changed, so a failure is
@@ -272,7 +306,15 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         ldx_mem(W, R1, R2, 8), stx_mem(W, R2, R1, INNER + 8),
         ldx_mem(H, R1, R2, 12), stx_mem(H, R2, R1, INNER + 12),
         *_outer_ipv4(enc, ttl, IPPROTO_UDP, INNER + ETH_HLEN, ROOM - ETH_HLEN),
-        # UDP: a source port from the flow hash, the fan's port, the length, no checksum
+        *_udp_vxlan(enc, vni),
+        *_redirect(enc, "encap_fib" if fib else ""),
+    ]
+
+
+def _udp_vxlan(enc: Encap, vni: int) -> list[Item]:
+    """UDP (a source port from the flow hash in r9, the fan's port, the length in r0 =
+    the outer total length, no checksum) and VXLAN (flag I, the VNI); r2 = data."""
+    return [
         alu64_imm(AND, R9, 0xFFFF - SPORT_MIN),
         alu64_imm(OR, R9, SPORT_MIN),
         be(R9, 16),
@@ -282,10 +324,52 @@ def program(enc: Encap, vni: int, ttl: int, fallback: str) -> list[Item]:
         be(R0, 16),
         stx_mem(H, R2, R0, OUTER_UDP + 4),
         st_mem(H, R2, OUTER_UDP + 6, 0),
-        # VXLAN: flag I, VNI
         st_mem(W, R2, VXLAN_HDR, _imm(b"\x08\x00\x00\x00")),
         st_mem(W, R2, VXLAN_HDR + 4, _imm(vni.to_bytes(3, "big") + b"\x00")),
-        *_redirect(enc),
+    ]
+
+
+def _vlan(helper: int, tci: int = 0) -> list[Item]:
+    code: list[Item] = [mov64_reg(R1, R6)]
+    if helper == FN_SKB_VLAN_PUSH:
+        code += [mov64_imm(R2, ETH_P_8021Q_NET), mov64_imm(R3, tci)]
+    return code + [call(helper), jmp_imm(JNE, R0, 0, "drop")]
+
+
+def program_frame(enc: Encap, vni: int, ttl: int) -> list[Item]:
+    """VXLAN: encapsulate a frame that is not IPv4 (ARP) and redirect it; r6 = skb,
+    r8 = remote (any: a remote outside ``enc.connected`` is routed by the kernel).
+
+    ``bpf_skb_adjust_room`` takes only IPv4 and IPv6 skbs, so the room is made in
+    front with ``bpf_skb_change_head`` (the frame, Ethernet header and all, becomes
+    the inner frame as it is; such a frame is never GSO).  ``bpf_redirect_neigh`` in
+    turn sends only skbs whose protocol is IPv4, and a program cannot set
+    skb->protocol; but popping a VLAN tag out of the packet sets it to the Ethernet
+    type behind the tag.  So: two tags pushed (the second push moves the first into
+    the packet, in front of the outer Ethernet type just written, IPv4) and two
+    popped (the first pop moves that tag back out and sets skb->protocol to IPv4, the
+    second drops it): the bytes are as written, the protocol IPv4.  Any failure is a
+    drop (label ``drop``)."""
+    return [
+        mov64_reg(R1, R6),
+        call(FN_GET_HASH_RECALC),
+        mov64_reg(R9, R0),
+        ldx_mem(W, R7, R6, SKB_LEN),                 # the frame's length
+        mov64_reg(R1, R6),
+        mov64_imm(R2, ROOM),
+        mov64_imm(R3, 0),
+        call(FN_SKB_CHANGE_HEAD),
+        jmp_imm(JNE, R0, 0, "drop"),
+        *_linear(INNER + ETH_HLEN, "drop"),
+        *_outer_ipv4(enc, ttl, IPPROTO_UDP, None, ROOM - ETH_HLEN),
+        *_udp_vxlan(enc, vni),
+        *_vlan(FN_SKB_VLAN_PUSH, 1),
+        *_vlan(FN_SKB_VLAN_PUSH, 2),
+        *_vlan(FN_SKB_VLAN_POP),
+        *_vlan(FN_SKB_VLAN_POP),
+        ldx_mem(W, R1, R6, SKB_PROTOCOL),
+        jmp_imm(JNE, R1, ETH_P_IP_NET, "drop"),
+        *_redirect(enc, "frame_fib"),
     ]
 
 

@@ -48,6 +48,7 @@ from fangen.datapath.bpf import (
     DW,
     FN_SKB_GET_TUNNEL_KEY,
     FN_SKB_LOAD_BYTES,
+    FN_SKB_PULL_DATA,
     FN_SKB_SET_TUNNEL_KEY,
     FP,
     JEQ,
@@ -79,6 +80,7 @@ from fangen.datapath.bpf import (
     H,
     Item,
     Label,
+    flatten,
     W,
     alu32_imm,
     alu64_imm,
@@ -126,6 +128,8 @@ class FanParams:
     ttl: int = DEFAULT_TTL
     overlay6: IPv6Network | None = None      # a dual-stack fan's (fanprog6)
     encap: Encap | None = None               # IPv4 encapsulated by the program itself
+    plain: bool = False                      # on a plain VXLAN device: every frame
+                                             # encapsulated by the program (_plain)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -142,6 +146,10 @@ class FanParams:
         if self.encap is not None and (self.mode == "vxlan") != bool(self.encap.port):
             raise ValueError("a VXLAN fan's encapsulation needs its UDP port, an IPIP "
                              "fan's has none")
+        if self.plain and (self.mode != "vxlan" or self.encap is None
+                           or self.overlay6 is not None):
+            raise ValueError("a plain receiving device is for a VXLAN fan whose program "
+                             "encapsulates (not IPIP, not dual-stack)")
 
     @classmethod
     def for_host(cls, fmap: FanMap, host: IPv4Address | str, mode: str = "vxlan",
@@ -216,18 +224,18 @@ def _key_call(helper: int, fail: str, flags: int = 0) -> list[Item]:
     ]
 
 
-def _verdicts() -> list[Item]:
-    return [
-        Label("pass"),
-        mov64_imm(R0, TC_ACT_OK),
-        exit_(),
-        Label("drop"),
-        mov64_imm(R0, TC_ACT_SHOT),
-        exit_(),
-        Label("next"),
-        mov64_imm(R0, TC_ACT_UNSPEC),
-        exit_(),
-    ]
+_VERDICTS = {"pass": TC_ACT_OK, "drop": TC_ACT_SHOT, "next": TC_ACT_UNSPEC}
+
+
+def _verdicts(code: list[Item] | None = None) -> list[Item]:
+    """The three verdicts, as labels; with ``code``, only those it jumps to (the
+    verifier refuses unreachable instructions)."""
+    used = None if code is None else {getattr(item, "target", None) for item in flatten(code)}
+    out: list[Item] = []
+    for name, verdict in _VERDICTS.items():
+        if used is None or name in used:
+            out += [Label(name), mov64_imm(R0, verdict), exit_()]
+    return out
 
 
 def _ipv4_dst(ip_offset: int) -> list[Item]:
@@ -347,6 +355,34 @@ def _not_ipv4(params: FanParams, trace_mark: bool) -> list[Item]:
             *fanprog6.egress_hook(params, trace_mark=trace_mark)]
 
 
+def _plain(params: FanParams) -> list[Item]:
+    """A plain VXLAN device (``params.plain``) sends nothing by itself (no remote, no
+    forwarding entries), so the program encapsulates every frame it lets through:
+    IPv4 with :func:`fangen.datapath.encap.program` (its headers pulled into the linear
+    part first when they are not), ARP with
+    :func:`fangen.datapath.encap.program_frame`; a remote outside the connected prefix
+    is routed by the kernel.  Whatever cannot be encapsulated is dropped.  r9 = the
+    ethertype, r8 = the remote, r6 = skb."""
+    assert params.encap is not None
+    return [
+        jmp_imm(JEQ, R9, ETH_P_ARP, "plain_frame"),
+        *_packet_pointers(),
+        mov64_reg(R4, R2),
+        alu64_imm(ADD, R4, ETH_HLEN + 20),
+        jmp_reg(JGT, R4, R3, "plain_pull"),
+        ja("plain_ipv4"),
+        Label("plain_pull"),
+        mov64_reg(R1, R6),
+        mov64_imm(R2, ETH_HLEN + 20),
+        call(FN_SKB_PULL_DATA),
+        jmp_imm(JNE, R0, 0, "drop"),
+        Label("plain_ipv4"),
+        *encap_code.program(params.encap, params.vni, params.ttl, "drop", fib=True),
+        Label("plain_frame"),
+        *encap_code.program_frame(params.encap, params.vni, params.ttl),
+    ]
+
+
 def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) -> list[Item]:
     """The fan's egress program on the tunnel device.
 
@@ -405,7 +441,9 @@ def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) 
         st_mem(B, FP, _KEY + TK_TTL, params.ttl),
         *_key_call(FN_SKB_SET_TUNNEL_KEY, "drop", flags),
     ]
-    if params.encap is not None:        # fangen.datapath.encap: IPv4 to the segment
+    if params.plain:                    # every frame encapsulated: see _plain
+        code += _plain(params)
+    elif params.encap is not None:      # fangen.datapath.encap: IPv4 to the segment
         # after the key, also for what is encapsulated: its metadata dst replaces the
         # overlay route's, which a packet queued for an unresolved underlay neighbour
         # would otherwise be re-sent by (encap.py says how that loses it)
@@ -418,7 +456,7 @@ def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) 
         code.append(ja("pass"))
     if params.mode == "vxlan":
         code += _not_ipv4(params, trace_mark)
-    code += _verdicts()
+    code += _verdicts(code)
     return code
 
 
@@ -429,6 +467,10 @@ def ingress(params: FanParams, *, trace_mark: bool = False, direct: bool = True)
     inner destination in the overlay (else next filter), from a sender inside the
     underlay, to our own slice.
     """
+    if params.plain:
+        # a plain device takes in only its own VNI and has no tunnel key to show; the
+        # sender's address is checked by nftables on the outer packet
+        return [ja("pass"), *_verdicts([ja("pass")])]
     code: list[Item] = [
         mov64_reg(R6, R1),
         # no zeroing first: the helper's buffer is ARG_PTR_TO_UNINIT_MEM (it fills
@@ -469,6 +511,8 @@ DROP_PROGRAM_NAME = "fan_drop"
 
 def program_name(params: FanParams, direction: str) -> str:
     """The name the kernel shows for a program (at most 15 characters)."""
+    if params.plain and direction == "egress":
+        return "fan_vx_plain"
     if params.encap is not None and direction == "egress":
         return f"fan_{params.mode[:2]}_encap"
     return f"fan_{params.mode[:2]}_{direction[:2]}"
