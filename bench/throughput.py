@@ -4,9 +4,10 @@ hand-built VXLAN baselines on the same topology, in the same run.
 
 Paths (all between containers on host namespaces h1 and h2, MTU 1450):
 
-* ``fan``: the fan as fangen builds it (VXLAN, upstream datapath: a collect-metadata
-  VXLAN device on the fan bridge with fangen's tc programs; real networkd and
-  ``fangen run`` in each host, containers leased by the fan's dnsmasq);
+* ``fan``: the fan as fangen builds it (VXLAN, upstream datapath: on this kernel a
+  plain VXLAN device on the fan bridge whose tc programs encapsulate every frame;
+  real networkd and ``fangen run`` in each host, containers leased by the fan's
+  dnsmasq);
 * ``l2``: an L2 VXLAN with a static remote, the containers on-link in one /16
   (what a person builds by hand for two hosts; the fan's VXLAN path is L2 too);
 * ``routed``: a flannel-style routed VXLAN, one route + neighbour + FDB entry per peer.
@@ -19,20 +20,19 @@ Paths (all between containers on host namespaces h1 and h2, MTU 1450):
   ``--steps`` then prints the gap between ``l2`` and the fan split by cause:
   ``l2nc / l2`` the per-packet route lookup, ``l2md / l2nc`` the metadata dst (what
   the tunnel-key path costs, which the fan's IPv4 no longer takes), ``l2bpf / l2``
-  the fan's own encapsulation, ``fan / l2bpf`` the fan's programs;
+  the fan's own encapsulation, ``fan / l2bpfs`` the fan's programs;
 * ``l2bpf`` (``--encap``, and with ``--steps``): ``l2md`` with IPv4 encapsulated by the
   program itself, with fangen's encapsulation code and one fixed remote
   (``tunnels.l2_encap``): the fan's transmit path without the fan's decisions, so
-  ``l2bpf / l2`` is what that path costs (or saves) against the static tunnel and
-  ``fan / l2bpf`` what the fan's programs add;
+  ``l2bpf / l2`` is what that path costs (or saves) against the static tunnel;
 * ``l2bpfs`` (with ``--encap``): the same program on the static tunnel's device
   (``tunnels.l2_encap_static``), so ``l2bpf / l2bpfs`` is what receiving on a
-  collect-metadata device (a metadata dst allocated per packet) costs;
-* ``fanplain`` (with ``--encap``): the fan's own programs on a *plain* VXLAN device
-  (the fan's VNI, no remote, no learning; ``tunnels.fan_plain``): they encapsulate
-  every frame, ARP included, and the device only receives, without a metadata dst.
-  Overlay 252.0.0.0/8 on port 4795.  ``fan / fanplain`` is what the collect-metadata
-  receive costs the fan, ``fanplain / l2`` the fan as it would be on such a device;
+  collect-metadata device (a metadata dst allocated per packet) costs, and ``fan /
+  l2bpfs`` what the fan's programs add to the same transmit and receive paths;
+* ``fanmd`` (with ``--encap``): the fan as it was before its tunnel became a plain
+  VXLAN device: the fan's own programs on a collect-metadata device
+  (``tunnels.fan_metadata``; 252.0.0.0/8 on port 4795), so ``fan / fanmd`` is what the
+  plain device changes and ``fanmd / l2bpf`` the fan's programs on the old device;
 * ``fan-kernel`` (a kernel with Ubuntu's VXLAN fan, ``/proc/sys/net/fan/vxlan``: the
   patched kernel in ``make bench-vxlan-vm``): a second fan on the same hosts,
   251.0.0.0/8 on port 4792, with ``datapath: kernel`` (a VXLAN device with a fan
@@ -101,7 +101,7 @@ NAMES = {"fan": "fan (upstream datapath)", "l2": "L2 VXLAN, static remote",
          "fan6": "fan over IPv6 (overlay6)", "fan-kernel": "fan (kernel datapath)",
          "l2bpf": "L2 VXLAN, external, encapsulated by the program",
          "l2bpfs": "L2 VXLAN, static, encapsulated by the program",
-         "fanplain": "fan's programs on a plain VXLAN device"}
+         "fanmd": "fan on a collect-metadata device (before)"}
 OVERLAY6 = "fd5a:fa00::/48"
 KERNEL_FAN = "fan251"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -214,10 +214,9 @@ STEPS = [("l2nc", "l2", "route lookup per packet (no dst cache)"),
          ("l2bpfs", "l2", "encapsulation in the program, plain receive"),
          ("l2bpf", "l2bpfs", "collect-metadata receive (a metadata dst per packet)"),
          ("l2bpf", "l2", "encapsulation in the program, metadata receive"),
-         ("fan", "l2bpf", "the fan's programs (per-packet decision, ingress check)"),
-         ("fanplain", "l2bpfs", "the fan's programs on a plain device"),
-         ("fan", "fanplain", "collect-metadata receive, the fan's"),
-         ("fanplain", "l2", "the fan on a plain device, all of it"),
+         ("fan", "l2bpfs", "the fan's programs (per-packet decision, ARP encapsulated)"),
+         ("fanmd", "l2bpf", "the fan's programs on a collect-metadata device"),
+         ("fan", "fanmd", "a plain device instead of a collect-metadata one"),
          ("fan", "l2", "all of it"),
          ("fan", "l2md", "against the tunnel-key path"),
          ("fan-kernel", "l2", "the kernel datapath")]
@@ -255,8 +254,8 @@ def build(lab: Lab, bare: bool, ipv6: bool = False, external: bool = False,
         paths["l2bpf"] = (bp_b, bp_addr, bp_a)
         bs_a, bs_b, bs_addr = tunnels.l2_encap_static(lab.run, hosts)
         paths["l2bpfs"] = (bs_b, bs_addr, bs_a)
-        fp_a, fp_b, fp_addr = tunnels.fan_plain(lab.run, hosts)
-        paths["fanplain"] = (fp_b, fp_addr, fp_a)
+        fm_a, fm_b, fm_addr = tunnels.fan_metadata(lab.run, hosts)
+        paths["fanmd"] = (fm_b, fm_addr, fm_a)
     if kernel:
         paths["fan-kernel"] = (kf[1].ns, kf[1].address, kf[0].ns)
     if bare:
@@ -338,7 +337,7 @@ def main() -> int:
     parser.add_argument("--encap", action="store_true",
                         help="also l2bpf and l2bpfs, the fan's encapsulation with a fixed "
                              "remote, received by a collect-metadata or a plain device, and "
-                             "fanplain, the fan's programs on a plain device")
+                             "fanmd, the fan's programs on a collect-metadata device")
     parser.add_argument("--no-udp", action="store_true", help="TCP only")
     parser.add_argument("--only", metavar="PATHS",
                         help="measure only these paths, comma-separated (e.g. fan,l2): "

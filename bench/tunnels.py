@@ -260,39 +260,40 @@ def l2_encap_static(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, s
                      program=progs.__getitem__)
 
 
-PLAIN_OVERLAY = "252.0.0.0/8"
-PLAIN_PORT = 4795
+MD_OVERLAY = "252.0.0.0/8"
+MD_PORT = 4795
 
 
-def fan_plain(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
-    """The fan's own programs (:mod:`fangen.datapath.fanprog`, ``plain=True``) on a
-    *plain* VXLAN device: the fan's VNI, no remote, no learning, no forwarding entries,
-    so it sends nothing by itself and receives without a metadata dst.  The egress
-    program decides as the fan's does (overlay :data:`PLAIN_OVERLAY` over the hosts'
-    /16 underlay) and encapsulates every frame, ARP included
-    (:func:`fangen.datapath.encap.program_frame`).  ``fanplain / l2`` is the fan as it
-    would be on such a device, ``fanplain / fan`` what the collect-metadata receive
-    costs the fan.  Same signature as :func:`l2_static`."""
+def fan_metadata(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]:
+    """The fan as it was before its tunnel became a plain device: the fan's own programs
+    (:mod:`fangen.datapath.fanprog`, IPv4 encapsulated by the program, ARP with the
+    tunnel key, the ingress program checking VNI and sender) on a *collect-metadata*
+    VXLAN device, which allocates a metadata dst for every packet it receives.  Overlay
+    :data:`MD_OVERLAY` over the hosts' /16 underlay, port :data:`MD_PORT`.  ``fan /
+    fanmd`` is what the plain device changes.  Same signature as :func:`l2_static`."""
+    import contextlib
     import json
     from dataclasses import replace
     from ipaddress import IPv4Address
 
-    from fangen.datapath import encap, fanprog
+    from fangen.datapath import encap, fanprog, upstream
     from fangen.fanmap import FanMap
-    fmap = FanMap.parse(PLAIN_OVERLAY, "172.16.0.0/16")
+    from tests.harness.ns import iproute_in
+    fmap = FanMap.parse(MD_OVERLAY, "172.16.0.0/16")
     ends = []
     for n, (ns, addr) in enumerate(hosts, 1):
         up = json.loads(ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]
         own = next(a for a in up["addr_info"] if a["local"] == addr)
-        enc = encap.Encap(IPv4Address(addr), up["ifindex"], PLAIN_PORT,
+        enc = encap.Encap(IPv4Address(addr), up["ifindex"], MD_PORT,
                           IPv4Interface(f"{addr}/{own['prefixlen']}").network)
-        params = replace(fanprog.FanParams.for_host(fmap, addr), encap=enc, plain=True)
-        ip(ns, "link", "add", "fpvx", "mtu", str(MTU), "type", "vxlan", "id", str(params.vni),
-           "dstport", str(PLAIN_PORT), "nolearning")
-        _bridge(ns, "fpbr")
-        ip(ns, "link", "set", "fpvx", "master", "fpbr", "up")
-        egress_program(ns, "fpvx", fanprog.egress(params), "fan_vx_plain")
-        c = _container(run, ns, f"fpc{n}", "fpbr", "vfp")
+        params = replace(fanprog.FanParams.for_host(fmap, addr), encap=enc)
+        ip(ns, "link", "add", "fmvx", "mtu", str(MTU), "type", "vxlan", "external",
+           "dstport", str(MD_PORT), "nolearning")
+        _bridge(ns, "fmbr")
+        ip(ns, "link", "set", "fmvx", "master", "fmbr", "up")
+        with contextlib.closing(iproute_in(ns)) as ipr:
+            upstream.attach(ipr, ipr.link_lookup(ifname="fmvx")[0], params, "fanmd")
+        c = _container(run, ns, f"fmc{n}", "fmbr", "vfm")
         ip(c, "addr", "add", f"{params.own_slice.network_address + 2}/8", "dev", "eth0")
         ends.append((c, str(params.own_slice.network_address + 2)))
     return ends[0][0], ends[1][0], ends[1][1]

@@ -64,6 +64,7 @@ from fangen.datapath.bpf import (
     FN_REDIRECT_NEIGH,
     FN_SKB_ADJUST_ROOM,
     FN_SKB_CHANGE_HEAD,
+    FN_SKB_PULL_DATA,
     FN_SKB_VLAN_POP,
     FN_SKB_VLAN_PUSH,
     AND,
@@ -100,6 +101,7 @@ from fangen.datapath.bpf import (
     be,
     call,
     exit_,
+    ja,
     jmp_imm,
     jmp_reg,
     ld_imm64,
@@ -370,6 +372,30 @@ def program_frame(enc: Encap, vni: int, ttl: int) -> list[Item]:
         ldx_mem(W, R1, R6, SKB_PROTOCOL),
         jmp_imm(JNE, R1, ETH_P_IP_NET, "drop"),
         *_redirect(enc, "frame_fib"),
+    ]
+
+
+def program_plain(enc: Encap, vni: int, ttl: int) -> list[Item]:
+    """VXLAN on a plain device (the fan's VNI, no remote, no forwarding entries), which
+    sends nothing by itself: the program encapsulates every frame it lets through.
+    IPv4 with :func:`program` (its headers pulled into the linear part first when they
+    are not), anything else (ARP: the egress program lets nothing else through) with
+    :func:`program_frame`; a remote outside ``enc.connected`` is routed by the kernel
+    from the underlay interface.  Whatever cannot be encapsulated is dropped (label
+    ``drop``).  r6 = skb, r8 = remote (host order), r9 = the frame's ethertype."""
+    return [
+        jmp_imm(JNE, R9, 0x0800, "plain_frame"),
+        *_linear(ETH_HLEN + 20, "plain_pull"),
+        ja("plain_ipv4"),
+        Label("plain_pull"),
+        mov64_reg(R1, R6),
+        mov64_imm(R2, ETH_HLEN + 20),
+        call(FN_SKB_PULL_DATA),
+        jmp_imm(JNE, R0, 0, "drop"),
+        Label("plain_ipv4"),
+        *program(enc, vni, ttl, "drop", fib=True),
+        Label("plain_frame"),
+        *program_frame(enc, vni, ttl),
     ]
 
 

@@ -48,7 +48,6 @@ from fangen.datapath.bpf import (
     DW,
     FN_SKB_GET_TUNNEL_KEY,
     FN_SKB_LOAD_BYTES,
-    FN_SKB_PULL_DATA,
     FN_SKB_SET_TUNNEL_KEY,
     FP,
     JEQ,
@@ -129,7 +128,7 @@ class FanParams:
     overlay6: IPv6Network | None = None      # a dual-stack fan's (fanprog6)
     encap: Encap | None = None               # IPv4 encapsulated by the program itself
     plain: bool = False                      # on a plain VXLAN device: every frame
-                                             # encapsulated by the program (_plain)
+                                             # encapsulated (encap.program_plain)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -355,34 +354,6 @@ def _not_ipv4(params: FanParams, trace_mark: bool) -> list[Item]:
             *fanprog6.egress_hook(params, trace_mark=trace_mark)]
 
 
-def _plain(params: FanParams) -> list[Item]:
-    """A plain VXLAN device (``params.plain``) sends nothing by itself (no remote, no
-    forwarding entries), so the program encapsulates every frame it lets through:
-    IPv4 with :func:`fangen.datapath.encap.program` (its headers pulled into the linear
-    part first when they are not), ARP with
-    :func:`fangen.datapath.encap.program_frame`; a remote outside the connected prefix
-    is routed by the kernel.  Whatever cannot be encapsulated is dropped.  r9 = the
-    ethertype, r8 = the remote, r6 = skb."""
-    assert params.encap is not None
-    return [
-        jmp_imm(JEQ, R9, ETH_P_ARP, "plain_frame"),
-        *_packet_pointers(),
-        mov64_reg(R4, R2),
-        alu64_imm(ADD, R4, ETH_HLEN + 20),
-        jmp_reg(JGT, R4, R3, "plain_pull"),
-        ja("plain_ipv4"),
-        Label("plain_pull"),
-        mov64_reg(R1, R6),
-        mov64_imm(R2, ETH_HLEN + 20),
-        call(FN_SKB_PULL_DATA),
-        jmp_imm(JNE, R0, 0, "drop"),
-        Label("plain_ipv4"),
-        *encap_code.program(params.encap, params.vni, params.ttl, "drop", fib=True),
-        Label("plain_frame"),
-        *encap_code.program_frame(params.encap, params.vni, params.ttl),
-    ]
-
-
 def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) -> list[Item]:
     """The fan's egress program on the tunnel device.
 
@@ -441,8 +412,8 @@ def egress(params: FanParams, *, trace_mark: bool = False, direct: bool = True) 
         st_mem(B, FP, _KEY + TK_TTL, params.ttl),
         *_key_call(FN_SKB_SET_TUNNEL_KEY, "drop", flags),
     ]
-    if params.plain:                    # every frame encapsulated: see _plain
-        code += _plain(params)
+    if params.plain:                    # every frame encapsulated (encap.program_plain)
+        code += encap_code.program_plain(params.encap, params.vni, params.ttl)
     elif params.encap is not None:      # fangen.datapath.encap: IPv4 to the segment
         # after the key, also for what is encapsulated: its metadata dst replaces the
         # overlay route's, which a packet queued for an unresolved underlay neighbour

@@ -175,9 +175,36 @@ def _load(params: FanParams, direction: str) -> tuple[int, FanParams]:
         return bpf.prog_load(bpf.assemble(prog),
                              name=fanprog.program_name(params, direction)), params
     except bpf.BPFError as exc:
-        if params.encap is None or exc.errno in (errno.EPERM, errno.ENOSYS):
+        if params.encap is None or params.plain or exc.errno in (errno.EPERM, errno.ENOSYS):
             raise
     return _load(replace(params, encap=None), direction)
+
+
+_PLAIN: list = []
+
+
+def plain_supported() -> bool:
+    """Does this kernel take the programs of a fan on a plain VXLAN device (``plain``:
+    bpf_redirect_neigh with a next hop, 5.11, and the helpers of
+    :func:`fangen.datapath.encap.program_frame`)?  Probed once per process by loading
+    them for a made-up fan, not attached anywhere; False where BPF is not allowed."""
+    if not _PLAIN:
+        from ipaddress import IPv4Address, IPv4Network
+
+        from fangen.datapath.encap import Encap
+        from fangen.fanmap import FanMap
+        probe = replace(FanParams.for_host(FanMap.parse("250.0.0.0/8", "10.0.0.0/16"),
+                                           "10.0.0.1"),
+                        encap=Encap(IPv4Address("10.0.0.1"), 1, 8472,
+                                    IPv4Network("10.0.0.0/24")), plain=True)
+        try:
+            fd = bpf.prog_load(bpf.assemble(fanprog.egress(probe)), name="fan_probe")
+        except (bpf.BPFError, OSError):
+            _PLAIN.append(False)
+        else:
+            os.close(fd)
+            _PLAIN.append(True)
+    return _PLAIN[0]
 
 
 def _ensure_drop(ipr, ifindex: int, direction: str) -> None:

@@ -126,9 +126,14 @@ def _tunnel(f: Facts, problems, add) -> None:
     link = f.links.get(st.tunnel)
     if link is not None and link.kind != st.type:
         mine.append(f"{st.tunnel} is a {link.kind or 'plain'} device, not {st.type}")
-    if link is not None and (st.datapath == "upstream") != bool(link.get("external")):
+    # an upstream VXLAN fan's plain device (fangen.runtime.plan.choose_plain) is the one
+    # upstream tunnel that is not collect-metadata; its recorded program parameters say so
+    plain = bool(st.tc.get(st.tunnel, {}).get("params", {}).get("plain"))
+    want_external = st.datapath == "upstream" and not plain
+    if link is not None and want_external != bool(link.get("external")):
+        which = "upstream datapath on a plain device" if plain else f"{st.datapath} datapath"
         mine.append(f"{st.tunnel} is {'' if link.get('external') else 'not '}a "
-                    f"collect-metadata device, which the {st.datapath} datapath "
+                    f"collect-metadata device, which the {which} "
                     f"{'does not use' if link.get('external') else 'needs'}")
     if mine:
         add("tunnel", "fail", "; ".join(mine))

@@ -8,7 +8,10 @@ rules and ``fangen down NAME`` deletes exactly one table:
 * ``input`` (filter): encapsulated traffic for the fan -- IPIP (IP protocol 4)
   or UDP to the fan's VXLAN port, addressed to this host's underlay address -- is
   dropped unless it comes from the underlay network.  Matching the local address
-  keeps two fans over different underlays from dropping each other's traffic.
+  keeps two fans over different underlays from dropping each other's traffic.  A
+  VXLAN fan on a plain device (``any_address``: the upstream datapath's, whose port
+  no other fan shares) is matched on its port alone: the device takes in what
+  arrives at any of the host's addresses, and nothing else checks the sender;
   Packets for the fan's own address (the bridge address: DNS, DHCP) are dropped
   unless they arrive on the bridge, the tunnel or ``lo``;
 * ``forward`` (filter): the host is not a router into the overlay.  A packet
@@ -41,10 +44,12 @@ def table_name(fan_name: str) -> str:
 
 
 def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
-            local: IPv4Address, tunnel: str | None = None) -> str:
+            local: IPv4Address, tunnel: str | None = None, *,
+            any_address: bool = False) -> str:
     """The table definition (what ``nft list table ip fangen-NAME`` would show).
 
-    ``tunnel``: the device the fan's traffic arrives on (default: the fan's tunnel).
+    ``tunnel``: the device the fan's traffic arrives on (default: the fan's tunnel);
+    ``any_address``: the sender check for encapsulated traffic to any local address.
     """
     tunnel = tunnel or fan.tunnel
     gateway = Slice(slice_net).gateway
@@ -65,7 +70,8 @@ def ruleset(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
     lines += [
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
-        f"\t\t{match} ip daddr {local} ip saddr != {underlay} drop",
+        f"\t\t{match}{'' if any_address else f' ip daddr {local}'} "
+        f"ip saddr != {underlay} drop",
         f'\t\tip daddr {gateway} iifname != {{ "{fan.bridge}", "{tunnel}", "lo" }} drop',
         "\t}",
         # the tunnel may be shared (upstream IPIP): what goes to another fan's overlay is
@@ -123,7 +129,8 @@ def _forward_chain(bridge: str, tunnel: str, not_ours: str | None = None) -> lis
 
 
 def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
-                   local: IPv4Address, tunnel: str | None = None, ip6: bool = False) -> str:
+                   local: IPv4Address, tunnel: str | None = None, ip6: bool = False, *,
+                   any_address: bool = False) -> str:
     """An nft script that atomically replaces (or creates) the fan's table (and a
     dual-stack fan's ip6 table; ``ip6``: also delete one left from when the fan had an
     overlay6).  An IPv4-only fan's script never names the ip6 family, which a kernel
@@ -133,7 +140,7 @@ def replace_script(fan: Fan, slice_net: IPv4Network, underlay: IPv4Network,
         if ip6 or fan.overlay6 is not None else ""
     return (f"table ip {name}\n"
             f"delete table ip {name}\n" + six
-            + ruleset(fan, slice_net, underlay, local, tunnel))
+            + ruleset(fan, slice_net, underlay, local, tunnel, any_address=any_address))
 
 
 def delete_script(table: str, ip6: bool = False) -> str:

@@ -62,8 +62,12 @@ class CreateTunnel(Action):
     overlay: str = ""              # kernel fan map
     underlay: str = ""
     shared: bool = False           # the namespace's upstream IPIP device, for every fan
+    plain: bool = False            # upstream VXLAN on a plain device (fanprog ``plain``)
 
     def __str__(self):
+        if self.plain:
+            return (f"create vxlan {self.name} id {self.vni} dstport {self.port} nolearning "
+                    f"(no remote: the fan programs send) mtu {self.mtu}")
         if self.datapath == "upstream":
             extra = f" dstport {self.port}" if self.type == "vxlan" else ""
             shared = " (shared by the IPIP fans)" if self.shared else ""
@@ -228,10 +232,12 @@ class AttachPrograms(Action):
     underlay_index: int = 0
     connected: str = ""
     port: int = 0
+    plain: bool = False            # every frame encapsulated (a plain VXLAN device)
 
     def __str__(self):
         six = f", overlay6 {self.overlay6}" if self.overlay6 else ""
-        out = f", encapsulating to {self.underlay_dev}" if self.underlay_dev else ""
+        out = f", encapsulating {'every frame ' if self.plain else ''}to " \
+            f"{self.underlay_dev}" if self.underlay_dev else ""
         return (f"attach tc programs to {self.dev} ({self.mode}, overlay {self.overlay}, "
                 f"underlay {self.underlay}, own slice {self.slice}, vni {self.vni}{six}{out})")
 
@@ -240,8 +246,9 @@ class AttachPrograms(Action):
         encap = {"local": self.local, "underlay_dev": self.underlay_dev,
                  "underlay_index": self.underlay_index, "connected": self.connected,
                  "port": self.port} if self.underlay_dev else {}
+        plain = {"plain": True} if self.plain else {}
         return {"mode": self.mode, "overlay": self.overlay, "underlay": self.underlay,
-                "slice": self.slice, "vni": self.vni, **six, **encap}
+                "slice": self.slice, "vni": self.vni, **six, **encap, **plain}
 
     def record(self, st, outcome=None):
         if self.shared:

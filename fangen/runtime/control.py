@@ -57,9 +57,12 @@ class UpResult:
 
 
 def plan_for(host, fan: Fan, resolved: underlay_mod.Resolved) -> tuple[P.Target, list]:
+    from fangen.datapath import upstream
+
     state = state_mod.load(host.root, fan.name)
-    target = P.Target(fan, resolved, choose_datapath(fan, host.proc, host.kernel_refused),
-                      host.root, host.systemd)
+    datapath = choose_datapath(fan, host.proc, host.kernel_refused)
+    plain = P.choose_plain(fan, datapath, fan.type == "vxlan" and upstream.plain_supported())
+    target = P.Target(fan, resolved, datapath, host.root, host.systemd, plain)
     obs = observe_mod.observe(host, fan.name, fan.bridge, target.tunnel, state)
     return target, P.plan_up(target, obs, state)
 

@@ -165,6 +165,9 @@ def _nothing(a, host, nl: Netlink, st: State) -> None:
 
 
 def _make_tunnel(a: A.CreateTunnel, host, nl: Netlink) -> None:
+    if a.plain:
+        nl.create_plain_vxlan(a.name, a.vni, a.mtu, a.port)
+        return
     if a.datapath == "upstream":
         nl.create_external_tunnel(a.name, a.type, a.mtu, a.port)
         if nl.index(a.name) is None:        # EEXIST for another device's collect-md slot
@@ -209,9 +212,12 @@ def _attach(a: A.AttachPrograms, host, nl: Netlink, st: State) -> None:
     out = nl.index(a.underlay_dev) if a.underlay_dev and a.connected else None
     if out is not None:          # (gone since the plan: the tunnel key, until replanned)
         encap = Encap(IPv4Address(a.local), out, a.port, IPv4Network(a.connected))
+    elif a.plain:                # a plain device has no tunnel key to fall back on
+        raise FangenError(f"cannot attach the fan programs to {a.dev}: the underlay "
+                          f"interface {a.underlay_dev or '(none)'} is gone")
     params = FanParams(IPv4Network(a.overlay), IPv4Network(a.underlay), IPv4Network(a.slice),
                        a.vni, a.mode, overlay6=IPv6Network(a.overlay6) if a.overlay6 else None,
-                       encap=encap)
+                       encap=encap, plain=a.plain)
     try:
         found = upstream.attach(host.ipr, idx, params, a.fan or None)
     except OSError as exc:

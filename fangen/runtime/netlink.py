@@ -132,6 +132,15 @@ class Netlink:
             self._do(f"create ipip {name}", self.ipr.link, "add", ifname=name, kind="ipip",
                      mtu=mtu, ipip_collect_metadata=True, tolerate=(errno.EEXIST,))
 
+    def create_plain_vxlan(self, name: str, vni: int, mtu: int, port: int) -> None:
+        """A VXLAN device that is not collect-metadata: the fan's VNI and port, no
+        remote, no learning, so it sends nothing by itself (the fan's egress program
+        encapsulates every frame, fangen.datapath.fanprog ``plain``) and receives
+        without a metadata dst per packet."""
+        self._do(f"create vxlan {name}", self.ipr.link, "add", ifname=name, kind="vxlan",
+                 mtu=mtu, vxlan_id=vni, vxlan_port=port, vxlan_learning=0,
+                 tolerate=(errno.EEXIST,))
+
     def set_alias(self, name: str, alias: str) -> None:
         """Set IFLA_IFALIAS (the kernel takes it on a change, not at creation)."""
         idx = self.index(name)
@@ -199,6 +208,7 @@ def _tunnel_info(kind: str | None, data) -> dict:
     if kind == "vxlan":
         info["external"] = bool(data.get_attr("IFLA_VXLAN_COLLECT_METADATA"))
         info["port"] = data.get_attr("IFLA_VXLAN_PORT")
+        info["vni"] = data.get_attr("IFLA_VXLAN_ID")
         local = data.get_attr("IFLA_VXLAN_LOCAL")
         if local:
             info["local"] = local

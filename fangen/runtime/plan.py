@@ -44,6 +44,7 @@ class Target:
     datapath: str                  # "kernel" | "upstream"
     root: str = "/"
     systemd: bool = False
+    plain: bool = False            # upstream VXLAN on a plain device (choose_plain)
 
     @property
     def slice(self) -> Slice:
@@ -82,8 +83,23 @@ class Target:
 
 # -- up ------------------------------------------------------------------------------------
 
+def choose_plain(fan: Fan, datapath: str, supported: bool) -> bool:
+    """Does the fan's tunnel become a plain VXLAN device (fangen.datapath.fanprog
+    ``plain``: the programs encapsulate every frame, receive allocates nothing per
+    packet) rather than a collect-metadata one?  For an upstream VXLAN fan where the
+    kernel takes the programs (``supported``: fangen.datapath.upstream.plain_supported),
+    unless it is dual-stack (IPv6 keeps the tunnel key) or multi-homed (its policy
+    rule and VRF select by the outer UDP port, which the program's route lookup does
+    not carry)."""
+    return (supported and datapath == "upstream" and fan.type == "vxlan"
+            and fan.overlay6 is None and fan.underlay_gateway is None and fan.vrf is None)
+
+
 def tunnel_spec(t: Target) -> CreateTunnel:
     fan = t.fan
+    if t.plain:
+        return CreateTunnel(t.tunnel, "vxlan", "upstream", t.mtu, port=fan.port, vni=fan.vni,
+                            plain=True)
     if t.datapath == "upstream":
         return CreateTunnel(t.tunnel, fan.type, "upstream", t.mtu,
                             port=fan.port if fan.type == "vxlan" else 0,
@@ -99,6 +115,9 @@ def tunnel_spec(t: Target) -> CreateTunnel:
 def _tunnel_matches(spec: CreateTunnel, link: LinkView, previous: dict) -> bool:
     if link.kind != spec.type:
         return False
+    if spec.plain:
+        return not link.get("external") and link.get("port") == spec.port and \
+            link.get("vni") == spec.vni
     if spec.datapath == "upstream":
         if not link.get("external"):
             return False
@@ -136,9 +155,11 @@ def _tunnel_conflict(spec: CreateTunnel, obs: Observed, going: set) -> str | Non
     return None
 
 
-def _encap(fan, underlay, obs) -> dict:
+def _encap(fan, underlay, obs, plain: bool = False) -> dict:
     """Where a fan's egress program sends what it encapsulates: the underlay address
-    and interface, the prefix that address is connected to there, VXLAN's port."""
+    and interface, the prefix that address is connected to there, VXLAN's port.  A
+    plain device's programs always encapsulate: without the address on the interface
+    (yet), every remote is routed by the kernel (a /32 "prefix")."""
     link = obs.links.get(underlay.ifname)
     connected = ""
     for addr in link.addresses if link is not None else ():
@@ -147,6 +168,8 @@ def _encap(fan, underlay, obs) -> dict:
         iface = IPv4Interface(addr)
         if iface.ip == underlay.address:
             connected = str(iface.network)
+    if plain and not connected:
+        connected = f"{underlay.address}/32"
     return {"local": str(underlay.address), "underlay_dev": underlay.ifname,
             "underlay_index": underlay.ifindex,
             "connected": connected, "port": fan.port if fan.type == "vxlan" else 0}
@@ -258,7 +281,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
                                 str(t.underlay.network), str(sl.network),
                                 fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared,
                                 str(fan.overlay6) if fan.overlay6 is not None else "",
-                                **_encap(fan, t.underlay, obs))
+                                **_encap(fan, t.underlay, obs, t.plain), plain=t.plain)
         recorded = state.tc.get(dev, {}).get("params")
         attached = obs.tc.get(dev, {})
         if tunnel is None or recreate or recorded != attach.params() or \
@@ -269,10 +292,11 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     table = render_nft.table_name(fan.name)
     # the device the fan's traffic arrives on: the shared one for upstream IPIP
     nft_args = (fan, sl.network, t.underlay.network, t.underlay.address, t.tunnel)
-    text = render_nft.ruleset(*nft_args)
+    text = render_nft.ruleset(*nft_args, any_address=t.plain)
     if table not in obs.nft_tables or state.nft_tables.get(table) != text:
         had6 = _has_ip6(state.nft_tables.get(table))
-        actions.append(NftReplace(table, render_nft.replace_script(*nft_args, ip6=had6), text))
+        actions.append(NftReplace(table, render_nft.replace_script(*nft_args, ip6=had6,
+                                                                 any_address=t.plain), text))
 
     # forwarding in this namespace
     if obs.sysctls.get(FORWARD_SYSCTL) != "1":

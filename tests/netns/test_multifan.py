@@ -99,11 +99,12 @@ def test_two_vxlan_fans_on_distinct_ports_both_carry_traffic(run, tmp_path):
     for h, root, _ in w.hosts:
         fangen(h, root, "up", "front")
         fangen(h, root, "up", "storage")
-        # one collect-metadata device per fan, each on its own port
+        # one plain VXLAN device per fan (its VNI, no remote), each on its own port
         details = {dev: ip(h, "-d", "link", "show", "dev", dev).stdout
                    for dev in ("front-tun", "storage-tun")}
-        assert "external" in details["front-tun"] and "dstport 8472" in details["front-tun"]
-        assert "external" in details["storage-tun"] and "dstport 4789" in details["storage-tun"]
+        for dev, port in (("front-tun", 8472), ("storage-tun", 4789)):
+            assert "external" not in details[dev] and "remote" not in details[dev]
+            assert "vxlan id " in details[dev] and f"dstport {port}" in details[dev]
     fans = {"front": "br-front", "storage": "br-storage"}
     cs = {(i, fan): w.container(i, fan, bridge) for i in (0, 1) for fan, bridge in fans.items()}
     for fan in fans:

@@ -145,7 +145,9 @@ def test_up_twice_dhcp_and_down_restores(world, tmp_path):
     assert nsexec(w.h, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
     egress = sh("tc", "-n", w.h, "filter", "show", "dev", "fan250-tun", "egress").stdout
     assert "fangen:" in egress
-    assert " name fan_vx_encap " in egress        # IPv4 encapsulated by the program itself
+    # a plain VXLAN device: every frame encapsulated by the program itself
+    assert " name fan_vx_plain " in egress
+    assert st["tc"]["fan250-tun"]["params"]["plain"] is True
 
     # a container on the bridge gets a slice address, router and MTU from dnsmasq
     ip(w.h, "link", "set", "c0", "master", "fan250")
@@ -272,7 +274,7 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
                    .get("underlay_index") == index, 10, "the programs for the new ul0")
         assert w.bridge_addrs() == ["250.5.6.1/8"]
         egress = sh("tc", "-n", w.h, "filter", "show", "dev", "fan250-tun", "egress").stdout
-        assert " name fan_vx_encap " in egress, egress
+        assert " name fan_vx_plain " in egress, egress
 
         # SIGTERM: run exits and leaves the fan up
         proc.send_signal(signal.SIGTERM)

@@ -67,25 +67,33 @@ class Fan:
 
 
 def build_fan(run: Run, underlay: str, host_addrs: list[str],
-              containers_per_host: int = 1, encap: bool = False) -> Fan:
-    """``encap``: the egress programs encapsulate IPv4 themselves (fangen's default
-    since it knows the underlay interface: fangen.datapath.encap); else they set the
-    tunnel key for every frame (what ARP, IPv6 and older kernels get)."""
+              containers_per_host: int = 1, encap: bool = False, plain: bool = False,
+              prefix: int | None = None, gateways: list[str] | None = None) -> Fan:
+    """``encap``: the egress programs encapsulate IPv4 themselves (fangen.datapath.encap);
+    else they set the tunnel key for every frame (what ARP, IPv6 and older kernels get).
+    ``plain``: on a plain VXLAN device (the fan's VNI, no remote), the programs
+    encapsulate every frame (fangen's default for an IPv4 VXLAN fan).  ``prefix``: the
+    hosts' own prefix on ul0 (default: the underlay's), ``gateways``: each host's
+    default route (a router the test adds to the switch)."""
     fmap = FanMap.parse(OVERLAY, underlay)
     sw = switch_ns(run, "sw")
     hosts = []
     for i, addr in enumerate(host_addrs, 1):
         h = run.netns(f"h{i}")
-        plug(sw, f"p{i}", h, "ul0", f"{addr}/{fmap.underlay.prefixlen}")
+        own = ipaddress.IPv4Interface(f"{addr}/{prefix or fmap.underlay.prefixlen}")
+        plug(sw, f"p{i}", h, "ul0", str(own))
+        if gateways:
+            ip(h, "route", "add", "default", "via", gateways[i - 1])
         params = FanParams.for_host(fmap, addr, "vxlan")
-        if encap:
+        if encap or plain:
             ul0 = json.loads(ip(h, "-j", "link", "show", "ul0").stdout)[0]["ifindex"]
             params = replace(params, encap=Encap(ipaddress.IPv4Address(addr), ul0, 8472,
-                                                 fmap.underlay))
+                                                 own.network), plain=plain)
         gw = params.own_slice.network_address + 1
         ip(h, "link", "add", "fan0", "type", "bridge")
         ip(h, "addr", "add", f"{gw}/{fmap.overlay.prefixlen}", "dev", "fan0")
-        ip(h, "link", "add", "vx0", "mtu", str(VX_MTU), "type", "vxlan", "external",
+        kind = ["id", str(params.vni)] if plain else ["external"]
+        ip(h, "link", "add", "vx0", "mtu", str(VX_MTU), "type", "vxlan", *kind,
            "dstport", "8472", "nolearning")
         ip(h, "link", "set", "vx0", "master", "fan0")
         ip(h, "link", "set", "vx0", "up")
@@ -132,11 +140,12 @@ def counters(fan: Fan) -> dict[str, int]:
             for o in out["nftables"] if "counter" in o}
 
 
-@pytest.fixture(scope="module", params=["key", "encap"])
+@pytest.fixture(scope="module", params=["key", "encap", "plain"])
 def fan(request):
     with Run("a") as run:
         fan = build_fan(run, "172.16.0.0/16", ["172.16.1.2", "172.16.2.3", "172.16.3.4"],
-                        containers_per_host=2, encap=request.param == "encap")
+                        containers_per_host=2, encap=request.param == "encap",
+                        plain=request.param == "plain")
         add_switch_counters(fan)
         yield fan
 
@@ -187,7 +196,8 @@ def test_encapsulated_ipv4_leaves_past_the_tunnel_device(fan):
     """With encapsulation in the program, IPv4 never reaches the device's transmit path
     (it leaves through the underlay interface directly); with the tunnel key, all of it
     does.  ARP takes the device either way (the other hosts' containers refresh their
-    neighbours now and then: a few packets of background)."""
+    neighbours now and then: a few packets of background), except on a plain device,
+    whose transmit path nothing takes."""
     h1, h2, _ = fan.hosts
     (cns, _, _), (_, daddr, _) = h1.containers[0], h2.containers[0]
     assert ping(cns, str(daddr), count=1)               # neighbours resolved
@@ -200,7 +210,9 @@ def test_encapsulated_ipv4_leaves_past_the_tunnel_device(fan):
         tx.close()
     vx0, ul0 = (_tx_packets(h1.ns, dev) - was for dev, was in zip(("vx0", "ul0"), before))
     assert ul0 >= 300
-    if h1.params.encap is not None:
+    if h1.params.plain:
+        assert vx0 == 0, f"{vx0} packets went through the plain vx0's transmit path"
+    elif h1.params.encap is not None:
         assert vx0 < 30, f"{vx0} packets went through vx0's transmit path"
     else:
         assert vx0 >= 300
@@ -260,10 +272,30 @@ def outsider(fan):
     return ns
 
 
+def _sender_rule(fan: Fan, host: Host) -> None:
+    """The sender check of a fan on a plain device: the input rule fangen renders for
+    it (fangen.render.nft, ``any_address``), in a table of the test's own."""
+    from fangen.config.model import build
+    from fangen.render import nft as render_nft
+    model = build("t", {"overlay": OVERLAY, "underlay": str(fan.fmap.underlay),
+                        "type": "vxlan"})
+    text = render_nft.ruleset(model, host.params.own_slice, fan.fmap.underlay, host.addr,
+                              any_address=True)
+    [rule] = [line.strip() for line in text.splitlines() if "udp dport" in line]
+    assert "daddr" not in rule
+    path = fan.run.path(f"{host.ns}-sender.nft")
+    with open(path, "w") as fh:
+        fh.write("table ip fgt-in {\n\tchain input {\n\t\ttype filter hook input priority "
+                 f"filter; policy accept;\n\t\t{rule}\n\t}}\n}}\n")
+    nsexec(host.ns, "nft", "-f", path)
+
+
 def test_crafted_vxlan_needs_our_vni_and_an_underlay_sender(fan, outsider):
     h1 = fan.hosts[0]
     cns, caddr, cmac = h1.containers[0]
     vni = h1.params.vni
+    if h1.params.plain:
+        _sender_rule(fan, h1)
     rx = socket_in(cns, socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind((str(caddr), 5555))
     senders = {}
@@ -293,13 +325,19 @@ def test_crafted_vxlan_needs_our_vni_and_an_underlay_sender(fan, outsider):
         assert received() == {"good"}
 
         # control: without the programs the kernel itself accepts both bad frames,
-        # so it is the ingress program that dropped them above
+        # so it is the ingress program that dropped them above; a plain device takes
+        # only its own VNI, and its senders are checked by the fan's nft rule
         upstream.detach(h1.ipr, h1.vx_index)
+        if h1.params.plain:
+            nsexec(h1.ns, "nft", "delete", "table", "ip", "fgt-in")
         send("172.16.250.9", vni + 1, "wrong-vni-2")
         send("192.0.2.5", vni, "outside-underlay-2")
-        assert received() == {"wrong-vni-2", "outside-underlay-2"}
+        assert received() == ({"outside-underlay-2"} if h1.params.plain
+                              else {"wrong-vni-2", "outside-underlay-2"})
     finally:
         upstream.attach(h1.ipr, h1.vx_index, h1.params)
+        if h1.params.plain:
+            _sender_rule(fan, h1)
         rx.close()
         for s in senders.values():
             s.close()
@@ -473,6 +511,44 @@ def test_two_fans_chained_on_one_device_each_carry_their_own_overlay():
         assert upstream.detach(ipr1, idx1, "fan0") == {"fan1"}
         assert not ping(c1[0][0], str(c2[0][1]), count=2)
         assert ping(c1[1][0], str(c2[1][1]), count=2)
+
+
+# ---------------------------------------------------------------- a routed underlay
+
+
+@pytest.mark.parametrize("mode", ["encap", "plain"])
+def test_remotes_behind_a_router_are_reached_through_it(mode):
+    """Two hosts on two /24 segments of the /16 underlay, each with a default route to a
+    router: the remote is outside the prefix the program sends to directly.  With
+    ``encap`` such a packet keeps the tunnel key and the device routes it; on a plain
+    device the program hands it to the kernel's route lookup from the underlay
+    interface (``bpf_redirect_neigh`` without a next hop), ARP included.  Either way
+    the frames cross the router, and TCP (GSO) arrives whole."""
+    with Run("r") as run:
+        fan = build_fan(run, "172.16.0.0/16", ["172.16.1.2", "172.16.2.3"], prefix=24,
+                        gateways=["172.16.1.1", "172.16.2.1"], encap=mode == "encap",
+                        plain=mode == "plain")
+        router = run.netns("rt")
+        plug(fan.switch, "p8", router, "eth0", "172.16.1.1/24")
+        ip(router, "addr", "add", "172.16.2.1/24", "dev", "eth0")
+        sysctl(router, "net.ipv4.ip_forward", 1)
+        sysctl(router, "net.ipv4.conf.all.send_redirects", 0)
+        sysctl(router, "net.ipv4.conf.eth0.send_redirects", 0)
+        nsexec(router, "nft", "add", "table", "ip", "t")
+        nsexec(router, "nft", "add", "chain", "ip", "t", "f",
+               "{ type filter hook forward priority 0; }")
+        nsexec(router, "nft", "add", "rule", "ip", "t", "f", "udp", "dport", "8472", "counter")
+        h1, h2 = fan.hosts
+        (c1, a1, _), (c2, a2, _) = h1.containers[0], h2.containers[0]
+        assert ping(c1, str(a2), count=2), "host 1's container -> host 2's"
+        assert ping(c2, str(a1), count=2), "host 2's container -> host 1's"
+        got, sent_sha, got_sha = tcp_transfer(c2, str(a2), c1, size=1 << 20, port=5004)
+        assert got == 1 << 20 and got_sha == sent_sha
+        out = nsexec(router, "nft", "list", "table", "ip", "t").stdout
+        forwarded = int(out.split("counter packets")[1].split()[0])
+        assert forwarded >= 8, out
+        if mode == "plain":
+            assert _tx_packets(h1.ns, "vx0") == 0
 
 
 # ---------------------------------------------------------------- state size

@@ -62,7 +62,8 @@ def test_static_key_program_loads_and_passes():
 def test_steps_split_the_gap_between_static_tunnel_and_fan(capsys):
     results = {"gbps": {"fan": [8.0, 9.0], "l2": [10.0, 10.0], "l2nc": [9.5, 9.5],
                         "l2md": [9.0, 9.0], "routed": [9.0, 9.0], "l2bpf": [8.5, 8.5],
-                        "l2bpfs": [9.6, 9.6], "fan-kernel": [9.8, 9.6]}}
+                        "l2bpfs": [9.6, 9.6], "fanmd": [8.0, 8.0],
+                        "fan-kernel": [9.8, 9.6]}}
     throughput.report_steps(results, "gbps")
     out = capsys.readouterr().out.strip().splitlines()
     lines = {line.split()[0] + " " + line.split()[2]: line for line in out[1:]}
@@ -71,7 +72,9 @@ def test_steps_split_the_gap_between_static_tunnel_and_fan(capsys):
     assert "0.850x" in lines["l2bpf l2"]                # 8.5 / 10
     assert "0.960x" in lines["l2bpfs l2"]               # 9.6 / 10
     assert "0.885x" in lines["l2bpf l2bpfs"]            # 8.5 / 9.6: the metadata receive
-    assert "1.000x" in lines["fan l2bpf"]               # median 8.5 / 8.5
+    assert "0.885x" in lines["fan l2bpfs"]              # median 8.5 / 9.6
+    assert "0.941x" in lines["fanmd l2bpf"]             # 8.0 / 8.5
+    assert "1.062x" in lines["fan fanmd"]               # median 8.5 / 8.0: the plain device
     assert "0.944x" in lines["fan l2md"]                # median 8.5 / 9.0
     assert "0.850x" in lines["fan l2"]
     assert "0.970x" in lines["fan-kernel l2"]           # the kernel datapath, median 9.7

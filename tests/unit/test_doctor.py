@@ -153,6 +153,20 @@ def test_kernel_and_tunnel():
         ("fail", "tunnel fan250-tun is down; tunnel fan250-tun is not a port of fan250")]
 
 
+def test_a_plain_device_is_what_an_upstream_vxlan_fan_may_have():
+    # an upstream VXLAN fan on a plain device (its recorded program parameters say so)
+    plain_state = state(tc={"fan250-tun": {"params": {"mode": "vxlan", "plain": True}}})
+    lk = links()
+    lk["fan250-tun"] = replace(lk["fan250-tun"], info=(("external", False), ("port", 8472)))
+    assert status(healthy(state=plain_state, links=lk))["tunnel"] == ["ok"]
+    # and a collect-metadata device where the record says plain is wrong, as is the reverse
+    [(verdict, message)] = verdicts(healthy(state=plain_state))["tunnel"]
+    assert verdict == "fail" and message == (
+        "fan250-tun is a collect-metadata device, which the upstream datapath on a plain "
+        "device does not use")
+    assert "not a collect-metadata device" in verdicts(healthy(links=lk))["tunnel"][0][1]
+
+
 def test_mtu_along_the_path():
     lk = links()
     lk["up0"] = replace(lk["up0"], mtu=1400)

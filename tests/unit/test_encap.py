@@ -180,3 +180,83 @@ def test_a_kernel_that_refuses_it_gets_the_tunnel_key(monkeypatch):
         assert (res.retval, res.data) == (bpf.TC_ACT_OK, frame("250.9.9.9"))
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- a plain device
+
+
+def plain(connected: str = "172.16.1.0/24") -> FanParams:
+    return replace(params(connected=connected), plain=True)
+
+
+def test_plain_arp_is_encapsulated_as_it_is_for_the_target_address(load):
+    # a plain VXLAN device sends nothing by itself: ARP too leaves the program
+    # encapsulated (bpf_skb_change_head, skb->protocol set by VLAN push/pop)
+    run = load(plain())
+    for target, remote in (("250.1.9.9", "172.16.1.9"), ("250.9.9.9", "172.16.9.9")):
+        arp = packets.arp("250.1.2.10", target)
+        res = run(arp)
+        o = outer(res.data)
+        assert res.retval == TC_ACT_REDIRECT, target       # on the segment, or routed
+        assert (o["ethertype"], o["proto"], o["dport"], o["ttl"], o["tos"]) == \
+            (b"\x08\x00", 17, 8472, 64, 0)
+        assert (o["src"], o["dst"], o["csum_ok"]) == (HOST, IPv4Address(remote), True)
+        assert o["tot_len"] == len(res.data) - 14 and o["udp_len"] == o["tot_len"] - 20
+        assert o["id_frag"] == bytes(4) and o["udp_csum"] == bytes(2)
+        assert o["vxlan"] == b"\x08\x00\x00\x00" + params().vni.to_bytes(3, "big") + b"\x00"
+        assert o["inner"] == arp                          # the frame, Ethernet and all
+
+
+def test_plain_ipv4_is_encapsulated_also_behind_a_router(load):
+    run = load(plain())
+    for dst, remote in (("250.1.9.9", "172.16.1.9"), ("250.9.9.9", "172.16.9.9")):
+        res = run(frame(dst))
+        o = outer(res.data)
+        assert res.retval == TC_ACT_REDIRECT, dst
+        assert (o["dst"], o["csum_ok"], o["inner"]) == (IPv4Address(remote), True, frame(dst))
+
+
+def test_plain_keeps_the_decisions_and_drops_what_it_cannot_send(load):
+    run = load(plain())
+    assert run(frame("250.1.2.99")).retval == bpf.TC_ACT_SHOT     # our own slice
+    assert run(frame("10.1.2.3")).retval == NEXT                  # not the overlay
+    six = packets.ethernet(packets.ETH_P_IPV6, packets.ipv6("fd00::1", "fd00::2", bytes(8)))
+    assert run(six).retval == NEXT                                 # (the final filter drops)
+    assert run(packets.arp("250.1.2.10", "10.9.9.9")).retval == NEXT
+    assert fanprog.program_name(plain(), "egress") == "fan_vx_plain"
+
+
+def test_plain_ingress_passes_what_the_device_took_in():
+    # the device takes in only the fan's VNI and shows no tunnel key; the sender is
+    # checked by the fan's nft rule (fangen.render.nft any_address)
+    fd = bpf.prog_load(bpf.assemble(fanprog.ingress(plain())), name="fan_vx_in")
+    try:
+        assert bpf.prog_test_run(fd, frame("250.1.2.10")).retval == bpf.TC_ACT_OK
+    finally:
+        os.close(fd)
+
+
+def test_plain_needs_a_vxlan_fan_that_encapsulates_and_no_overlay6():
+    from ipaddress import IPv6Network
+    for bad in (FanParams.for_host(FMAP, HOST, "vxlan"),           # no encapsulation
+                replace(FanParams.for_host(FMAP, HOST, "ipip"),
+                        encap=Encap(HOST, 1, 0, FMAP.underlay))):
+        with pytest.raises(ValueError, match="plain"):
+            replace(bad, plain=True)
+    with pytest.raises(ValueError, match="plain"):
+        replace(plain(), overlay6=IPv6Network("fd5a::/48"))
+
+
+def test_a_kernel_that_refuses_the_plain_programs_is_told_so(monkeypatch):
+    # no silent fallback to the tunnel key: a plain device would send nothing
+    def refuse(code, *, name="", **kw):
+        raise bpf.BPFError(errno.EINVAL, "unknown func bpf_skb_vlan_push#18")
+
+    monkeypatch.setattr(bpf, "prog_load", refuse)
+    with pytest.raises(bpf.BPFError):
+        upstream._load(plain(), "egress")
+    monkeypatch.setattr(upstream, "_PLAIN", [])
+    assert upstream.plain_supported() is False
+    monkeypatch.setattr(upstream, "_PLAIN", [])
+    monkeypatch.undo()
+    assert upstream.plain_supported() is True                  # this machine's kernel

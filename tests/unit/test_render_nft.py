@@ -59,6 +59,17 @@ def test_vxlan_port_without_nat():
         "}\n")
 
 
+def test_a_plain_device_checks_senders_to_any_local_address():
+    # the plain VXLAN device takes in what arrives at any of the host's addresses, and
+    # no program checks the sender there (fangen.runtime.plan.choose_plain)
+    f = fan(type="vxlan", nat=False)
+    text = nft.ruleset(f, SLICE, UNDERLAY, LOCAL, any_address=True)
+    assert "\t\tudp dport 8472 ip saddr != 172.16.0.0/16 drop\n" in text
+    assert text.replace("udp dport 8472 ip saddr", "udp dport 8472 ip daddr 172.16.3.4 ip saddr") \
+        == nft.ruleset(f, SLICE, UNDERLAY, LOCAL)
+    assert nft.replace_script(f, SLICE, UNDERLAY, LOCAL, any_address=True).endswith(text)
+
+
 def test_forward_policy_names_the_device_the_fan_arrives_on():
     """A shared collect-metadata device (several fans) is passed in as ``tunnel``."""
     text = nft.ruleset(fan(type="vxlan", bridge="br-a"), SLICE, UNDERLAY, LOCAL, tunnel="fan-vx0")

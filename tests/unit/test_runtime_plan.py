@@ -24,14 +24,16 @@ def fan(name="f", **extra):
     return build(name, data)
 
 
-def target(f, ul=UL, datapath="upstream"):
-    return P.Target(f, ul, datapath, ROOT, False)
+def target(f, ul=UL, datapath="upstream", plain=False):
+    return P.Target(f, ul, datapath, ROOT, False, plain)
 
 
 def converge(t, state=None):
     """Observed after applying the plan on an empty host (what the kernel would hold)."""
     f = t.fan
     info = (("external", True),) + ((("port", f.port),) if f.type == "vxlan" else ())
+    if t.plain:
+        info = (("external", False), ("port", f.port), ("vni", f.vni))
     links = {
         f.bridge: V.LinkView(f.bridge, 10, "bridge", t.mtu, True, None,
                              frozenset({t.bridge_address})),
@@ -436,3 +438,70 @@ def test_networkd_bridge_is_deleted_once_its_netdev_is_gone():
     # a bridge someone else made (no record of our .netdev) is never deleted
     state.links["f"] = {"created": False}
     assert "delete link f" not in lines(P.plan_down(state, obs))
+
+
+# ---------------------------------------------------------------- a plain VXLAN device
+
+
+def test_vxlan_upstream_on_a_plain_device():
+    t = target(fan(type="vxlan"), plain=True)
+    actions = P.plan_up(t, _with_underlay(V.Observed(sysctls={V.FORWARD_SYSCTL: "1"})), None)
+    assert lines(actions)[:6] == [
+        "create bridge f mtu 1450",
+        "set link f up",
+        "create vxlan f-tun id 16384000 dstport 8472 nolearning (no remote: the fan programs "
+        "send) mtu 1450",
+        "set link f-tun master f up",
+        "add address 250.3.4.1/8 dev f",
+        "attach tc programs to f-tun (vxlan, overlay 250.0.0.0/8, underlay 172.16.0.0/16, "
+        "own slice 250.3.4.0/24, vni 16384000, encapsulating every frame to ul0)",
+    ]
+    attach = actions[5]
+    assert attach.plain and attach.params()["plain"] is True
+    assert attach.connected == "172.16.3.0/24"
+    [nft_action] = [a for a in actions if isinstance(a, A.NftReplace)]
+    assert nft_action.text == nft.ruleset(t.fan, t.slice.network, UL.network, UL.address,
+                                          any_address=True)
+    # the sender check covers every local address: nothing else checks it on this device
+    assert "\t\tudp dport 8472 ip saddr != 172.16.0.0/16 drop\n" in nft_action.text
+    state = recorded(t, actions)
+    assert P.plan_up(t, _with_underlay(converge(t)), state) == []
+
+
+def test_a_collect_metadata_device_is_replaced_by_a_plain_one_and_back():
+    ext, pln = target(fan(type="vxlan")), target(fan(type="vxlan"), plain=True)
+    first = P.plan_up(ext, _with_underlay(V.Observed()), None)
+    state = recorded(ext, first)
+    again = P.plan_up(pln, _with_underlay(converge(ext)), state)
+    assert lines(again)[:3] == [
+        "delete link f-tun",
+        "create vxlan f-tun id 16384000 dstport 8472 nolearning (no remote: the fan programs "
+        "send) mtu 1450",
+        "set link f-tun master f up"]
+    assert any(isinstance(a, A.AttachPrograms) and a.plain for a in again)
+    back = P.plan_up(ext, _with_underlay(converge(pln)), recorded(pln, first + again))
+    assert lines(back)[:2] == ["delete link f-tun",
+                               "create vxlan f-tun external dstport 8472 mtu 1450"]
+    # a plain device with another VNI (the stanza's vxlan: vni changed) is made again
+    other = target(fan(type="vxlan", vxlan={"vni": 7}), plain=True)
+    assert lines(P.plan_up(other, _with_underlay(converge(pln)), state))[0] == "delete link f-tun"
+
+
+def test_a_plain_device_without_its_address_observed_routes_every_remote():
+    t = target(fan(type="vxlan"), plain=True)
+    attach = next(a for a in P.plan_up(t, V.Observed(), None) if isinstance(a, A.AttachPrograms))
+    assert attach.connected == "172.16.3.4/32"
+
+
+@pytest.mark.parametrize("extra, datapath, supported, want", [
+    ({"type": "vxlan"}, "upstream", True, True),
+    ({"type": "vxlan"}, "upstream", False, False),          # the kernel refused the programs
+    ({"type": "vxlan"}, "kernel", True, False),
+    ({"type": "ipip"}, "upstream", True, False),
+    ({"type": "vxlan", "overlay6": "fd5a::/48"}, "upstream", True, False),
+    ({"type": "vxlan", "underlay-gateway": "172.16.0.1", "underlay-table": 100},
+     "upstream", True, False),
+    ({"type": "vxlan", "vrf": "blue"}, "upstream", True, False),
+])
+def test_which_fans_get_a_plain_device(extra, datapath, supported, want):
+    assert P.choose_plain(fan(**extra), datapath, supported) is want
