@@ -40,11 +40,20 @@ underlay neighbour it waited for (tests/netns/test_upstream_datapath.py flushes
 the neighbours and sends the first packet).
 
 The bytes on the wire are what the device would have sent (a kernel-fan host or an
-older fangen receives them alike).  What stays on the tunnel-key path: a VXLAN
-fan's ARP (the helper takes only IPv4 and IPv6 skbs) and IPv6 (a dual-stack fan's),
-remotes outside the connected prefix, packets whose IPv4 header is not in the skb's
-linear part, and any packet the helper refuses (one already marked as
-encapsulated).  The differences from the device, which the docs state: the outer
+older fangen receives them alike).  What stays on the tunnel-key path of a
+collect-metadata device: a VXLAN fan's ARP (``bpf_skb_adjust_room`` takes only IPv4
+and IPv6 skbs) and IPv6 (a dual-stack fan's), remotes outside the connected prefix,
+packets whose IPv4 header is not in the skb's linear part, and any packet the helper
+refuses (one already marked as encapsulated).
+
+A VXLAN fan on a *plain* device (:func:`program_plain`: the fan's VNI, no remote, no
+forwarding entries, so nothing is allocated per received packet, which a
+collect-metadata device does) has no tunnel-key path: the program encapsulates every
+frame.  ARP with :func:`program_frame` (room made with ``bpf_skb_change_head``, and
+skb->protocol turned into IPv4, which ``bpf_redirect_neigh`` requires, by pushing and
+popping VLAN tags), remotes outside the connected prefix through the kernel's route
+lookup from the underlay interface (``bpf_redirect_neigh`` without a next hop), and
+what cannot be encapsulated is dropped.  The differences from the device, which the docs state: the outer
 packets leave without passing the host's netfilter output and postrouting hooks, and
 a more specific route or policy rule for a remote inside the connected prefix is not
 consulted.

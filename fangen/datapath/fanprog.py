@@ -18,11 +18,15 @@ to the next filter on the hook (``TC_ACT_UNSPEC``); the last filter,
   device) and pass.  With :class:`~fangen.datapath.encap.Encap` parameters, IPv4
   is then encapsulated by the program itself and redirected to the underlay
   interface (:mod:`fangen.datapath.encap`; a VXLAN fan's ARP and IPv6 go on with
-  the tunnel key).  The headers are read in place (direct packet access); only
+  the tunnel key).  On a plain VXLAN device (``plain``: the fan's VNI, no remote)
+  there is no tunnel key to go on with: every frame the program lets through, ARP
+  included, is encapsulated (:func:`fangen.datapath.encap.program_plain`).  The headers are read in place (direct packet access); only
   headers outside the skb's linear part are copied with ``bpf_skb_load_bytes``.
   Frames that are neither IPv4 nor ARP leave through one labelled place,
   :data:`NOT_IPV4`.
-* ingress: a collect-metadata device accepts every VNI and every sender.  VXLAN:
+* ingress: a plain device takes in only its own VNI and shows no tunnel key: pass
+  (the sender is checked by the fan's nft input rule).  A collect-metadata device
+  accepts every VNI and every sender.  VXLAN:
   another VNI is not ours (next filter); ours must come from a sender inside the
   underlay network.  IPIP: an inner destination outside the overlay is not ours;
   ours must come from a sender inside the underlay and be addressed to our own

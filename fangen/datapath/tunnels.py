@@ -13,7 +13,9 @@ EEXIST).  So on the upstream datapath:
 * A VXLAN fan's device is a port of that fan's bridge, so one device cannot serve
   two fans: each VXLAN fan has its own device (``tunnel:``) on its own UDP port,
   and validation refuses two VXLAN fans on one port unless both use the kernel
-  datapath (``fangen.config.validate``).
+  datapath (``fangen.config.validate``).  For an IPv4 fan it is a plain VXLAN device
+  rather than a collect-metadata one where the kernel takes the programs for it
+  (``fangen.runtime.plan.choose_plain``).
 
 On the kernel datapath (the fan patch) every fan has its own device (``tunnel:``).
 """

@@ -2,7 +2,8 @@
 
 The device is a collect-metadata tunnel (``vxlan external`` or ``ipip
 external``), which several fans may share (the IPIP fans of a namespace:
-:mod:`fangen.datapath.tunnels`).  fangen puts a clsact qdisc on it and, on each
+:mod:`fangen.datapath.tunnels`), or an IPv4 VXLAN fan's plain VXLAN device (its
+VNI, no remote; ``FanParams.plain``, where :func:`plain_supported`).  fangen puts a clsact qdisc on it and, on each
 hook (ingress, egress), a chain of direct-action bpf filters:
 
 * at priority :data:`PRIO`, one filter per fan, named ``fangen:fan:NAME``

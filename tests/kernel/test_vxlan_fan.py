@@ -271,11 +271,14 @@ def _mac(ns: str, dev: str) -> str:
 
 
 def build_vxlan_fan(net, overlay: str, underlay: str, host_addrs: list[str],
-                    upstream_hosts: tuple = ()) -> tuple[FanMap, str, list[VxHost]]:
+                    upstream_hosts: tuple = (),
+                    plain: bool = True) -> tuple[FanMap, str, list[VxHost]]:
     """LXD-style VXLAN fan hosts on one underlay bridge, one container each.
 
-    Hosts whose index is in ``upstream_hosts`` use fangen's upstream datapath (a
-    collect-metadata VXLAN device with the tc programs) instead of the kernel fan.
+    Hosts whose index is in ``upstream_hosts`` use fangen's upstream datapath instead of
+    the kernel fan: a plain VXLAN device (the fan's VNI, no remote) whose tc programs
+    encapsulate every frame, or with ``plain=False`` a collect-metadata device (what
+    dual-stack and multi-homed fans get).
     """
     fmap = FanMap.parse(overlay, underlay)
     vni = vni_of(overlay)
@@ -290,14 +293,15 @@ def build_vxlan_fan(net, overlay: str, underlay: str, host_addrs: list[str],
         ip(h, "addr", "add", f"{gw}/{fmap.overlay.prefixlen}", "dev", "fanbr")
         if i in upstream_hosts:
             from fangen.datapath import fanprog, upstream
-            ip(h, "link", "add", DEV, "mtu", "1450", "type", "vxlan", "external",
+            kind = ["id", str(vni)] if plain else ["external"]
+            ip(h, "link", "add", DEV, "mtu", "1450", "type", "vxlan", *kind,
                "dstport", str(VXLAN_PORT), "nolearning")
             params = fanprog.FanParams.for_host(fmap, addr, "vxlan")
             assert params.vni == vni
             # as fangen attaches them: IPv4 encapsulated by the program itself
             eth0 = json.loads(ip(h, "-j", "link", "show", "eth0").stdout)[0]["ifindex"]
             params = replace(params, encap=Encap(IPv4Address(addr), eth0, VXLAN_PORT,
-                                                 fmap.underlay))
+                                                 fmap.underlay), plain=plain)
             ipr = iproute_in(h)
             try:
                 upstream.attach(ipr, ipr.link_lookup(ifname=DEV)[0], params)
@@ -359,12 +363,14 @@ def test_two_hosts_ping(net):
     _ping_all(hosts)
 
 
-def test_kernel_fan_hosts_and_upstream_host_talk(net):
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "metadata"])
+def test_kernel_fan_hosts_and_upstream_host_talk(net, plain):
     """Differential / wire compatibility: hosts 0 and 2 use the kernel VXLAN fan,
-    host 1 fangen's upstream datapath (vxlan external + tc BPF, IPv4 encapsulated by the
-    program), same VNI and port."""
+    host 1 fangen's upstream datapath (a plain VXLAN device whose programs encapsulate
+    every frame, ARP included; or a collect-metadata device, IPv4 encapsulated by the
+    program and ARP by the device), same VNI and port."""
     _, _, hosts = build_vxlan_fan(net, *FAN_A, ["172.16.1.2", "172.16.2.3", "172.16.3.4"],
-                                  upstream_hosts=(1,))
+                                  upstream_hosts=(1,), plain=plain)
     _ping_all(hosts)
 
 
