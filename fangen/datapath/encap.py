@@ -53,9 +53,11 @@ frame.  ARP with :func:`program_frame` (room made with ``bpf_skb_change_head``, 
 skb->protocol turned into IPv4, which ``bpf_redirect_neigh`` requires, by pushing and
 popping VLAN tags), remotes outside the connected prefix through the kernel's route
 lookup from the underlay interface (``bpf_redirect_neigh`` without a next hop), and
-what cannot be encapsulated is dropped.  The differences from the device, which the docs state: the outer
-packets leave without passing the host's netfilter output and postrouting hooks, and
-a more specific route or policy rule for a remote inside the connected prefix is not
+what cannot be encapsulated is dropped.
+
+The differences from the device, which the docs state: the outer packets leave
+without passing the host's netfilter output and postrouting hooks, and a more
+specific route or policy rule for a remote inside the connected prefix is not
 consulted.
 
 Hand-written like the rest of the programs (:mod:`fangen.datapath.bpf` says why).

@@ -20,8 +20,9 @@ to the next filter on the hook (``TC_ACT_UNSPEC``); the last filter,
   interface (:mod:`fangen.datapath.encap`; a VXLAN fan's ARP and IPv6 go on with
   the tunnel key).  On a plain VXLAN device (``plain``: the fan's VNI, no remote)
   there is no tunnel key to go on with: every frame the program lets through, ARP
-  included, is encapsulated (:func:`fangen.datapath.encap.program_plain`).  The headers are read in place (direct packet access); only
-  headers outside the skb's linear part are copied with ``bpf_skb_load_bytes``.
+  included, is encapsulated (:func:`fangen.datapath.encap.program_plain`).  The
+  headers are read in place (direct packet access); only headers outside the skb's
+  linear part are copied with ``bpf_skb_load_bytes``.
   Frames that are neither IPv4 nor ARP leave through one labelled place,
   :data:`NOT_IPV4`.
 * ingress: a plain device takes in only its own VNI and shows no tunnel key: pass

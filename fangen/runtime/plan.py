@@ -115,9 +115,9 @@ def tunnel_spec(t: Target) -> CreateTunnel:
 def _tunnel_matches(spec: CreateTunnel, link: LinkView, previous: dict) -> bool:
     if link.kind != spec.type:
         return False
-    if spec.plain:
-        return not link.get("external") and link.get("port") == spec.port and \
-            link.get("vni") == spec.vni
+    if spec.plain:      # (a kernel fan's VXLAN device always has a local address)
+        return not link.get("external") and not link.get("local") and \
+            link.get("port") == spec.port and link.get("vni") == spec.vni
     if spec.datapath == "upstream":
         if not link.get("external"):
             return False

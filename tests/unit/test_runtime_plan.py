@@ -485,6 +485,12 @@ def test_a_collect_metadata_device_is_replaced_by_a_plain_one_and_back():
     # a plain device with another VNI (the stanza's vxlan: vni changed) is made again
     other = target(fan(type="vxlan", vxlan={"vni": 7}), plain=True)
     assert lines(P.plan_up(other, _with_underlay(converge(pln)), state))[0] == "delete link f-tun"
+    # and so is the kernel datapath's device (same VNI and port, but a local address)
+    obs = converge(pln)
+    tun = obs.links["f-tun"]
+    obs.links["f-tun"] = V.LinkView(tun.name, tun.index, tun.kind, tun.mtu, tun.up, tun.master,
+                                    tun.addresses, tun.info + (("local", "172.16.3.4"),))
+    assert lines(P.plan_up(pln, _with_underlay(obs), state))[0] == "delete link f-tun"
 
 
 def test_a_plain_device_without_its_address_observed_routes_every_remote():
