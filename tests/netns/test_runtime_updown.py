@@ -133,6 +133,38 @@ def gone(pid: int) -> bool:
 
 
 
+def _tunnel(w: World) -> tuple[dict, str]:
+    link = json.loads(ip(w.h, "-j", "-d", "link", "show", "dev", "fan250-tun").stdout)[0]
+    egress = sh("tc", "-n", w.h, "filter", "show", "dev", "fan250-tun", "egress").stdout
+    return link, egress
+
+
+def test_the_tunnel_changes_kind_when_the_stanza_does(world):
+    """A multi-homed fan keeps a collect-metadata device (its policy rule selects by the
+    outer UDP port, which the program's route lookup does not carry); without those keys
+    the same fan gets a plain VXLAN device: ``up`` replaces one by the other, and
+    ``down`` leaves the host as it was."""
+    w = world
+    before = snapshot(w.h)
+    cli.install(w.root, FAN_YAML + "      underlay-gateway: 172.16.0.1\n"
+                                   "      underlay-table: 100\n")
+    fangen(w.h, w.root, "up", "fan250")
+    link, egress = _tunnel(w)
+    assert link["linkinfo"]["info_data"].get("external") is True
+    assert " name fan_vx_encap " in egress and "plain" not in w.state()["tc"]["fan250-tun"][
+        "params"]
+    cli.install(w.root, FAN_YAML)
+    fangen(w.h, w.root, "up", "fan250")
+    link, egress = _tunnel(w)
+    data = link["linkinfo"]["info_data"]
+    assert data.get("external") is None and data["id"] == 16384000 and data["port"] == 8472
+    assert link["master"] == "fan250" and "UP" in link["flags"]
+    assert " name fan_vx_plain " in egress and egress.count("fangen:fan:") == 1
+    assert w.state()["tc"]["fan250-tun"]["params"]["plain"] is True
+    fangen(w.h, w.root, "down", "fan250")
+    assert snapshot(w.h) == before
+
+
 def test_up_twice_dhcp_and_down_restores(world, tmp_path):
     w = world
     before = snapshot(w.h)
