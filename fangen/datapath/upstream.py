@@ -184,11 +184,20 @@ def _load(params: FanParams, direction: str) -> tuple[int, FanParams]:
 _PLAIN: list = []
 
 
+def _release_at_least(major: int, minor: int, release: str | None = None) -> bool:
+    """Is the running kernel (``release``: a uname release string) major.minor or newer?"""
+    import re
+    found = re.match(r"(\d+)\.(\d+)", release if release is not None else os.uname().release)
+    return bool(found) and (int(found[1]), int(found[2])) >= (major, minor)
+
+
 def plain_supported() -> bool:
     """Does this kernel take the programs of a fan on a plain VXLAN device (``plain``:
     bpf_redirect_neigh with a next hop, 5.11, and the helpers of
     :func:`fangen.datapath.encap.program_frame`)?  Probed once per process by loading
-    them for a made-up fan, not attached anywhere; False where BPF is not allowed."""
+    them for a made-up fan, not attached anywhere.  Where this process may not load
+    programs (``up --dry-run`` as a user), the kernel's version answers instead: what
+    ``up`` as root would find on a kernel whose BPF is not cut down."""
     if not _PLAIN:
         from ipaddress import IPv4Address, IPv4Network
 
@@ -200,8 +209,8 @@ def plain_supported() -> bool:
                                     IPv4Network("10.0.0.0/24")), plain=True)
         try:
             fd = bpf.prog_load(bpf.assemble(fanprog.egress(probe)), name="fan_probe")
-        except (bpf.BPFError, OSError):
-            _PLAIN.append(False)
+        except OSError as exc:
+            _PLAIN.append(exc.errno == errno.EPERM and _release_at_least(5, 11))
         else:
             os.close(fd)
             _PLAIN.append(True)

@@ -260,3 +260,17 @@ def test_a_kernel_that_refuses_the_plain_programs_is_told_so(monkeypatch):
     monkeypatch.setattr(upstream, "_PLAIN", [])
     monkeypatch.undo()
     assert upstream.plain_supported() is True                  # this machine's kernel
+
+
+def test_without_permission_to_load_the_kernel_version_answers(monkeypatch):
+    # up --dry-run as a user: bpf(2) says EPERM, so the plan shows what root would get
+    def denied(code, *, name="", **kw):
+        raise bpf.BPFError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(bpf, "prog_load", denied)
+    monkeypatch.setattr(upstream, "_PLAIN", [])
+    assert upstream.plain_supported() is (upstream._release_at_least(5, 11))
+    assert upstream._release_at_least(5, 11, "6.1.0-28-amd64")
+    assert upstream._release_at_least(5, 11, "5.11.0")
+    assert not upstream._release_at_least(5, 11, "5.10.209-1")
+    assert not upstream._release_at_least(5, 11, "odd")
