@@ -80,6 +80,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -138,6 +139,29 @@ class Programs:
         self.devices = {h.ns: cycles.fan_device(h.ns) for h in lab.hosts}
         self.modules.setdefault("fan", fanprog)
 
+    def params(self, module, host):
+        """``module``'s FanParams for ``host`` as fangen attached them there: the
+        encapsulation and the plain device recorded in its state, where the module
+        knows them (a revision from before the plain device cannot drive one)."""
+        import dataclasses
+        from ipaddress import IPv4Address, IPv4Network
+
+        from fangen.datapath.encap import Encap
+        params = module.FanParams.for_host(self.fmap, host.address(), "vxlan")
+        with open(os.path.join(host.root, "run/fangen", self.lab.fan, "state.json")) as fh:
+            rec = json.load(fh)["tc"][self.devices[host.ns]]["params"]
+        fields = {f.name for f in dataclasses.fields(params)}
+        extra = {}
+        if rec.get("underlay_index") and "encap" in fields:
+            extra["encap"] = Encap(IPv4Address(rec["local"]), rec["underlay_index"],
+                                   rec["port"], IPv4Network(rec["connected"]))
+        if rec.get("plain"):
+            if "plain" not in fields:
+                raise HarnessError("the fan's tunnel is a plain VXLAN device, which this "
+                                   "revision's programs cannot drive (they predate it)")
+            extra["plain"] = True
+        return dataclasses.replace(params, **extra)
+
     def use(self, name: str) -> None:
         if name not in self.modules or name == self.current:
             return
@@ -145,7 +169,7 @@ class Programs:
         from tests.harness.ns import iproute_in
         module, saved = self.modules[name], upstream.fanprog
         for host in self.lab.hosts:
-            params = module.FanParams.for_host(self.fmap, host.address(), "vxlan")
+            params = self.params(module, host)
             with contextlib.closing(iproute_in(host.ns)) as ipr:
                 index = ipr.link_lookup(ifname=self.devices[host.ns])[0]
                 upstream.fanprog = module
