@@ -1,7 +1,8 @@
 """The upstream datapath's tc programs, emitted per fan (pure: no kernel access).
 
-On kernels without Ubuntu's fan patch, a fan is a collect-metadata ("external")
-tunnel device plus two tc programs on it.  Several fans can share one device
+On kernels without Ubuntu's fan patch, a fan is a tunnel device plus two tc programs
+on it: a collect-metadata ("external") device, or for an IPv4 VXLAN fan a plain one
+(``FanParams.plain``).  Several fans can share a collect-metadata device
 (the IPIP fans of a namespace, :mod:`fangen.datapath.tunnels`): each fan's
 programs decide only for packets of that fan's overlay and hand everything else
 to the next filter on the hook (``TC_ACT_UNSPEC``); the last filter,

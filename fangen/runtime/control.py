@@ -127,7 +127,7 @@ def verify(host, t: P.Target) -> None:
         problems.append(f"tunnel {t.tunnel} is not up")
     elif fan.type == "vxlan" and tunnel.master != fan.bridge:
         problems.append(f"tunnel {fan.tunnel} is not a port of {fan.bridge}")
-    if t.external and set(obs.tc.get(t.tunnel, {})) != {"ingress", "egress"}:
+    if t.programs and set(obs.tc.get(t.tunnel, {})) != {"ingress", "egress"}:
         problems.append(f"the fan programs are not attached to {t.tunnel}")
     from fangen.render import nft as render_nft
     if render_nft.table_name(fan.name) not in obs.nft_tables:

@@ -68,7 +68,9 @@ class Target:
         return [f"{sl6.gateway}/{self.fan.overlay6.prefixlen}", f"{sl6.link_local}/64"]
 
     @property
-    def external(self) -> bool:
+    def programs(self) -> bool:
+        """The fan's tc programs carry it (the upstream datapath: on a collect-metadata
+        device, or a plain VXLAN one)."""
         return self.datapath == "upstream"
 
     @property
@@ -276,7 +278,7 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             actions.append(AddRoute(route.dst, route.dev, route.src))
 
     # upstream datapath programs
-    if t.external:
+    if t.programs:
         attach = AttachPrograms(dev, fan.type, str(fan.overlay),
                                 str(t.underlay.network), str(sl.network),
                                 fan.vni if fan.type == "vxlan" else 0, fan.name, spec.shared,
