@@ -229,15 +229,20 @@ def encap_program(vni: int, port: int, local: str, remote: str, ifindex: int,
     ]
 
 
+def _uplink(ns: str, addr: str):
+    """(index of the host's uplink, the prefix ``addr`` is connected to there)."""
+    import json
+    up = json.loads(ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]
+    own = next(a for a in up["addr_info"] if a["local"] == addr)
+    return up["ifindex"], IPv4Interface(f"{addr}/{own['prefixlen']}").network
+
+
 def _encap_programs(hosts: list[tuple[str, str]], vni: int, port: int) -> dict[str, list]:
     """{peer: the :func:`encap_program` of the host sending to it}."""
-    import json
     progs = {}
     for (ns, addr), (_, peer) in zip(hosts, reversed(hosts)):
-        up = json.loads(ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]
-        own = next(a for a in up["addr_info"] if a["local"] == addr)
-        net = IPv4Interface(f"{addr}/{own['prefixlen']}").network
-        progs[peer] = encap_program(vni, port, addr, peer, up["ifindex"], str(net))
+        index, net = _uplink(ns, addr)
+        progs[peer] = encap_program(vni, port, addr, peer, index, str(net))
     return progs
 
 
@@ -272,7 +277,6 @@ def fan_metadata(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]
     :data:`MD_OVERLAY` over the hosts' /16 underlay, port :data:`MD_PORT`.  ``fan /
     fanmd`` is what the plain device changes.  Same signature as :func:`l2_static`."""
     import contextlib
-    import json
     from dataclasses import replace
     from ipaddress import IPv4Address
 
@@ -282,10 +286,8 @@ def fan_metadata(run: Run, hosts: list[tuple[str, str]]) -> tuple[str, str, str]
     fmap = FanMap.parse(MD_OVERLAY, "172.16.0.0/16")
     ends = []
     for n, (ns, addr) in enumerate(hosts, 1):
-        up = json.loads(ip(ns, "-j", "-4", "addr", "show", "dev", UPLINK).stdout)[0]
-        own = next(a for a in up["addr_info"] if a["local"] == addr)
-        enc = encap.Encap(IPv4Address(addr), up["ifindex"], MD_PORT,
-                          IPv4Interface(f"{addr}/{own['prefixlen']}").network)
+        index, net = _uplink(ns, addr)
+        enc = encap.Encap(IPv4Address(addr), index, MD_PORT, net)
         params = replace(fanprog.FanParams.for_host(fmap, addr), encap=enc)
         ip(ns, "link", "add", "fmvx", "mtu", str(MTU), "type", "vxlan", "external",
            "dstport", str(MD_PORT), "nolearning")

@@ -199,6 +199,18 @@ def _adjust_room(room: int, flags: int, fallback: str) -> list[Item]:
     ]
 
 
+def _change_head(room: int) -> list[Item]:
+    """bpf_skb_change_head(skb = r6, room, 0): ``room`` bytes in front of the frame;
+    a failure is a drop (label ``drop``)."""
+    return [
+        mov64_reg(R1, R6),
+        mov64_imm(R2, room),
+        mov64_imm(R3, 0),
+        call(FN_SKB_CHANGE_HEAD),
+        jmp_imm(JNE, R0, 0, "drop"),
+    ]
+
+
 def _outer_ipv4(enc: Encap, ttl: int, proto: int, inner_ip: int | None,
                 extra: int) -> list[Item]:
     """The outer IPv4 header at OUTER_IP (r2 = data), for the frame length in r7 plus
@@ -368,11 +380,7 @@ def program_frame(enc: Encap, vni: int, ttl: int) -> list[Item]:
         call(FN_GET_HASH_RECALC),
         mov64_reg(R9, R0),
         ldx_mem(W, R7, R6, SKB_LEN),                 # the frame's length
-        mov64_reg(R1, R6),
-        mov64_imm(R2, ROOM),
-        mov64_imm(R3, 0),
-        call(FN_SKB_CHANGE_HEAD),
-        jmp_imm(JNE, R0, 0, "drop"),
+        *_change_head(ROOM),
         *_linear(INNER + ETH_HLEN, "drop"),
         *_outer_ipv4(enc, ttl, IPPROTO_UDP, None, ROOM - ETH_HLEN),
         *_udp_vxlan(enc, vni),
@@ -420,11 +428,7 @@ def program_ipip(enc: Encap, ttl: int, fallback: str) -> list[Item]:
         *_linear(20, fallback),
         ldx_mem(W, R7, R6, SKB_LEN),                 # the packet's length
         *_adjust_room(20, ADJ_ROOM_FIXED_GSO | ADJ_ROOM_ENCAP_L3_IPV4, fallback),
-        mov64_reg(R1, R6),
-        mov64_imm(R2, ETH_HLEN),
-        mov64_imm(R3, 0),
-        call(FN_SKB_CHANGE_HEAD),
-        jmp_imm(JNE, R0, 0, "drop"),
+        *_change_head(ETH_HLEN),
         *_linear(OUTER_IP + 20 + 2, "drop"),         # up to the inner IPv4 TOS
         *_outer_ipv4(enc, ttl, IPPROTO_IPIP, OUTER_IP + 20, 20),
         *_redirect(enc),
