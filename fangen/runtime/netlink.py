@@ -78,7 +78,8 @@ class Netlink:
                                  bool(msg["flags"] & IFF_UP),
                                  by_index.get(master) if master else None,
                                  frozenset(addrs.get(msg["index"], ())),
-                                 tuple(sorted(info.items())))
+                                 tuple(sorted(info.items())),
+                                 msg.get_attr("IFLA_IFALIAS") or None)
         return out
 
     def routes(self, links: dict | None = None) -> frozenset:

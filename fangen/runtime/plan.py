@@ -26,7 +26,7 @@ from fangen.runtime.actions import (AddAddress, AddRoute, AttachPrograms, Create
                                     NftReplace, Record, ReleaseTunnel, ReloadNetworkd,
                                     RemoveFile, RestoreRoute, SetLink, SetSysctl,
                                     StartDnsmasq, StopDnsmasq, WriteFile)
-from fangen.runtime.state import State
+from fangen.runtime.state import State, mark
 from fangen.runtime.underlay import Resolved
 from fangen.runtime.view import FORWARD6_SYSCTL, FORWARD_SYSCTL, LinkView, Observed, RouteView
 
@@ -193,6 +193,9 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
         if bridge.kind != "bridge":
             raise PlanError(f"{fan.name}: {fan.bridge} exists and is a "
                             f"{bridge.kind or 'plain'} device, not a bridge")
+        if not (state.created(fan.bridge) or state.links.get(fan.bridge, {}).get("networkd")
+                or names.networkd_file(fan.bridge, "netdev") in obs.files):
+            _refuse_foreign(fan.name, bridge, "bridge")
         if bridge.mtu != t.mtu or not bridge.up:
             changed = bridge.mtu != t.mtu
             actions.append(SetLink(fan.bridge, mtu=t.mtu if changed else None,
@@ -217,6 +220,8 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
     if conflict:
         raise PlanError(f"{fan.name}: {conflict}")
     tunnel = obs.links.get(dev)
+    if tunnel is not None and not spec.shared and not state.created(dev):
+        _refuse_foreign(fan.name, tunnel, "tunnel")
     recreate = False
     if tunnel is not None and not _tunnel_matches(spec, tunnel, state.links.get(dev, {})):
         if spec.shared:
@@ -361,6 +366,15 @@ def plan_up(t: Target, obs: Observed, state: State | None) -> list:
             any((r.dst, r.dev, r.src) not in owned_routes for r in want_routes):
         actions.append(Record(info))
     return actions
+
+
+def _refuse_foreign(fan: str, link: LinkView, key: str) -> None:
+    """A device under a name the fan needs that fangen did not make (no state says so
+    and it lacks the mark) is someone else's: never used, changed or deleted."""
+    if link.alias == mark(fan):
+        return                              # ours, from a state file that was lost
+    raise PlanError(f"{fan}: {link.name} exists and was not made by fangen (it lacks "
+                    f"the alias {mark(fan)}): delete it, or give the fan another {key}: name")
 
 
 # -- down ----------------------------------------------------------------------------------

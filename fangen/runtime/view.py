@@ -23,6 +23,7 @@ class LinkView:
     master: str | None = None
     addresses: frozenset = frozenset()      # "A.B.C.D/LEN"
     info: tuple = ()                        # sorted (key, value): external, port, local, ...
+    alias: str | None = None                # IFLA_IFALIAS: fangen marks what it makes
 
     def get(self, key: str, default=None):
         return dict(self.info).get(key, default)

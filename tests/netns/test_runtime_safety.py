@@ -8,11 +8,14 @@ Needs root.  Harness namespaces (tests.harness.ns.Run): a "host" with a veth und
   forwards or translates (here a table with a nat hook, as a container engine makes);
 * the rendered dnsmasq config passes ``dnsmasq --test`` and dnsmasq starts on it
   without its warning about the bind mode;
-* a link fangen made but someone replaced under the same name is left alone by down.
+* a link fangen made but someone replaced under the same name is left alone by down;
+* a bridge or tunnel someone else made under the fan's names, even one exactly like
+  fangen's, is refused by up and left as it was.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -20,7 +23,7 @@ import pytest
 
 from tests.harness import cli, snapshot
 from tests.harness.host import wait_for
-from tests.harness.ns import Run, ip, nsexec, underlay_host
+from tests.harness.ns import Run, ip, nsexec, sh, underlay_host
 
 pytestmark = [
     pytest.mark.root,
@@ -140,4 +143,45 @@ def test_down_leaves_a_link_that_lost_fangens_mark(host):
                           "mark fangen:fan250\n")
     assert ip(h, "link", "show", "dev", "fan250-tun", check=False).returncode == 0
     ip(h, "link", "del", "fan250-tun")
+    assert snapshot.snapshot(h) == before
+
+
+def _link(h: str, dev: str) -> dict:
+    """`ip -d link show`, without the bridge's running timers."""
+    [link] = json.loads(ip(h, "-j", "-d", "link", "show", "dev", dev).stdout)
+    data = link["linkinfo"]["info_data"]
+    link["linkinfo"]["info_data"] = {k: v for k, v in data.items() if "timer" not in k}
+    return link
+
+
+@pytest.mark.parametrize("dev", ["fan250", "fan250-tun"])
+def test_up_never_takes_over_a_device_it_did_not_make(host, dev):
+    """Someone made a device under the fan's bridge or tunnel name, of the very kind
+    and attributes fangen would make: up refuses in one line and changes nothing of
+    it (no address, no master, no programs, no mark); once it is gone, up works."""
+    _, h, root = host
+    fangen(h, root, "up", "fan250")
+    made = json.loads(ip(h, "-j", "-d", "link", "show", "dev", dev).stdout)[0]
+    fangen(h, root, "down", "fan250")
+    before = snapshot.snapshot(h)
+    if dev == "fan250":
+        ip(h, "link", "add", dev, "type", "bridge")
+    else:
+        data = made["linkinfo"]["info_data"]
+        ip(h, "link", "add", dev, "type", "vxlan", "id", str(data["id"]),
+           "dstport", str(data["port"]), "nolearning")
+    ip(h, "link", "set", dev, "up")
+    theirs = _link(h, dev)
+    res = cli.fangen(h, root, "up", "fan250", check=False)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+    assert f"{dev} exists and was not made by fangen" in res.stderr
+    assert _link(h, dev) == theirs
+    assert ip(h, "addr", "show", "dev", dev).stdout.count("inet ") == 0
+    for hook in ("ingress", "egress"):
+        assert sh("tc", "-n", h, "filter", "show", "dev", dev, hook, check=False).stdout == ""
+    ip(h, "link", "del", dev)
+    assert snapshot.snapshot(h) == before
+    fangen(h, root, "up", "fan250")
+    fangen(h, root, "down", "fan250")
     assert snapshot.snapshot(h) == before

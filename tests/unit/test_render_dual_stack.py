@@ -122,7 +122,7 @@ def test_up_adds_the_ipv6_bridge_address_and_down_removes_it():
                                    for a in ["250.3.4.1/8"] + six])
     bridge = obs.links["ds"]
     both = P.LinkView("ds", bridge.index, "bridge", bridge.mtu, True, None,
-                      frozenset(["250.3.4.1/8"] + six))
+                      frozenset(["250.3.4.1/8"] + six), alias="fangen:ds")
     up_again = P.plan_up(t, P.Observed(**{**obs.__dict__, "links": {**obs.links, "ds": both}}),
                          state)
     assert not [a for a in up_again if isinstance(a, (P.AddAddress, P.DelAddress))]

@@ -1,5 +1,6 @@
 """The runtime plan is pure: (observed, fan, underlay, state) -> exact actions."""
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -36,9 +37,10 @@ def converge(t, state=None):
         info = (("external", False), ("port", f.port), ("vni", f.vni))
     links = {
         f.bridge: V.LinkView(f.bridge, 10, "bridge", t.mtu, True, None,
-                             frozenset({t.bridge_address})),
+                             frozenset({t.bridge_address}), alias=f"fangen:{f.name}"),
         t.tunnel: V.LinkView(t.tunnel, 11, f.type, t.mtu, True,
-                             f.bridge if f.type == "vxlan" else None, frozenset(), info),
+                             f.bridge if f.type == "vxlan" else None, frozenset(), info,
+                             None if t.shared_tunnel else f"fangen:{f.name}"),
     }
     routes = frozenset({V.RouteView(str(f.overlay), t.tunnel, str(t.slice.gateway))}) \
         if f.type == "ipip" else frozenset()
@@ -152,10 +154,37 @@ def test_vxlan_programs_encapsulate_to_the_underlay_interface():
 
 def test_networkd_made_bridge_is_used_not_recreated():
     t = target(fan(type="vxlan", mtu=1400))
-    obs = V.Observed(links={"f": V.LinkView("f", 5, "bridge", 1400, True)})
+    obs = V.Observed(links={"f": V.LinkView("f", 5, "bridge", 1400, True)},
+                     files={names.networkd_file("f", "netdev"): "x"})
     actions = lines(P.plan_up(t, obs, None))
     assert not any(a.startswith("create bridge") for a in actions)
     assert "add address 250.3.4.1/8 dev f" in actions
+
+
+def test_a_device_fangen_did_not_make_is_never_taken_over():
+    """A bridge or tunnel under the fan's name, of the right kind and attributes, that
+    no state, .netdev or mark says is fangen's: up refuses, in one line, before any
+    change.  With fangen's mark (a lost state file) the same device is the fan's."""
+    t = target(fan(type="vxlan"))
+    done = converge(t)
+    for dev in ("f", "f-tun"):
+        view = done.links[dev]
+        links = {dev: V.LinkView(view.name, view.index, view.kind, view.mtu, view.up,
+                                 view.master, frozenset(), view.info)}
+        with pytest.raises(P.PlanError) as exc:
+            P.plan_up(t, V.Observed(links=links), None)
+        key = "bridge" if dev == "f" else "tunnel"
+        assert str(exc.value) == (f"f: {dev} exists and was not made by fangen (it lacks "
+                                  f"the alias fangen:f): delete it, or give the fan another "
+                                  f"{key}: name")
+        # someone else's mark is no better
+        links = {dev: replace(links[dev], alias="fangen:g")}
+        with pytest.raises(P.PlanError):
+            P.plan_up(t, V.Observed(links=links), None)
+        links = {dev: replace(links[dev], alias="fangen:f")}
+        actions = lines(P.plan_up(t, V.Observed(links=links), None))
+        assert not any(a.startswith(("create", "delete")) and dev in a.split()
+                       for a in actions), actions
 
 
 def test_foreign_device_in_the_way_is_an_error():
@@ -405,7 +434,8 @@ def test_down_keeps_a_networkd_bridge_but_removes_our_address():
 def test_a_networkd_bridge_gets_its_mtu_back_on_down():
     """up sets the MTU of a bridge networkd made; down puts the original back."""
     t = target(fan(type="vxlan"))
-    obs = V.Observed(links={"f": V.LinkView("f", 5, "bridge", 1500, True)})
+    obs = V.Observed(links={"f": V.LinkView("f", 5, "bridge", 1500, True)},
+                     files={names.networkd_file("f", "netdev"): "x"})
     up = P.plan_up(t, obs, None)
     [set_bridge] = [a for a in up if isinstance(a, A.SetLink) and a.name == "f"]
     assert (set_bridge.mtu, set_bridge.mtu_before) == (t.mtu, 1500)
