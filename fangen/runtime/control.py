@@ -97,21 +97,46 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
     target, actions = plan_for(host, fan, resolved)
     if skip:
         actions = [a for a in actions if a not in skip]
+    first = state_mod.load(host.root, fan.name) is None
     try:
-        execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
-    except KernelFanRefused as exc:
-        host.kernel_refused[exc.kind] = f"the kernel refused the fan map ({exc})"
-        target, actions = plan_for(host, fan, resolved)     # DatapathError for "kernel"
-        notes.append(f"{fan.name}: kernel fan datapath not usable here ({exc}); using the "
-                     "upstream datapath")
-        host.say(notes[-1])
-        execute(actions, host, state_mod.load(host.root, fan.name) or state_mod.State(fan.name))
+        try:
+            execute(actions, host, state_mod.load(host.root, fan.name) or
+                    state_mod.State(fan.name))
+        except KernelFanRefused as exc:
+            host.kernel_refused[exc.kind] = f"the kernel refused the fan map ({exc})"
+            target, actions = plan_for(host, fan, resolved)     # DatapathError for "kernel"
+            notes.append(f"{fan.name}: kernel fan datapath not usable here ({exc}); using "
+                         "the upstream datapath")
+            host.say(notes[-1])
+            execute(actions, host, state_mod.load(host.root, fan.name) or
+                    state_mod.State(fan.name))
+    except FangenError as exc:
+        if not str(exc).startswith(f"{fan.name}: "):    # with --all: which fan failed
+            exc.args = (f"{fan.name}: {exc}",)
+        if first:
+            _undo(host, fan.name, exc)
+        raise
     # multi-homed hosts (issue 15): the fan's rule and underlay routes; what was put
     # back is a note (the follower's children log their notes)
     notes += [f"{fan.name}: {line}" for line in underlay_route.reconcile(host, fan, resolved)]
     if not skip:
         verify(host, target)
     return UpResult(fan, target, actions, notes)
+
+
+def _undo(host, name: str, exc: FangenError) -> None:
+    """A fan's first ``up`` failed half-way: take down what it made (the caller holds
+    the lock), so that a failed ``up`` leaves the host as it was; ``exc``'s message
+    says so.  A fan that was up before keeps what it had (it may be carrying traffic)."""
+    try:
+        actions, state = _plan_down(host, name, None)
+        if state is not None:
+            execute(actions, host, state)
+    except FangenError as again:
+        exc.args = (f"{exc}; undoing it failed too ({again}): 'fangen down --force "
+                    f"{name}' removes what is left",)
+        return
+    exc.args = (f"{exc} (undone: nothing of {name} was left)",)
 
 
 def verify(host, t: P.Target) -> None:

@@ -8,13 +8,14 @@ half-way leaves a state file that ``down`` can clean up from.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from fangen import writer
 from fangen.errors import FangenError
 from fangen.runtime import actions as A
 from fangen.runtime import state as state_mod
-from fangen.runtime.netlink import Netlink
+from fangen.runtime.netlink import Netlink, NetlinkFailed
 from fangen.runtime.state import State
 
 
@@ -64,7 +65,13 @@ def _delete_link(a: A.DeleteLink, host, nl: Netlink, st: State) -> None:
 
 
 def _set_link(a: A.SetLink, host, nl: Netlink, st: State) -> None:
-    nl.set_link(a.name, a.mtu, a.master, a.up)
+    try:
+        nl.set_link(a.name, a.mtu, a.master, a.up)
+    except NetlinkFailed as exc:
+        if a.up and exc.code == errno.EADDRINUSE:   # a VXLAN device binds its port on up
+            raise NetlinkFailed(f"{exc}: another socket holds {a.name}'s UDP port "
+                                "('ss -ulnp' names it)", exc.code) from None
+        raise
 
 
 def _add_address(a: A.AddAddress, host, nl: Netlink, st: State) -> None:

@@ -22,7 +22,11 @@ RTPROT_KERNEL = 2
 
 
 class NetlinkFailed(FangenError):
-    """The kernel refused a link, address or route change."""
+    """The kernel refused a link, address or route change (``code``: its errno)."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 def _kernel_error():
@@ -40,11 +44,11 @@ class Netlink:
         except _kernel_error() as exc:
             if exc.code in tolerate:
                 return None
-            raise NetlinkFailed(f"{what}: {_strerror(exc.code)}") from None
+            raise NetlinkFailed(f"{what}: {_strerror(exc.code)}", exc.code) from None
         except OSError as exc:
             if exc.errno in tolerate:
                 return None
-            raise NetlinkFailed(f"{what}: {exc.strerror or exc}") from None
+            raise NetlinkFailed(f"{what}: {exc.strerror or exc}", exc.errno) from None
 
     # -- reading ---------------------------------------------------------------------------
     def links(self) -> dict:

@@ -10,7 +10,9 @@ Needs root.  Harness namespaces (tests.harness.ns.Run): a "host" with a veth und
   without its warning about the bind mode;
 * a link fangen made but someone replaced under the same name is left alone by down;
 * a bridge or tunnel someone else made under the fan's names, even one exactly like
-  fangen's, is refused by up and left as it was.
+  fangen's, is refused by up and left as it was;
+* a fan's first up that fails half-way (its UDP port held by another program) takes
+  down what it made.
 """
 
 from __future__ import annotations
@@ -182,6 +184,36 @@ def test_up_never_takes_over_a_device_it_did_not_make(host, dev):
         assert sh("tc", "-n", h, "filter", "show", "dev", dev, hook, check=False).stdout == ""
     ip(h, "link", "del", dev)
     assert snapshot.snapshot(h) == before
+    fangen(h, root, "up", "fan250")
+    fangen(h, root, "down", "fan250")
+    assert snapshot.snapshot(h) == before
+
+
+def test_a_failed_first_up_leaves_nothing_behind(host):
+    """The fan's UDP port is held by another program: the tunnel cannot go up.  up
+    fails in one line, and what it had made (bridge, tunnel, files, state) is gone
+    again; the holder is untouched.  Once the port is free, up works."""
+    run, h, root = host
+    before = snapshot.snapshot(h)
+    holder = run.spawn(h, ["/usr/bin/python3", "-c",
+                           "import socket, time\n"
+                           "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                           "s.bind(('0.0.0.0', 8472))\n"
+                           "time.sleep(120)\n"])
+    try:
+        wait_for(lambda: ":8472 " in nsexec(h, "ss", "-Hnua").stdout, 5, "the holder")
+        res = cli.fangen(h, root, "up", "fan250", check=False)
+        assert res.returncode != 0
+        assert "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+        assert res.stderr.startswith(
+            "fangen: fan250: set fan250-tun up: Address already in use: another socket "
+            "holds fan250-tun's UDP port"), res.stderr
+        assert res.stderr.endswith(" (undone: nothing of fan250 was left)\n"), res.stderr
+        assert snapshot.snapshot(h) == before
+        assert not os.path.exists(os.path.join(root, "run", "fangen", "fan250"))
+        assert holder.poll() is None
+    finally:
+        run.stop(holder)
     fangen(h, root, "up", "fan250")
     fangen(h, root, "down", "fan250")
     assert snapshot.snapshot(h) == before
