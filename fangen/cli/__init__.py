@@ -53,6 +53,23 @@ def _directory(text: str) -> str:
     return text
 
 
+def seconds(text: str) -> float:
+    """A --timeout: seconds, 0 or more; ``inf`` waits for ever (fangen@.service)."""
+    import argparse
+    import math
+
+    from fangen.errors import shown
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not a number of seconds (0 or more, or inf)")
+    return value
+
+
 def add_root_dir(parser) -> None:
     parser.add_argument("--root-dir", default="/", metavar="DIR", type=_directory,
                         help="read fan.d files from DIR/{lib,etc,run}/netplan/fan.d and write "

@@ -37,7 +37,7 @@ def register(sub) -> None:
     parser.add_argument("--no-generate", action="store_true",
                         help="skip writing files (when `fangen generate` has just written them)")
     add_no_systemd(parser)
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SEC",
+    parser.add_argument("--timeout", type=cli.seconds, default=30.0, metavar="SEC",
                         help="without systemd: wait this long for each underlay")
     parser.set_defaults(func=run)
 

@@ -24,7 +24,7 @@ def register(sub) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="a fan's name")
     cli.add_root_dir(parser)
     add_no_systemd(parser)
-    parser.add_argument("--timeout", type=float, default=None, metavar="SEC",
+    parser.add_argument("--timeout", type=cli.seconds, default=None, metavar="SEC",
                         help="give up when the underlay has not appeared after SEC seconds "
                              "(default: wait for ever)")
     parser.set_defaults(func=run)

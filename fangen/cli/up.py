@@ -21,8 +21,9 @@ def register(sub) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the actions without changing anything")
     add_no_systemd(parser)
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SEC",
-                        help="wait this long for the underlay (default 30; 0: do not wait)")
+    parser.add_argument("--timeout", type=cli.seconds, default=30.0, metavar="SEC",
+                        help="wait this long for the underlay (default 30; 0: do not wait; "
+                             "inf: for ever)")
     parser.set_defaults(func=run)
 
 

@@ -151,3 +151,25 @@ def test_every_command_module_ships():
     parser = cli.build_parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
     assert tuple(sub.choices) == cli.COMMANDS
+
+
+@pytest.mark.parametrize("command", ["up", "apply", "run"])
+@pytest.mark.parametrize("value", ["nan", "-1", "-inf", "x\x1b[31m", ""])
+def test_a_timeout_that_is_not_seconds_is_refused_in_one_line(command, value, capsys):
+    from fangen import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args([command, f"--timeout={value}"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(
+        "is not a number of seconds (0 or more, or inf)"), err
+    assert "\x1b" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value, seconds", [("0", 0.0), ("2.5", 2.5), ("inf", float("inf")),
+                                            ("1e309", float("inf"))])
+def test_a_timeout_in_seconds_is_taken(value, seconds):
+    from fangen import cli
+
+    assert cli.build_parser().parse_args(["up", "--timeout", value]).timeout == seconds
