@@ -159,6 +159,10 @@ class _Transaction:
                 os.fchown(fd, 0, gid)
             if durable:
                 os.fsync(fd)
+        except OSError as exc:          # a full disk: name the file it was for
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, path) from None
+            raise
         finally:
             os.close(fd)
         if os.path.isdir(path) and not os.path.islink(path):

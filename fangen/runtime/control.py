@@ -97,24 +97,24 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
     target, actions = plan_for(host, fan, resolved)
     if skip:
         actions = [a for a in actions if a not in skip]
-    first = state_mod.load(host.root, fan.name) is None
+    loaded = state_mod.load(host.root, fan.name)
+    # the state in memory records every step done, also when saving it failed
+    current = loaded or state_mod.State(fan.name)
     try:
         try:
-            execute(actions, host, state_mod.load(host.root, fan.name) or
-                    state_mod.State(fan.name))
+            execute(actions, host, current)
         except KernelFanRefused as exc:
             host.kernel_refused[exc.kind] = f"the kernel refused the fan map ({exc})"
             target, actions = plan_for(host, fan, resolved)     # DatapathError for "kernel"
             notes.append(f"{fan.name}: kernel fan datapath not usable here ({exc}); using "
                          "the upstream datapath")
             host.say(notes[-1])
-            execute(actions, host, state_mod.load(host.root, fan.name) or
-                    state_mod.State(fan.name))
+            execute(actions, host, current)
     except FangenError as exc:
         if not str(exc).startswith(f"{fan.name}: "):    # with --all: which fan failed
             exc.args = (f"{fan.name}: {exc}",)
-        if first:
-            _undo(host, fan.name, exc)
+        if loaded is None:
+            _undo(host, current, exc)
         raise
     # multi-homed hosts (issue 15): the fan's rule and underlay routes; what was put
     # back is a note (the follower's children log their notes)
@@ -124,14 +124,16 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
     return UpResult(fan, target, actions, notes)
 
 
-def _undo(host, name: str, exc: FangenError) -> None:
-    """A fan's first ``up`` failed half-way: take down what it made (the caller holds
-    the lock), so that a failed ``up`` leaves the host as it was; ``exc``'s message
-    says so.  A fan that was up before keeps what it had (it may be carrying traffic)."""
+def _undo(host, state, exc: FangenError) -> None:
+    """A fan's first ``up`` failed half-way: take down what it made, as ``state`` (in
+    memory) records it (the caller holds the lock), so that a failed ``up`` leaves the
+    host as it was; ``exc``'s message says so.  Nothing is saved on the way (the
+    failure may be a full or read-only /run).  A fan that was up before keeps what it
+    had (it may be carrying traffic)."""
+    name = state.name
     try:
-        actions, state = _plan_down(host, name, None)
-        if state is not None:
-            execute(actions, host, state)
+        actions, _ = _plan_down(host, name, None, state=state)
+        execute(actions, host, state, save=False)
     except FangenError as again:
         exc.args = (f"{exc}; undoing it failed too ({again}): 'fangen down --force "
                     f"{name}' removes what is left",)
@@ -259,8 +261,11 @@ def _heir(root: str, others: list):
     return None
 
 
-def _plan_down(host, name: str, notes: list | None, purge: bool = False) -> tuple[list, object]:
-    state = state_mod.load(host.root, name)
+def _plan_down(host, name: str, notes: list | None, purge: bool = False,
+               state=None) -> tuple[list, object]:
+    """(actions, state) of taking ``name`` down; ``state``: the one in memory, not the
+    file's."""
+    state = state if state is not None else state_mod.load(host.root, name)
     if state is None:
         return [], None
     others = _other_fans(host.root, name)

@@ -26,7 +26,12 @@ def execute(actions: list, host, state: State, save: bool = True) -> State:
         do = _DO.get(type(action))
         if do is None:                      # pragma: no cover - a plan bug
             raise FangenError(f"unknown action {action!r}")
-        action.record(state, do(action, host, nl, state))
+        try:
+            outcome = do(action, host, nl, state)
+        except OSError as exc:          # a file step on a full or read-only filesystem
+            where = exc.filename or str(action)
+            raise FangenError(f"{where}: {exc.strerror or exc}") from None
+        action.record(state, outcome)
         if isinstance(action, A.Forget) and action.keep:
             state = state_mod.shrink(host.root, state, action.keep)
             save = False

@@ -11,8 +11,8 @@ Needs root.  Harness namespaces (tests.harness.ns.Run): a "host" with a veth und
 * a link fangen made but someone replaced under the same name is left alone by down;
 * a bridge or tunnel someone else made under the fan's names, even one exactly like
   fangen's, is refused by up and left as it was;
-* a fan's first up that fails half-way (its UDP port held by another program) takes
-  down what it made.
+* a fan's first up that fails half-way (its UDP port held by another program, a full
+  /run) takes down what it made.
 """
 
 from __future__ import annotations
@@ -216,4 +216,23 @@ def test_a_failed_first_up_leaves_nothing_behind(host):
         run.stop(holder)
     fangen(h, root, "up", "fan250")
     fangen(h, root, "down", "fan250")
+    assert snapshot.snapshot(h) == before
+
+
+def test_a_first_up_on_a_full_run_leaves_nothing_behind(host):
+    """/run is full (a private tmpfs, in a mount namespace of this command only): the
+    first step that saves the state fails, and what up had made by then goes again."""
+    _, h, root = host
+    before = snapshot.snapshot(h)
+    os.makedirs(os.path.join(root, "run"), exist_ok=True)
+    full = ('mount -t tmpfs -o size=64k tmpfs "$0/run" || exit 99; '
+            'dd if=/dev/zero of="$0/run/fill" bs=1k count=80 2>/dev/null; exec "$@"')
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", full,
+                          root, *cli.argv(h, root, "up", "fan250")],
+                         capture_output=True, text=True, cwd=cli.REPO, env=cli.env(),
+                         timeout=60)
+    assert res.returncode == 1, res
+    [line] = res.stderr.splitlines()
+    assert line.startswith(f"fangen: fan250: cannot write {root}/run/fangen/fan250/") and \
+        line.endswith(": No space left on device (undone: nothing of fan250 was left)"), line
     assert snapshot.snapshot(h) == before
