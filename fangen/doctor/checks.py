@@ -152,7 +152,7 @@ def _bridge(f: Facts, problems, add) -> None:
     want = health.bridge_address(st)
     bridge = f.links[st.bridge]
     overlay = IPv4Network(st.overlay)
-    extra = sorted(a for a in bridge.addresses if a != want and
+    extra = sorted(a for a in bridge.addresses if a != want and ":" not in a and
                    IPv4Network(a, strict=False).overlaps(overlay))
     if extra:
         add("bridge", "warn", f"{st.bridge} holds {want} and also {', '.join(extra)}: "

@@ -16,6 +16,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from fangen.runtime.state import State
+from fangen.runtime.view import kernel_link_local
 
 
 def bridge_address(st: State) -> str:
@@ -45,7 +46,8 @@ def problems(st: State, links: dict, routes) -> list[tuple[str, str]]:
         if not bridge.up:
             found.append(("bridge", f"bridge {st.bridge} is down"))
         if want not in bridge.addresses:
-            has = ", ".join(sorted(bridge.addresses)) or "no address"
+            has = ", ".join(sorted(a for a in bridge.addresses
+                                   if not kernel_link_local(a))) or "no address"
             found.append(("bridge", f"bridge {st.bridge} lost its address {want} "
                                     f"(it has {has})"))
     dst, dev = overlay_route(st)

@@ -33,6 +33,7 @@ from fangen.render import nft as render_nft
 from fangen.runtime import dnsmasq as dnsmasq_mod
 from fangen.runtime.nft import NftFailed
 from fangen.runtime import state as state_mod
+from fangen.runtime.view import kernel_link_local
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def plan(host, name: str, purge: bool = False) -> list[Step]:
         ports = sorted(n for n, view in links.items()
                        if view.master == link and n not in marked)
         if links[link].kind == "bridge" and (os.path.exists(netdev) or (ports and not purge)):
-            steps += [Step("address", link, a) for a in sorted(links[link].addresses)]
+            steps += [Step("address", link, a) for a in sorted(links[link].addresses)
+                      if not kernel_link_local(a)]      # the kernel's, not ours
             if ports and not os.path.exists(netdev):
                 steps.append(Step("keep", link, ", ".join(ports)))
         else:

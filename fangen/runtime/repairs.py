@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 
+from fangen.runtime.view import kernel_link_local
+
 LIMIT = 3               # repairs of one thing ...
 WINDOW = 60.0           # ... within this many seconds: someone keeps undoing it
 
@@ -71,5 +73,6 @@ class Repairs:
 
 
 def foreign_addresses(bridge_addresses, ours: set) -> list[str]:
-    """The bridge's IPv4 addresses fangen did not set (sorted)."""
-    return sorted(set(bridge_addresses) - set(ours))
+    """The bridge's addresses fangen did not set (sorted), but for the kernel's own
+    IPv6 link-local one."""
+    return sorted(a for a in set(bridge_addresses) - set(ours) if not kernel_link_local(a))

@@ -29,6 +29,20 @@ class LinkView:
         return dict(self.info).get(key, default)
 
 
+def kernel_link_local(address: str) -> bool:
+    """``address`` ("ADDR/LEN") is an IPv6 link-local address the kernel gave a link of
+    its own accord (every link has one where IPv6 is on), not the fan link-local
+    address fangen sets on a dual-stack fan's bridge (fe80::fa:0:H:H, fangen.fanmap)."""
+    if ":" not in address:
+        return False
+    from ipaddress import IPv6Interface
+
+    from fangen.fanmap import hostpart_of_link_local
+
+    ip = IPv6Interface(address).ip
+    return ip.is_link_local and hostpart_of_link_local(ip) is None
+
+
 @dataclass(frozen=True)
 class RouteView:
     dst: str          # "NET/LEN"

@@ -181,6 +181,27 @@ def veth(ns_a: str, name_a: str, ns_b: str, name_b: str, mtu: int | None = None)
     ip(ns_b, "link", "set", name_b, "up")
 
 
+def settle_ipv6(ns: str, timeout: float = 10.0) -> None:
+    """Wait until every link of ``ns`` that is up with a carrier holds its link-local
+    address and none is tentative: with IPv6 on, the kernel adds them a moment after
+    the link comes up, and a snapshot taken before would miss them."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = json.loads(ip(ns, "-j", "addr", "show").stdout or "[]")
+        six = [[a for a in row.get("addr_info", []) if a.get("family") == "inet6"]
+               for row in rows if "LOWER_UP" in row.get("flags", [])
+               and row.get("ifname") != "lo"]
+        if all(any(a.get("scope") == "link" for a in addrs) and
+               not any(a.get("tentative") for a in addrs) for addrs in six):
+            return
+        if time.monotonic() > deadline:
+            raise HarnessError(f"{ns}: IPv6 link-local addresses did not settle")
+        time.sleep(0.05)
+
+
 def switch_ns(run: Run, short: str = "sw") -> str:
     """A namespace holding a bridge ``br0`` that is up: the underlay switch of a test."""
     sw = run.netns(short)

@@ -24,7 +24,7 @@ import pytest
 from tests.harness import cli
 from tests.harness.cli import fangen
 from tests.harness.host import wait_for as wait_until
-from tests.harness.ns import Run, ip, nsexec, sh, underlay_host, veth
+from tests.harness.ns import Run, ip, nsexec, settle_ipv6, sh, underlay_host, veth
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns, bpf(2), nft")
 
@@ -53,21 +53,23 @@ class World:
         ip(self.sw, "addr", "add", "172.16.0.1/16", "dev", "p1")
         ip(self.h, "route", "add", "default", "via", "172.16.0.1")
         veth(self.h, "c0", self.c, "eth0")
+        for ns in (self.h, self.c):
+            settle_ipv6(ns)
         cli.install(root, FAN_YAML)
 
     def state(self) -> dict:
         with open(os.path.join(self.root, "run/fangen/fan250/state.json")) as fh:
             return json.load(fh)
 
-    def bridge_addrs(self) -> list[str]:
-        res = ip(self.h, "-j", "-4", "addr", "show", "dev", "fan250", check=False)
+    def bridge_addrs(self, family: int = 4) -> list[str]:
+        res = ip(self.h, "-j", f"-{family}", "addr", "show", "dev", "fan250", check=False)
         data = json.loads(res.stdout) if res.returncode == 0 else []
         return [f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"]] if data else []
 
 
 @pytest.fixture
 def world(tmp_path):
-    run = Run("rt")
+    run = Run("rt", ipv6=True)          # IPv6 on, as on most hosts
     root = str(tmp_path / "root")
     try:
         yield World(run, root)
@@ -187,7 +189,9 @@ def test_up_twice_dhcp_and_down_restores(world, tmp_path):
     assert addr.startswith("250.3.4.") and addr not in ("250.3.4.1", "250.3.4.0")
     assert (mask, router, mtu) == ("255.0.0.0", "250.3.4.1", "1450")
 
-    # up again: nothing changes, nothing is duplicated
+    # up again: nothing changes, nothing is duplicated (once the kernel has given the
+    # new links their IPv6 link-local addresses)
+    settle_ipv6(w.h)
     middle = snapshot(w.h)
     again = fangen(w.h, w.root, "up", "fan250", "--dry-run")
     assert "# nothing to do" in again.stdout
@@ -199,6 +203,13 @@ def test_up_twice_dhcp_and_down_restores(world, tmp_path):
     row = json.loads(show.stdout)[0]
     assert (row["bridge"], row["slice"], row["datapath"], row["state"]) == \
         ("fan250", "250.3.4.0/24", "upstream", "up")
+    # no networkd here: the bridge also has the kernel's IPv6 link-local address, which
+    # the doctor once took for IPv4 (an internal error)
+    assert any(a.startswith("fe80:") for a in w.bridge_addrs(6))
+    doc = fangen(w.h, w.root, "doctor", "fan250", "--json", check=False)
+    assert doc.stderr == "" and doc.returncode in (0, 1), doc
+    checks = {c["check"]: c for c in json.loads(doc.stdout)["checks"]}
+    assert checks["bridge"]["status"] == "ok", checks["bridge"]
 
     # down: the namespace is as it was; down twice is fine.  The container is still on
     # the bridge: plain down would keep it (tests/netns/test_lifecycle.py), --purge
@@ -326,14 +337,19 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
             proc.kill()
             proc.wait()
     fangen(w.h, w.root, "down", "fan250", "--purge")      # c0 is still a port
+    settle_ipv6(w.h)                                        # the new ul0's link-local
     after = snapshot(w.h)
     # the underlay address changed on purpose, and ul0 was made again (its place in
     # the list, peer index and MAC); everything else is as before
     def strip(snap):
         out = {k: (v.replace("172.16.5.6", "172.16.3.4") if isinstance(v, str) else v)
                for k, v in snap.items()}
+        # ul0's link-local address follows its new MAC
+        out = {k: (re.sub(r"fe80::[0-9a-f:]+(/64)? dev ul0", "fe80::X dev ul0", v)
+                   if isinstance(v, str) else v) for k, v in out.items()}
+        out["routes"] = sorted(out["routes"].splitlines())
         for k in ("links", "addresses"):
-            out[k] = sorted(re.sub(r"@if\d+|([0-9a-f]{2}:){5}[0-9a-f]{2}", "", line)
-                            for line in out[k].splitlines())
+            out[k] = sorted(re.sub(r"@if\d+|([0-9a-f]{2}:){5}[0-9a-f]{2}|fe80::[0-9a-f:]+/64",
+                                   "", line) for line in out[k].splitlines())
         return out
     assert strip(after) == strip(before)

@@ -45,10 +45,15 @@ def state(type_="vxlan", **extra) -> State:
     return st
 
 
+# every link of a host with IPv6 on also holds the kernel's link-local address
+KERNEL_LL = "fe80::d0d6:11ff:fefd:a674/64"
+
+
 def links(type_="vxlan", bridge_addr="250.1.10.1/8", mtu=1450) -> dict:
     return {
         "up0": LinkView("up0", 2, "veth", 1500, True, None, frozenset({"172.16.1.10/16"})),
-        "fan250": LinkView("fan250", 3, "bridge", mtu, True, None, frozenset({bridge_addr})),
+        "fan250": LinkView("fan250", 3, "bridge", mtu, True, None,
+                           frozenset({bridge_addr, KERNEL_LL})),
         "fan250-tun": LinkView("fan250-tun", 4, type_, mtu, True,
                                "fan250" if type_ == "vxlan" else None, frozenset(),
                                (("external", True),)),
@@ -121,9 +126,10 @@ def test_bridge_without_its_address():
 def test_an_extra_subnet_on_the_bridge_is_a_warning():
     lk = links()
     lk["fan250"] = replace(lk["fan250"], addresses=frozenset({"250.1.10.1/8",
-                                                              "250.1.10.1/24"}))
+                                                              "250.1.10.1/24", KERNEL_LL}))
     [(s, message)] = verdicts(healthy(links=lk))["bridge"]
     assert s == "warn" and "also 250.1.10.1/24" in message and "--subnet 250.0.0.0/8" in message
+    assert "fe80" not in message
 
 
 def test_routes_into_the_overlay_elsewhere():

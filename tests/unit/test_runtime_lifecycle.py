@@ -88,6 +88,11 @@ def test_address_replaced_by_an_engine_is_added_back_and_theirs_left():
     assert repairs_of(t, replaced, state) == ["add address 250.3.4.1/8 dev f"]
     assert repairs.foreign_addresses({"250.3.4.1/24", "250.3.4.1/8"},
                                      {"250.3.4.1/8"}) == ["250.3.4.1/24"]
+    # the kernel's own link-local address (IPv6 on) is nobody's to name; a fan-style
+    # one fangen did not set, or a global IPv6 address, is
+    assert repairs.foreign_addresses(
+        {"250.3.4.1/8", "fe80::d0d6:11ff:fefd:a674/64", "fe80::fa:0:3:4/64",
+         "fd00::1/64"}, {"250.3.4.1/8"}) == ["fd00::1/64", "fe80::fa:0:3:4/64"]
 
 
 # -- down keeps a bridge with containers on it -------------------------------------------------
