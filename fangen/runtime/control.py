@@ -120,7 +120,7 @@ def apply_up(host, fan: Fan, resolved: underlay_mod.Resolved,
     # back is a note (the follower's children log their notes)
     notes += [f"{fan.name}: {line}" for line in underlay_route.reconcile(host, fan, resolved)]
     if not skip:
-        verify(host, target)
+        notes += verify(host, target)
     return UpResult(fan, target, actions, notes)
 
 
@@ -141,8 +141,10 @@ def _undo(host, state, exc: FangenError) -> None:
     exc.args = (f"{exc} (undone: nothing of {name} was left)",)
 
 
-def verify(host, t: P.Target) -> None:
-    """The fan carries traffic: devices up and addressed, datapath, nft, dnsmasq."""
+def verify(host, t: P.Target) -> list[str]:
+    """The fan carries traffic: devices up and addressed, datapath, nft, dnsmasq.
+    Returns notes on what is not fangen's to change: routes of someone else's into
+    the overlay."""
     fan = t.fan
     state = state_mod.load(host.root, fan.name)
     obs = observe_mod.observe(host, fan.name, fan.bridge, t.tunnel, state)
@@ -163,6 +165,12 @@ def verify(host, t: P.Target) -> None:
         problems.append("dnsmasq is not running")
     if problems:
         raise NotCarrying(f"{fan.name}: not ready: " + "; ".join(problems))
+    from fangen.runtime import health
+
+    foreign = health.foreign_routes(state, obs.routes) if state is not None else []
+    return [f"{fan.name}: route {', '.join(foreign)} takes part of the overlay away from "
+            f"the fan (not fangen's: left as it is; 'fangen doctor {fan.name}' checks)"
+            ] if foreign else []
 
 
 def down(host, name: str, dry_run: bool = False, notes: list | None = None,

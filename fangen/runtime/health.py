@@ -8,7 +8,8 @@ recorded state and the links and main-table routes read by
 Things that take a working fan apart behind fangen's back and are caught here: an
 engine that replaces the bridge's address (Docker's ``--subnet SLICE`` on a VXLAN fan),
 the overlay route deleted (it goes with that address, and stays gone after
-``docker network rm``), the bridge or tunnel deleted or down.
+``docker network rm``), a route of someone else's into the overlay, the bridge or
+tunnel deleted or down.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ def overlay_route(st: State) -> tuple[str, str]:
     return st.overlay, (st.tunnel if st.type == "ipip" else st.bridge)
 
 
+def foreign_routes(st: State, routes) -> list[str]:
+    """Main-table routes on other devices into the overlay, equal to it or inside it
+    ("DST dev DEV"): by longest prefix (or, equal, by coming first) they take that part
+    of the overlay away from the fan.  A wider route (a default route) does not."""
+    overlay = IPv4Network(st.overlay)
+    ours = {st.bridge, st.tunnel}
+    return sorted(f"{r.dst} dev {r.dev}" for r in routes
+                  if r.dev not in ours and ":" not in r.dst
+                  and IPv4Network(r.dst).subnet_of(overlay))
+
+
 def problems(st: State, links: dict, routes) -> list[tuple[str, str]]:
     """[(check, reason)] with check one of "bridge", "route", "tunnel"; [] when healthy."""
     found: list[tuple[str, str]] = []
@@ -53,6 +65,10 @@ def problems(st: State, links: dict, routes) -> list[tuple[str, str]]:
     dst, dev = overlay_route(st)
     if not any(r.dst == dst and r.dev == dev for r in routes):
         found.append(("route", f"the overlay route {dst} dev {dev} is missing"))
+    foreign = foreign_routes(st, routes)
+    if foreign:
+        found.append(("route", f"route {', '.join(foreign)} takes part of the overlay "
+                               "away from the fan"))
     tunnel = links.get(st.tunnel)
     if tunnel is None:
         found.append(("tunnel", f"tunnel {st.tunnel} is missing"))

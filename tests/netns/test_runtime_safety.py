@@ -236,3 +236,25 @@ def test_a_first_up_on_a_full_run_leaves_nothing_behind(host):
     assert line.startswith(f"fangen: fan250: cannot write {root}/run/fangen/fan250/") and \
         line.endswith(": No space left on device (undone: nothing of fan250 was left)"), line
     assert snapshot.snapshot(h) == before
+
+
+def test_a_route_of_someone_elses_into_the_overlay_is_named_and_left(host):
+    """A static route to part of the overlay (and one to all of it, which comes first
+    among equals) takes that traffic away from the fan: up says so on stderr and
+    exits 0 (the fan is as configured), show calls the fan broken with the reason,
+    and neither up nor down touches those routes."""
+    _, h, root = host
+    ip(h, "route", "add", "250.0.0.0/8", "via", "172.16.0.1")
+    ip(h, "route", "add", "250.9.0.0/16", "dev", "ul0")
+    ip(h, "route", "add", "240.0.0.0/4", "dev", "ul0")        # wider: takes nothing
+    theirs = ip(h, "route", "show", "dev", "ul0").stdout
+    res = fangen(h, root, "up", "fan250")
+    assert res.stderr == ("fangen: fan250: route 250.0.0.0/8 dev ul0, 250.9.0.0/16 dev ul0 "
+                          "takes part of the overlay away from the fan (not fangen's: left "
+                          "as it is; 'fangen doctor fan250' checks)\n")
+    [row] = [r for r in json.loads(fangen(h, root, "show", "--json").stdout)
+             if r["name"] == "fan250"]
+    assert row["state"] == "broken", row
+    assert "250.9.0.0/16 dev ul0" in json.dumps(row)
+    fangen(h, root, "down", "fan250")
+    assert ip(h, "route", "show", "dev", "ul0").stdout == theirs

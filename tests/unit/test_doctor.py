@@ -139,6 +139,13 @@ def test_routes_into_the_overlay_elsewhere():
     [(s, message)] = verdicts(replace(facts, routes=routes))["route"]
     assert s == "fail" and message == ("route 250.7.0.0/16 dev docker0 takes part of the "
                                        "overlay away from the fan")
+    # the whole overlay elsewhere too (the first of two equal routes wins); a wider
+    # route does not take anything away (the longest prefix wins)
+    routes = facts.routes | {RouteView("250.0.0.0/8", "up0", None),
+                             RouteView("240.0.0.0/4", "up0", None)}
+    [(s, message)] = verdicts(replace(facts, routes=routes))["route"]
+    assert s == "fail" and message == ("route 250.0.0.0/8 dev up0 takes part of the "
+                                       "overlay away from the fan")
 
 
 def test_kernel_and_tunnel():
