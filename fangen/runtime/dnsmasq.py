@@ -5,9 +5,10 @@
   /run/fangen/NAME/dnsmasq.conf).
 * ``ProcessDnsmasq``: elsewhere (tests, demo, hand use), dnsmasq daemonizes
   itself (it reports configuration and socket errors before it forks, so a bad
-  start is an error here) and writes its pid file.  Stopping checks
-  /proc/PID/cmdline names our config file before signalling, so a recycled PID
-  is never killed.
+  start is an error here) and writes its pid file.  Stopping signals a PID only
+  when the state records this fan's own command line (dnsmasq with our config
+  file) and /proc/PID/cmdline is that still, so neither a recycled PID nor a
+  damaged state file gets another process killed.
 
 The config is rendered by :mod:`fangen.render.dnsmasq` (bridge only,
 bind-dynamic, except-interface=lo).
@@ -51,6 +52,14 @@ def is_ours(pid: int, cmdline: list[str], proc: str = "/proc") -> bool:
     return bool(pid) and read_cmdline(pid, proc) == list(cmdline)
 
 
+def is_fans_command(cmd: list[str], root: str, name: str) -> bool:
+    """``cmd`` is fangen's dnsmasq command line for fan ``name`` under ``root``:
+    ``.../dnsmasq --conf-file=CONF`` (the binary may have moved since it started)."""
+    conf = conf_path(root, name)
+    return len(cmd) == 2 and os.path.basename(cmd[0]) == "dnsmasq" and \
+        cmd[1] == f"--conf-file={conf}"
+
+
 class ProcessDnsmasq:
     mode = "process"
 
@@ -63,9 +72,17 @@ class ProcessDnsmasq:
     def cmdline(self) -> list[str]:
         return [self.binary, f"--conf-file={conf_path(self.root, self.name)}"]
 
+    def _recorded(self, record: dict) -> tuple[int, list]:
+        """(pid, command line) of the record, or (0, []) unless it names this fan's
+        dnsmasq: a damaged or forged state file never gets another process signalled."""
+        pid, cmd = record.get("pid", 0), list(record.get("cmdline", []))
+        if record.get("mode") != self.mode or not is_fans_command(cmd, self.root, self.name):
+            return 0, []
+        return pid, cmd
+
     def running(self, record: dict) -> bool:
-        return record.get("mode") == self.mode and \
-            is_ours(record.get("pid", 0), record.get("cmdline", []), self.proc)
+        pid, cmd = self._recorded(record)
+        return is_ours(pid, cmd, self.proc)
 
     def start(self, record: dict) -> dict:
         """(Re)start; returns the new record {"mode", "pid", "cmdline"}."""
@@ -100,8 +117,7 @@ class ProcessDnsmasq:
     def stop(self, record: dict) -> None:
         if record.get("mode") != self.mode:
             return
-        pid, cmd = record.get("pid", 0), record.get("cmdline", [])
-        self._end(pid, cmd)
+        self._end(*self._recorded(record))
         try:
             os.unlink(pid_path(self.root, self.name))   # dnsmasq, no longer root, cannot
         except FileNotFoundError:
@@ -152,5 +168,6 @@ class UnitDnsmasq:
         return {"mode": self.mode, "unit": self.unit}
 
     def stop(self, record: dict) -> None:
-        if record.get("mode") == self.mode:
-            self.systemd.stop(record.get("unit", self.unit))
+        # this fan's unit only, whatever the state file says (it may be damaged)
+        if record.get("mode") == self.mode and record.get("unit", self.unit) == self.unit:
+            self.systemd.stop(self.unit)

@@ -115,7 +115,7 @@ def apply(host, name: str, steps: list[Step]) -> None:
         elif step.kind == "process":
             pid = int(step.target)
             cmd = dnsmasq_mod.read_cmdline(pid, host.proc)
-            if cmd is not None and _is_fans(cmd, host.root, name):
+            if cmd is not None and dnsmasq_mod.is_fans_command(cmd, host.root, name):
                 runner._end(pid, cmd)
         elif step.kind == "nft":
             try:            # with a dual-stack fan's ip6 table, where the kernel has one
@@ -156,13 +156,6 @@ def _units(host, name: str) -> list[str]:
     return [unit] if state in ("active", "activating", "reloading") else []
 
 
-def _is_fans(cmd: list[str], root: str, name: str) -> bool:
-    """fangen's dnsmasq command line for this fan: ``dnsmasq --conf-file=CONF``."""
-    conf = dnsmasq_mod.conf_path(root, name)
-    return len(cmd) == 2 and os.path.basename(cmd[0]) == "dnsmasq" and \
-        cmd[1] == f"--conf-file={conf}"
-
-
 def dnsmasq_pids(host, name: str) -> list[int]:
     """fangen's dnsmasq processes for ``name`` in this network namespace."""
     try:
@@ -175,7 +168,7 @@ def dnsmasq_pids(host, name: str) -> list[int]:
         if not entry.isdigit():
             continue
         cmd = dnsmasq_mod.read_cmdline(int(entry), host.proc)
-        if not cmd or not _is_fans(cmd, host.root, name):
+        if not cmd or not dnsmasq_mod.is_fans_command(cmd, host.root, name):
             continue
         try:
             if os.stat(os.path.join(host.proc, entry, "ns", "net")).st_ino != here:

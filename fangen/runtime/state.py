@@ -21,8 +21,9 @@ import shutil
 from dataclasses import asdict, dataclass, field
 
 from fangen import writer
-from fangen.errors import FangenError
+from fangen.errors import FangenError, shown
 from fangen.render import names
+from fangen.runtime.view import SYSCTLS
 
 STATE_FILE = "state.json"
 VERSION = 1
@@ -121,19 +122,28 @@ def state_path(root: str, name: str) -> str:
     return os.path.join(state_dir(root, name), STATE_FILE)
 
 
+# fangen's own state files are a few KiB; one far larger is not one of them
+MAX_STATE_BYTES = 4 << 20
+
+
 def load(root: str, name: str) -> State | None:
     path = state_path(root, name)
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_STATE_BYTES + 1)
+        if len(raw) > MAX_STATE_BYTES:
+            raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return None
+    except RecursionError:
+        raise StateError(_corrupt(path, name, "nested too deeply")) from None
     except (OSError, ValueError) as exc:
         raise StateError(_corrupt(path, name, getattr(exc, "strerror", None) or exc)) \
             from None
     if not isinstance(data, dict) or data.get("name") != name:
         raise StateError(_corrupt(path, name, f"it does not describe fan '{name}'"))
-    problem = _shape_problem(data)
+    problem = _shape_problem(data) or _value_problem(data, name)
     if problem:
         raise StateError(_corrupt(path, name, problem))
     return State.from_dict(data)
@@ -177,6 +187,28 @@ def _shape_problem(data: dict) -> str | None:
     if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(cmdline, list) or \
             any(not isinstance(part, str) for part in cmdline):
         return "'dnsmasq' has a bad pid or command line"
+    return None
+
+
+def _value_problem(data: dict, name: str) -> str | None:
+    """What in ``data`` names something fangen never makes, or None.  ``down`` acts on
+    what the state lists: a damaged (or forged) file must not get a file outside
+    fangen's own, another program's nftables table or a sysctl fangen never changes
+    removed or set.  (Addresses and routes are not checked here: a state saved half-way
+    through an up may list them on a device before the record that names the fan's
+    devices.)"""
+    for rel in data.get("files", {}):
+        parts = rel.split("/")
+        ours = rel.startswith(f"{names.fan_dir(name)}/") or \
+            rel.startswith(f"{names.NETWORKD_DIR}/{names.OWNED_PREFIX}")
+        if not ours or ".." in parts or "" in parts or "." in parts:
+            return f"'files' names {shown(rel)}, which is not a file fangen writes"
+    for table in data.get("nft_tables", {}):
+        if not table.startswith("fangen-"):
+            return f"'nft_tables' names {shown(table)}, which is not fangen's"
+    for key, value in data.get("sysctls", {}).items():
+        if key not in SYSCTLS or not value.isdigit():
+            return f"'sysctls' has {shown(key)}={shown(value)}, which fangen never sets"
     return None
 
 

@@ -48,6 +48,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from fangen.config.model import GATEWAY_DHCP, Fan
 from fangen.errors import FangenError
+from fangen.runtime.view import UDP_L3MDEV_ACCEPT
 from fangen.render import names
 
 RTPROT_FANGEN = 250            # fangen's rules and routes (iproute2's rt_protos leaves it free)
@@ -360,7 +361,6 @@ def reconcile(host, fan: Fan, resolved, held: bool = True, log=None) -> list[str
 # documentation).  fangen sets it for a VXLAN fan over a VRF and records the value it
 # found in the fan's state, so the last fan down puts it back (as ip_forward).
 # tcp_l3mdev_accept is left alone: the fan has no TCP socket.
-UDP_L3MDEV_ACCEPT = "net/ipv4/udp_l3mdev_accept"
 
 
 def _l3mdev_wanted(host, fan: Fan) -> str | None:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 FORWARD_SYSCTL = "net/ipv4/ip_forward"
 FORWARD6_SYSCTL = "net/ipv6/conf/all/forwarding"     # a dual-stack fan's (overlay6)
+UDP_L3MDEV_ACCEPT = "net/ipv4/udp_l3mdev_accept"       # a fan over an underlay in a VRF
+# every sysctl fangen changes (a state file records its value before)
+SYSCTLS = (FORWARD_SYSCTL, FORWARD6_SYSCTL, UDP_L3MDEV_ACCEPT)
 
 
 @dataclass(frozen=True)

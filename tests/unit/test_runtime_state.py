@@ -21,7 +21,7 @@ def test_round_trip(tmp_path):
                  sysctls={"net/ipv4/ip_forward": "0"})
     s.add_address("fan250", "250.3.4.1/8")
     s.add_address("fan250", "250.3.4.1/8")
-    s.add_route("250.0.0.0/8", "t", "250.3.4.1")
+    s.add_route("250.0.0.0/8", "fan250-tun", "250.3.4.1")
     st.save(root, s)
     again = st.load(root, "fan250")
     assert again == s
@@ -38,6 +38,49 @@ def test_foreign_state_file_is_an_error(tmp_path):
     path.mkdir(parents=True)
     (path / "state.json").write_text('{"name": "b"}')
     with pytest.raises(st.StateError, match="does not describe fan 'a'"):
+        st.load(str(tmp_path), "a")
+
+
+GOOD = {"name": "a", "bridge": "a", "tunnel": "a-tun",
+        "links": {"a": {"kind": "bridge", "created": True}},
+        "addresses": [{"dev": "a", "address": "250.3.4.1/8"}],
+        "routes": [{"dst": "250.0.0.0/8", "dev": "a-tun", "src": "250.3.4.1"}],
+        "files": {"run/fangen/a/dnsmasq.conf": "x", "run/fangen/a/cni/a.conflist": "x",
+                  "run/systemd/network/10-fangen-a.network.d/50-slice.conf": "x"},
+        "nft_tables": {"fangen-a": "table ip fangen-a {\n}\n"},
+        "sysctls": {"net/ipv4/ip_forward": "0", "net/ipv4/udp_l3mdev_accept": "0"}}
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("files", {"../../etc/passwd": "x"}, "'files' names '../../etc/passwd'"),
+    ("files", {"/etc/passwd": "x"}, "'files' names '/etc/passwd'"),
+    ("files", {"run/fangen/a/../../../etc/shadow": "x"}, "which is not a file fangen writes"),
+    ("files", {"run/fangen/b/dnsmasq.conf": "x"}, "'files' names 'run/fangen/b/dnsmasq.conf'"),
+    ("files", {"run/systemd/network/50-eth0.network": "x"}, "not a file fangen writes"),
+    ("nft_tables", {"docker": "x"}, "'nft_tables' names 'docker', which is not fangen's"),
+    ("sysctls", {"kernel/panic": "0"}, "'sysctls' has 'kernel/panic'='0'"),
+    ("sysctls", {"net/ipv4/ip_forward": "1\n0"}, "which fangen never sets"),
+])
+def test_a_state_naming_what_fangen_never_makes_is_refused(tmp_path, key, value, why):
+    """down acts on what the state file lists: a damaged or forged one must not get
+    the host's files, nftables tables or sysctls changed."""
+    import json
+
+    path = tmp_path / "run/fangen/a"
+    path.mkdir(parents=True)
+    (path / "state.json").write_text(json.dumps(GOOD))
+    assert st.load(str(tmp_path), "a").files == GOOD["files"]
+    (path / "state.json").write_text(json.dumps({**GOOD, key: value}))
+    with pytest.raises(st.StateError) as exc:
+        st.load(str(tmp_path), "a")
+    assert why in str(exc.value) and "'fangen down --force a'" in str(exc.value)
+
+
+def test_a_state_nested_too_deeply_is_one_line(tmp_path):
+    path = tmp_path / "run/fangen/a"
+    path.mkdir(parents=True)
+    (path / "state.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(st.StateError, match="unusable state file"):
         st.load(str(tmp_path), "a")
 
 
