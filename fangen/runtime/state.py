@@ -203,8 +203,10 @@ def _value_problem(data: dict, name: str) -> str | None:
             rel.startswith(f"{names.NETWORKD_DIR}/{names.OWNED_PREFIX}")
         if not ours or ".." in parts or "" in parts or "." in parts:
             return f"'files' names {shown(rel)}, which is not a file fangen writes"
+    from fangen.render.nft import table_name
+
     for table in data.get("nft_tables", {}):
-        if not table.startswith("fangen-"):
+        if table != table_name(name):           # a fan has its one table
             return f"'nft_tables' names {shown(table)}, which is not fangen's"
     for key, value in data.get("sysctls", {}).items():
         if key not in SYSCTLS or not value.isdigit():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -185,9 +186,6 @@ def settle_ipv6(ns: str, timeout: float = 10.0) -> None:
     """Wait until every link of ``ns`` that is up with a carrier holds its link-local
     address and none is tentative: with IPv6 on, the kernel adds them a moment after
     the link comes up, and a snapshot taken before would miss them."""
-    import json
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         rows = json.loads(ip(ns, "-j", "addr", "show").stdout or "[]")

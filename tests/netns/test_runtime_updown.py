@@ -342,11 +342,10 @@ def test_run_follows_an_underlay_address_change(world, tmp_path):
     # the underlay address changed on purpose, and ul0 was made again (its place in
     # the list, peer index and MAC); everything else is as before
     def strip(snap):
-        out = {k: (v.replace("172.16.5.6", "172.16.3.4") if isinstance(v, str) else v)
-               for k, v in snap.items()}
         # ul0's link-local address follows its new MAC
-        out = {k: (re.sub(r"fe80::[0-9a-f:]+(/64)? dev ul0", "fe80::X dev ul0", v)
-                   if isinstance(v, str) else v) for k, v in out.items()}
+        out = {k: (re.sub(r"fe80::[0-9a-f:]+(/64)? dev ul0", "fe80::X dev ul0",
+                          v.replace("172.16.5.6", "172.16.3.4"))
+                   if isinstance(v, str) else v) for k, v in snap.items()}
         out["routes"] = sorted(out["routes"].splitlines())
         for k in ("links", "addresses"):
             out[k] = sorted(re.sub(r"@if\d+|([0-9a-f]{2}:){5}[0-9a-f]{2}|fe80::[0-9a-f:]+/64",
